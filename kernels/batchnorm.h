@@ -1,0 +1,57 @@
+// Batch normalization over (N, H, W) per channel of an NHWC tensor, with an optional residual
+// add and ReLU fused after it: y = relu?( gamma * (x - mean) * invstd + beta + residual? ).
+// Training uses batch statistics, saves (mean, invstd) for backward and updates the running
+// statistics as PyTorch does: running = (1 - momentum) * running + momentum * batch, with the
+// unbiased variance for running_var. Inference uses the running statistics.
+// x, y, residual, dy, dx, dresidual share one dtype (f32, bf16, f16 on CUDA; f32 on CPU);
+// gamma, beta, running and saved statistics and their gradients are f32 of shape (C).
+#pragma once
+
+#include "kernels/context.h"
+#include "kernels/tensor.h"
+
+namespace lockstep {
+
+struct BatchNormArgs {
+  float momentum = 0.1f;  // weight of the new batch in the running statistics
+  float eps = 1e-5f;
+  bool relu = false;      // apply ReLU after (BN + residual)
+};
+
+// Training forward. residual may be null. save_mean, save_invstd: f32 (C), written.
+void batchnorm_forward_train(Context& ctx, const BatchNormArgs& args, const Tensor& x,
+                             const Tensor* residual, const Tensor& gamma, const Tensor& beta,
+                             Tensor& running_mean, Tensor& running_var, Tensor& save_mean,
+                             Tensor& save_invstd, Tensor& y);
+
+// Inference forward with the running statistics.
+void batchnorm_forward_infer(Context& ctx, const BatchNormArgs& args, const Tensor& x,
+                             const Tensor* residual, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, Tensor& y);
+
+// Backward of the training forward. y is the forward output (its sign gives the ReLU mask when
+// args.relu). dresidual, when not null, receives the gradient flowing into the residual input
+// (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy.
+void batchnorm_backward(Context& ctx, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
+                        const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,
+                        const Tensor& save_invstd, Tensor& dx, Tensor* dresidual, Tensor& dgamma,
+                        Tensor& dbeta);
+
+#define LS_BATCHNORM_BACKEND_DECLS                                                             \
+  void batchnorm_forward_train(Context&, const BatchNormArgs&, const Tensor& x,                \
+                               const Tensor* residual, const Tensor& gamma, const Tensor& beta, \
+                               Tensor& running_mean, Tensor& running_var, Tensor& save_mean,    \
+                               Tensor& save_invstd, Tensor& y);                                 \
+  void batchnorm_forward_infer(Context&, const BatchNormArgs&, const Tensor& x,                \
+                               const Tensor* residual, const Tensor& gamma, const Tensor& beta, \
+                               const Tensor& running_mean, const Tensor& running_var,           \
+                               Tensor& y);                                                      \
+  void batchnorm_backward(Context&, const BatchNormArgs&, const Tensor& x, const Tensor& y,    \
+                          const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,       \
+                          const Tensor& save_invstd, Tensor& dx, Tensor* dresidual,             \
+                          Tensor& dgamma, Tensor& dbeta);
+namespace cpu { LS_BATCHNORM_BACKEND_DECLS }
+namespace cuda { LS_BATCHNORM_BACKEND_DECLS }
+#undef LS_BATCHNORM_BACKEND_DECLS
+
+}  // namespace lockstep

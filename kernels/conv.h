@@ -1,0 +1,68 @@
+// 2-D convolution, NHWC activations and KRSC filters, no bias, any stride and padding.
+// A ConvPlan is made once per shape at setup: on CUDA it holds the cuDNN descriptors and the
+// algorithms chosen for forward, backward-data and backward-filter, and reserves the context's
+// workspace; on CPU it sizes the im2col scratch (1x1 stride-1 convs need none).
+// All tensors of one conv share one dtype (f32, bf16 or f16 on CUDA; f32 on CPU); accumulation is
+// always fp32. The filter gradient is overwritten, not accumulated.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kernels/context.h"
+#include "kernels/tensor.h"
+
+namespace lockstep {
+
+struct ConvShape {
+  int n = 1, h = 1, w = 1, c = 1;  // input (N, H, W, C)
+  int k = 1, r = 1, s = 1;         // filter (K, R, S, C)
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+
+  int out_h() const { return (h + 2 * pad_h - r) / stride_h + 1; }
+  int out_w() const { return (w + 2 * pad_w - s) / stride_w + 1; }
+  Shape x_shape() const { return {n, h, w, c}; }
+  Shape w_shape() const { return {k, r, s, c}; }
+  Shape y_shape() const { return {n, out_h(), out_w(), k}; }
+  double flops_forward() const { return 2.0 * n * out_h() * out_w() * k * r * s * c; }
+  std::string str() const;
+};
+
+// Throws lockstep::Error naming the field when a dimension is non-positive or the output is empty.
+void validate(const ConvShape& s);
+
+struct ConvPlan {
+  ConvShape shape;
+  DType dtype = DType::f32;
+  size_t workspace_bytes = 0;          // reserved on the context at plan time
+  std::shared_ptr<void> backend;       // cuDNN descriptors and chosen algorithms (CUDA only)
+  std::string algorithms;              // human-readable choice, for logs and `bench ops`
+};
+
+// How a CUDA plan picks algorithms: cuDNN's heuristics (fast to plan) or timing each
+// candidate once (cudnnFind*, the best for the run). CPU plans ignore it.
+enum class ConvAlgoSearch { heuristic, measure };
+
+ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype,
+                     ConvAlgoSearch search = ConvAlgoSearch::heuristic,
+                     size_t workspace_limit = size_t(512) << 20);
+
+void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y);
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx);
+void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw);
+
+namespace cpu {
+ConvPlan plan_conv2d(Context&, const ConvShape&, DType, ConvAlgoSearch, size_t);
+void conv2d_forward(Context&, const ConvPlan&, const Tensor& x, const Tensor& w, Tensor& y);
+void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx);
+void conv2d_backward_filter(Context&, const ConvPlan&, const Tensor& x, const Tensor& dy, Tensor& dw);
+}  // namespace cpu
+namespace cuda {
+ConvPlan plan_conv2d(Context&, const ConvShape&, DType, ConvAlgoSearch, size_t);
+void conv2d_forward(Context&, const ConvPlan&, const Tensor& x, const Tensor& w, Tensor& y);
+void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx);
+void conv2d_backward_filter(Context&, const ConvPlan&, const Tensor& x, const Tensor& dy, Tensor& dw);
+}  // namespace cuda
+
+}  // namespace lockstep

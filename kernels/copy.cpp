@@ -1,0 +1,46 @@
+// Tensor copies and byte fills on either backend.
+#include "kernels/copy.h"
+
+#include <cstring>
+
+#include "kernels/args.h"
+#include "kernels/dispatch.h"
+#if LOCKSTEP_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace lockstep {
+
+void copy(Context& ctx, const Tensor& src, Tensor& dst) {
+  LS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(),
+           "copy: " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
+  for (const Tensor* t : {&src, static_cast<const Tensor*>(&dst)})
+    LS_CHECK(t->device().is_cpu() || t->device() == ctx.device(),
+             "copy: " << t->str() << " is neither on the host nor on " << ctx.device().str());
+  if (src.bytes() == 0) return;
+  if (src.device().is_cpu() && dst.device().is_cpu()) {
+    std::memmove(dst.raw(), src.raw(), src.bytes());
+    return;
+  }
+#if LOCKSTEP_HAVE_CUDA
+  cuda::copy_bytes(ctx, dst.raw(), dst.device(), src.raw(), src.device(), src.bytes());
+#else
+  throw_no_cuda_backend("copy");
+#endif
+}
+
+void fill_bytes(Context& ctx, Tensor& t, uint8_t byte) {
+  expect_on(ctx, t, "fill_bytes", "t");
+  if (t.bytes() == 0) return;
+  if (ctx.device().is_cpu()) {
+    std::memset(t.raw(), byte, t.bytes());
+    return;
+  }
+#if LOCKSTEP_HAVE_CUDA
+  cuda::fill_bytes(ctx, t.raw(), byte, t.bytes());
+#else
+  throw_no_cuda_backend("fill_bytes");
+#endif
+}
+
+}  // namespace lockstep

@@ -1,0 +1,31 @@
+// The CUDA runtime services that kernels/ core needs (allocation, probing, contexts), declared
+// without CUDA headers so device.cpp, memory.cpp and context.cpp compile in every build. Defined
+// in kernels/cuda/runtime.cpp, which is built only with the CUDA backend.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "kernels/device.h"
+
+namespace lockstep {
+struct CudaState;
+class Tensor;
+class Context;
+}
+
+namespace lockstep::cuda {
+
+GpuStatus probe_gpus();
+void* device_alloc(int device, size_t bytes);
+void device_free(int device, void* p) noexcept;
+void* pinned_alloc(size_t bytes);
+void pinned_free(void* p) noexcept;
+std::unique_ptr<CudaState> make_state(int device);
+void destroy_state(CudaState* s) noexcept;
+void synchronize(CudaState& s);
+// Copies between any two of host and this context's device, ordered on the compute stream.
+void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+void fill_bytes(Context& ctx, void* dst, int byte, size_t bytes);
+
+}  // namespace lockstep::cuda

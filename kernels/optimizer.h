@@ -1,0 +1,34 @@
+// Optimizer updates on flat f32 buffers, one launch for the whole buffer.
+// SGD follows PyTorch's convention: g = grad_scale * grad + wd * p (wd only inside the listed
+// segments), buf = momentum * buf + g, then p -= lr * (nesterov ? g + momentum * buf : buf).
+// With momentum 0 the buffer is not touched (it may be empty).
+#pragma once
+
+#include "kernels/context.h"
+#include "kernels/tensor.h"
+
+namespace lockstep {
+
+struct SgdArgs {
+  float lr = 0.1f;
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  float grad_scale = 1.0f;  // applied to the raw gradient first: 1 / (loss scale x micro-batches)
+};
+
+// params, grads, momentum_buf: f32 (P) on ctx's device. wd_segments: u32 (S, 2) on ctx's device,
+// sorted non-overlapping [begin, end) element ranges that get weight decay (S may be 0).
+void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor& grads,
+                Tensor& momentum_buf, const Tensor& wd_segments);
+
+namespace cpu {
+void sgd_update(Context&, const SgdArgs&, Tensor& params, const Tensor& grads, Tensor& momentum_buf,
+                const Tensor& wd_segments);
+}
+namespace cuda {
+void sgd_update(Context&, const SgdArgs&, Tensor& params, const Tensor& grads, Tensor& momentum_buf,
+                const Tensor& wd_segments);
+}
+
+}  // namespace lockstep
