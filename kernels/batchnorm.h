@@ -12,6 +12,15 @@
 
 namespace lockstep {
 
+// Made once per input shape at setup: checks the shape and reserves the scratch the CUDA
+// reductions need (per-block partial sums) on the context's workspace.
+struct BatchNormPlan {
+  Shape x;                 // (N, H, W, C)
+  DType dtype = DType::f32;
+  size_t workspace_bytes = 0;
+};
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype);
+
 struct BatchNormArgs {
   float momentum = 0.1f;  // weight of the new batch in the running statistics
   float eps = 1e-5f;
@@ -19,34 +28,35 @@ struct BatchNormArgs {
 };
 
 // Training forward. residual may be null. save_mean, save_invstd: f32 (C), written.
-void batchnorm_forward_train(Context& ctx, const BatchNormArgs& args, const Tensor& x,
+void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x,
                              const Tensor* residual, const Tensor& gamma, const Tensor& beta,
                              Tensor& running_mean, Tensor& running_var, Tensor& save_mean,
                              Tensor& save_invstd, Tensor& y);
 
 // Inference forward with the running statistics.
-void batchnorm_forward_infer(Context& ctx, const BatchNormArgs& args, const Tensor& x,
+void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x,
                              const Tensor* residual, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, Tensor& y);
 
 // Backward of the training forward. y is the forward output (its sign gives the ReLU mask when
 // args.relu). dresidual, when not null, receives the gradient flowing into the residual input
 // (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy.
-void batchnorm_backward(Context& ctx, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
+void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
                         const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,
                         const Tensor& save_invstd, Tensor& dx, Tensor* dresidual, Tensor& dgamma,
                         Tensor& dbeta);
 
 #define LS_BATCHNORM_BACKEND_DECLS                                                             \
-  void batchnorm_forward_train(Context&, const BatchNormArgs&, const Tensor& x,                \
+  BatchNormPlan plan_batchnorm(Context&, const Shape& x, DType dtype);                         \
+  void batchnorm_forward_train(Context&, const BatchNormPlan&, const BatchNormArgs&, const Tensor& x,                \
                                const Tensor* residual, const Tensor& gamma, const Tensor& beta, \
                                Tensor& running_mean, Tensor& running_var, Tensor& save_mean,    \
                                Tensor& save_invstd, Tensor& y);                                 \
-  void batchnorm_forward_infer(Context&, const BatchNormArgs&, const Tensor& x,                \
+  void batchnorm_forward_infer(Context&, const BatchNormPlan&, const BatchNormArgs&, const Tensor& x,                \
                                const Tensor* residual, const Tensor& gamma, const Tensor& beta, \
                                const Tensor& running_mean, const Tensor& running_var,           \
                                Tensor& y);                                                      \
-  void batchnorm_backward(Context&, const BatchNormArgs&, const Tensor& x, const Tensor& y,    \
+  void batchnorm_backward(Context&, const BatchNormPlan&, const BatchNormArgs&, const Tensor& x, const Tensor& y,    \
                           const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,       \
                           const Tensor& save_invstd, Tensor& dx, Tensor* dresidual,             \
                           Tensor& dgamma, Tensor& dbeta);
