@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Packs what tools/device/check.sh needs on a GPU machine into .device/ (git-ignored): the test
+# and tool binaries from a build made here, and the shared libraries they need that a GPU
+# machine lacks (OpenBLAS, gfortran, gomp...). cuDNN, NCCL, cuBLAS and the CUDA runtime are NOT
+# packed: the GPU machine has them (toolkit and PyTorch's nvidia/* wheels), and they are large.
+# Usage: tools/device/bundle.sh [build-dir]   then run the device tool with carry [".device"].
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build}
+[ -d "$build" ] || { echo "bundle: no build directory '$build' (cmake --workflow --preset default first)" >&2; exit 1; }
+rm -rf .device
+mkdir -p .device/bin .device/lib
+find "$build" -type f -executable \( -name '*_tests' -o -name lockstep \) -exec cp {} .device/bin/ \;
+skip='^(libc|libm|libdl|librt|libpthread|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libnccl|libcublas|libcublasLt|libcudart)\.'
+for b in .device/bin/*; do
+  ldd "$b" | awk '/=> \//{print $1, $3}' | while read -r name path; do
+    if ! [[ $name =~ $skip ]]; then cp -Ln "$path" .device/lib/ 2>/dev/null || true; fi
+  done
+done
+cp tools/device/check.sh .device/
+du -sh .device | awk '{print "bundle: .device is " $1}'
+ls .device/bin

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every lockstep test on a GPU machine and prints a summary: each test binary in full,
+# then the kernel tests once under compute-sanitizer (memcheck). Two ways to get binaries:
+#   - carried: tools/device/bundle.sh here, then on the device `bash .device/check.sh`
+#     (device tool: carry [".device"]); GPU machines have no OpenBLAS or GoogleTest to build with;
+#   - built there: `tools/device/check.sh --build` when the machine can build lockstep itself.
+# Logs go to $OUT (or ./device-logs) so the device tool brings them back.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)          # repository root when run as .device/check.sh
+out=${OUT:-$root/device-logs}
+mkdir -p "$out"
+
+bin="$root/.device/bin"
+if [ "${1:-}" = "--build" ]; then
+  root=$(cd "$here/../.." && pwd)
+  cmake -S "$root" -B "$root/build-device" -G Ninja -DLOCKSTEP_CUDA=ON -DCMAKE_BUILD_TYPE=Release || exit 1
+  cmake --build "$root/build-device" || exit 1
+  bin="$root/build-device/bin-all"
+  mkdir -p "$bin"
+  find "$root/build-device" -type f -executable \( -name '*_tests' -o -name lockstep \) -exec cp {} "$bin/" \;
+fi
+[ -d "$bin" ] || { echo "check: no binaries in $bin (run tools/device/bundle.sh first)"; exit 1; }
+
+# Libraries: packed ones first, then PyTorch's nvidia wheels (cuDNN, NCCL, cuBLAS), then the toolkit.
+libs="$root/.device/lib"
+py=$(command -v python3 || true)
+if [ -n "$py" ]; then
+  for d in $("$py" -c "import site; print(' '.join(site.getsitepackages()))" 2>/dev/null); do
+    for l in "$d"/nvidia/*/lib; do [ -d "$l" ] && libs="$libs:$l"; done
+  done
+fi
+for l in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$l" ] && libs="$libs:$l"; done
+export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+status=0
+summary=""
+for t in "$bin"/*_tests; do
+  name=$(basename "$t")
+  "$t" --gtest_brief=1 >"$out/$name.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  passed=$(grep -c '^\[       OK \]' "$out/$name.log" || true)
+  line=$(grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$out/$name.log" | tr '\n' ' ')
+  skipped=$(grep -E '^\[  SKIPPED \] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')
+  summary="$summary\n$name: rc=$rc $line $skipped"
+  grep -E '^\[  FAILED  \]' "$out/$name.log" | head -20
+done
+
+if command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; then
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_tests" --gtest_brief=1 \
+    >"$out/kernels_tests.memcheck.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  summary="$summary\nkernels_tests under compute-sanitizer memcheck: rc=$rc $(grep -E 'ERROR SUMMARY' "$out/kernels_tests.memcheck.log" | tail -1)"
+else
+  summary="$summary\ncompute-sanitizer: not run (not found or no kernels_tests)"
+fi
+
+printf "\n== lockstep device check ==%b\n" "$summary"
+[ $status -eq 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL"
+exit $status
