@@ -1,0 +1,32 @@
+// The table of architectures. Minimum sizes follow from the strides: ImageNet-style nets halve
+// the input five times (stem conv, max pool, three strided stages), so 32 px is the least that
+// leaves a 1x1 map; CIFAR-style nets halve it twice (8 px leaves 2x2); the tiny net once.
+#include "nets/arch.h"
+
+namespace lockstep::nets {
+
+const std::vector<ArchInfo>& known_archs() {
+  static const std::vector<ArchInfo> archs = {
+      {"resnet18", ArchFamily::imagenet, 18, 32},  {"resnet34", ArchFamily::imagenet, 34, 32},
+      {"resnet50", ArchFamily::imagenet, 50, 32},  {"resnet101", ArchFamily::imagenet, 101, 32},
+      {"resnet152", ArchFamily::imagenet, 152, 32}, {"resnet20", ArchFamily::cifar, 20, 8},
+      {"resnet32", ArchFamily::cifar, 32, 8},      {"resnet44", ArchFamily::cifar, 44, 8},
+      {"resnet56", ArchFamily::cifar, 56, 8},      {"resnet110", ArchFamily::cifar, 110, 8},
+      {"tiny", ArchFamily::tiny, 0, 4},
+  };
+  return archs;
+}
+
+const ArchInfo* find_arch(const std::string& name) {
+  for (const ArchInfo& a : known_archs())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+std::string known_arch_names() {
+  std::string s;
+  for (const ArchInfo& a : known_archs()) s += (s.empty() ? "" : ", ") + a.name;
+  return s;
+}
+
+}  // namespace lockstep::nets
