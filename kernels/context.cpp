@@ -9,6 +9,10 @@
 
 namespace lockstep {
 
+#if !LOCKSTEP_HAVE_CUDA
+struct CudaState {};  // never created without the CUDA backend; complete so unique_ptr can delete
+#endif
+
 Context::Context(Device device, uint64_t seed) : device_(device), seed_(seed) {
   if (device.is_cpu()) return;
 #if LOCKSTEP_HAVE_CUDA

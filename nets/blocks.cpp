@@ -1,0 +1,191 @@
+#include "nets/blocks.h"
+
+#include "kernels/elementwise.h"
+#include "kernels/linear.h"
+
+namespace lockstep::nets {
+
+namespace {
+Tensor resolve(const TensorStore* store, int idx) { return (*store)[idx]; }
+}  // namespace
+
+// ---- ResidualBlock ----
+
+ResidualBlock::ResidualBlock(std::string prefix, int in_c, std::vector<StageSpec> specs, int stride)
+    : prefix_(std::move(prefix)), in_c_(in_c) {
+  int c = in_c;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const StageSpec& sp = specs[i];
+    std::string n = std::to_string(i + 1);
+    stages_.push_back({Conv2d(join_name(prefix_, "conv" + n), c, sp.out_c, sp.kernel, sp.stride, sp.kernel / 2),
+                       BatchNorm2d(join_name(prefix_, "bn" + n), sp.out_c, /*relu=*/true)});
+    c = sp.out_c;
+  }
+  if (stride != 1 || in_c != c) {
+    ds_conv_.emplace(join_name(prefix_, "downsample.0"), in_c, c, 1, stride, 0);
+    ds_bn_.emplace(join_name(prefix_, "downsample.1"), c, /*relu=*/false);
+  }
+}
+
+std::unique_ptr<ResidualBlock> ResidualBlock::basic(const std::string& prefix, int in_c, int out_c, int stride) {
+  return std::make_unique<ResidualBlock>(prefix, in_c, std::vector<StageSpec>{{out_c, 3, stride}, {out_c, 3, 1}}, stride);
+}
+
+std::unique_ptr<ResidualBlock> ResidualBlock::bottleneck(const std::string& prefix, int in_c, int width, int stride) {
+  return std::make_unique<ResidualBlock>(
+      prefix, in_c, std::vector<StageSpec>{{width, 1, 1}, {width, 3, stride}, {width * 4, 1, 1}}, stride);
+}
+
+Shape ResidualBlock::setup(SetupContext& s, const Shape& in) {
+  acts_ = &s.acts;
+  temps_ = &s.temps;
+  s.temps.rewind();
+  Shape cur = in;
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    Stage& st = stages_[i];
+    if (i > 0) st.grad_in = s.temps.add(cur, s.dtype);
+    cur = st.conv.setup(s, cur);
+    st.conv_out = s.acts.add(cur, s.dtype);
+    st.bn.setup(s, cur);
+  }
+  t_last_ = s.temps.add(cur, s.dtype);
+  t_res_ = s.temps.add(cur, s.dtype);
+  if (ds_conv_) {
+    Shape d = ds_conv_->setup(s, in);
+    LS_CHECK(d == cur, prefix_ << ": shortcut shape " << d.str() << " differs from the main path's " << cur.str());
+    ds_out_ = s.acts.add(d, s.dtype);
+    ds_bn_->setup(s, d);
+    t_x_ = s.temps.add(in, s.dtype);
+    t_ds_ = s.temps.add(d, s.dtype);
+  }
+  return cur;
+}
+
+const Tensor& ResidualBlock::forward(Context& ctx, const Tensor& x, Mode mode) {
+  x_ = x;
+  Tensor residual = x;
+  if (ds_conv_) {
+    Tensor d = resolve(acts_, ds_out_);
+    ds_conv_->forward(ctx, x, d);
+    residual = ds_bn_->forward(ctx, d, nullptr, mode);
+  }
+  Tensor cur = x;
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    Stage& st = stages_[i];
+    Tensor a = resolve(acts_, st.conv_out);
+    st.conv.forward(ctx, cur, a);
+    bool last = i + 1 == stages_.size();
+    cur = st.bn.forward(ctx, a, last ? &residual : nullptr, mode);
+  }
+  y_ = cur;
+  return y_;
+}
+
+void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
+  Tensor t_res = resolve(temps_, t_res_);
+  Tensor cur = resolve(temps_, t_last_);
+  Stage& lastst = stages_.back();
+  lastst.bn.backward(ctx, resolve(acts_, lastst.conv_out), dy, cur, &t_res);
+  if (ds_conv_) {
+    Tensor t_ds = resolve(temps_, t_ds_);
+    ds_bn_->backward(ctx, resolve(acts_, ds_out_), t_res, t_ds, nullptr);
+    ds_conv_->backward(ctx, x_, t_ds, dx);
+  }
+  for (int i = static_cast<int>(stages_.size()) - 1; i >= 0; --i) {
+    Stage& st = stages_[i];
+    if (i + 1 < static_cast<int>(stages_.size())) st.bn.backward(ctx, resolve(acts_, st.conv_out), cur, cur, nullptr);
+    Tensor input = i > 0 ? stages_[i - 1].bn.output() : x_;
+    Tensor next;
+    Tensor* next_ptr = nullptr;
+    if (i > 0) {
+      next = resolve(temps_, st.grad_in);
+      next_ptr = &next;
+    } else if (dx) {
+      next = ds_conv_ ? resolve(temps_, t_x_) : *dx;
+      next_ptr = &next;
+    }
+    st.conv.backward(ctx, input, cur, next_ptr);
+    cur = next;
+  }
+  if (dx) add(ctx, *dx, ds_conv_ ? resolve(temps_, t_x_) : t_res, *dx);
+}
+
+// ---- Stem ----
+
+Stem::Stem(int in_c, int out_c, int kernel, int stride, bool pool)
+    : conv_("conv1", in_c, out_c, kernel, stride, kernel / 2), bn_("bn1", out_c, /*relu=*/true), pool_(pool) {}
+
+Shape Stem::setup(SetupContext& s, const Shape& in) {
+  acts_ = &s.acts;
+  temps_ = &s.temps;
+  s.temps.rewind();
+  Shape a = conv_.setup(s, in);
+  conv_out_ = s.acts.add(a, s.dtype);
+  bn_.setup(s, a);
+  t_grad_ = s.temps.add(a, s.dtype);
+  if (!pool_) return a;
+  Shape p{a[0], pool_shape_.out(static_cast<int>(a[1])), pool_shape_.out(static_cast<int>(a[2])), a[3]};
+  LS_CHECK(p[1] > 0 && p[2] > 0, "stem: input " << in.str() << " too small to pool");
+  pool_out_ = s.acts.add(p, s.dtype);
+  return p;
+}
+
+const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
+  x_ = x;
+  Tensor a = resolve(acts_, conv_out_);
+  conv_.forward(ctx, x, a);
+  y_ = bn_.forward(ctx, a, nullptr, mode);
+  if (pool_) {
+    Tensor p = resolve(acts_, pool_out_);
+    maxpool_forward(ctx, pool_shape_, y_, p);
+    y_ = p;
+  }
+  return y_;
+}
+
+void Stem::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
+  LS_CHECK(dx == nullptr, "stem: the input image has no gradient");
+  Tensor g = resolve(temps_, t_grad_);
+  if (pool_) maxpool_backward(ctx, pool_shape_, bn_.output(), resolve(acts_, pool_out_), dy, g);
+  bn_.backward(ctx, resolve(acts_, conv_out_), pool_ ? g : dy, g, nullptr);
+  conv_.backward(ctx, x_, g, nullptr);
+}
+
+// ---- Head ----
+
+Shape Head::setup(SetupContext& s, const Shape& in) {
+  LS_CHECK(in.rank() == 4 && in[3] == in_c_, "fc: expects (N, H, W, " << in_c_ << ") input, got " << in.str());
+  params_ = &s.params;
+  acts_ = &s.acts;
+  temps_ = &s.temps;
+  s.temps.rewind();
+  weight_ = s.params.declare("fc.weight", {classes_, in_c_}, {classes_, in_c_}, ParamKind::fc_weight);
+  bias_ = s.params.declare("fc.bias", {classes_}, {classes_}, ParamKind::fc_bias);
+  pooled_ = s.acts.add({in[0], in_c_}, s.dtype);
+  logits_ = s.acts.add({in[0], classes_}, s.dtype);
+  t_pooled_ = s.temps.add({in[0], in_c_}, s.dtype);
+  t_db_ = s.temps.add({classes_}, DType::f32);
+  return {in[0], classes_};
+}
+
+const Tensor& Head::forward(Context& ctx, const Tensor& x, Mode) {
+  Tensor pooled = resolve(acts_, pooled_);
+  global_avgpool_forward(ctx, x, pooled);
+  y_ = resolve(acts_, logits_);
+  Tensor b = params_->param(bias_);
+  linear_forward(ctx, pooled, params_->compute_param(weight_), &b, y_);
+  return y_;
+}
+
+void Head::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
+  LS_CHECK(dx != nullptr, "fc: backward needs the input gradient buffer");
+  Tensor dpooled = resolve(temps_, t_pooled_);
+  Tensor dw = params_->begin_grad(weight_, params_->compute_dtype());
+  Tensor db = params_->accumulating() ? resolve(temps_, t_db_) : params_->grad(bias_);
+  linear_backward(ctx, resolve(acts_, pooled_), params_->compute_param(weight_), dy, &dpooled, dw, &db);
+  params_->end_grad(ctx, weight_);
+  params_->fold_grad(ctx, bias_, db);
+  global_avgpool_backward(ctx, dpooled, *dx);
+}
+
+}  // namespace lockstep::nets

@@ -1,0 +1,31 @@
+// Conv2d: a bias-free convolution with its KRSC weight, planned once for its input shape.
+// Used inside blocks; it keeps no activation of its own (its input belongs to the layer before).
+#pragma once
+
+#include "nets/layer.h"
+
+namespace lockstep::nets {
+
+class Conv2d {
+ public:
+  Conv2d(std::string name, int in_c, int out_c, int kernel, int stride, int pad)
+      : name_(std::move(name)), in_c_(in_c), out_c_(out_c), kernel_(kernel), stride_(stride), pad_(pad) {}
+
+  Shape setup(SetupContext& s, const Shape& in);
+  void forward(Context& ctx, const Tensor& x, Tensor& y) const;
+  // dw is ended through the ParamTable; dx (may be null) is overwritten.
+  void backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx) const;
+
+  int weight() const { return weight_; }
+  const ConvPlan& plan() const { return plan_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  int in_c_, out_c_, kernel_, stride_, pad_;
+  int weight_ = -1;
+  ConvPlan plan_;
+  ParamTable* params_ = nullptr;
+};
+
+}  // namespace lockstep::nets

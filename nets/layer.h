@@ -1,0 +1,44 @@
+// The layer interface of nets/. A layer is set up once for a fixed input shape (it declares its
+// parameters, plans its ops and declares the activations it keeps and the temporaries it needs),
+// then runs forward and backward in the loop without allocating (ARCHITECTURE decision 4).
+// Forward returns the layer's own output tensor; backward reads dy and writes dx into the buffer
+// the model hands it, and ends each parameter's gradient through the ParamTable, which signals it.
+#pragma once
+
+#include <string>
+
+#include "kernels/conv.h"
+#include "kernels/context.h"
+#include "nets/params.h"
+#include "nets/tensor_store.h"
+
+namespace lockstep::nets {
+
+enum class Mode { train, eval };
+
+struct SetupContext {
+  Context& ctx;
+  DType dtype;                    // compute dtype of activations and conv/GEMM inputs
+  ParamTable& params;
+  TensorStore& acts;              // persistent: kept from forward to backward
+  TensorStore& temps;             // shared between layers: valid inside one layer's backward
+  ConvAlgoSearch search = ConvAlgoSearch::heuristic;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  // Declares parameters (in torchvision's order) and plans for input `in`; returns the output shape.
+  virtual Shape setup(SetupContext& s, const Shape& in) = 0;
+  virtual const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) = 0;
+  // dx may be null when nobody needs the input gradient (the stem).
+  virtual void backward(Context& ctx, const Tensor& dy, Tensor* dx) = 0;
+  virtual std::string name() const = 0;
+};
+
+// "layer1.0" + "conv1" -> "layer1.0.conv1"; an empty prefix gives the bare name.
+inline std::string join_name(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+}  // namespace lockstep::nets
