@@ -72,9 +72,13 @@ void check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
   validate(plan.shape);
   LS_CHECK(plan.dtype == DType::f32, op << ": the CPU backend computes in f32, plan is for "
                                         << dtype_name(plan.dtype));
-  LS_CHECK(ctx.workspace_bytes() >= plan.workspace_bytes,
+  LS_CHECK(plan.backend == nullptr, op << ": the plan holds cuDNN state: it was made for a CUDA context");
+  // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
+  // made elsewhere can never make im2col write past the workspace.
+  const size_t need = is_pointwise(plan.shape) ? 0 : size_t(col_elements(plan.shape)) * sizeof(float);
+  LS_CHECK(ctx.workspace_bytes() >= need,
            op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
-              << plan.workspace_bytes << " (was the plan made on another context?)");
+              << need << " (was the plan made on another context?)");
 }
 
 }  // namespace

@@ -334,6 +334,10 @@ TEST(ConvCuda, PlanAndArgumentErrorsThrow) {
   OwnedTensor yf(gpu.device(), s.y_shape(), DType::f32);
   OwnedTensor xf(gpu.device(), s.x_shape(), DType::f32), wf(gpu.device(), s.w_shape(), DType::f32);
   EXPECT_THROW(conv2d_forward(gpu, cplan, xf, wf, yf), Error);     // a CPU plan has no cuDNN state
+  ConvPlan gplan_f32 = plan_conv2d(gpu, s, DType::f32);
+  OwnedTensor xc(Device::cpu(), s.x_shape(), DType::f32), wc(Device::cpu(), s.w_shape(), DType::f32);
+  OwnedTensor yc(Device::cpu(), s.y_shape(), DType::f32);
+  EXPECT_THROW(conv2d_forward(cpu, gplan_f32, xc, wc, yc), Error);  // a CUDA plan on the CPU
   EXPECT_NO_THROW(conv2d_forward(gpu, plan, x, w, y));
   gpu.synchronize();
 }
