@@ -1,0 +1,173 @@
+// CPU 2-D convolution, the oracle for the cuDNN path: im2col + one OpenBLAS sgemm per image.
+//
+// Layouts: x (N, H, W, C), w (K, R, S, C), y (N, P, Q, K), all row-major f32. For one image the
+// column matrix col (P*Q, R*S*C) holds at row (p, q) the receptive field of output pixel (p, q),
+// in the filter's (r, s, c) order, zeros where it reaches into the padding. Then
+//   forward          y_n  (PQ, K)   = col (PQ, RSC) * W^T (RSC, K)
+//   backward-data    dcol (PQ, RSC) = dy_n (PQ, K) * W (K, RSC), then col2im adds dcol into dx_n
+//   backward-filter  dW   (K, RSC) += dy_n^T (K, PQ) * col (PQ, RSC), summed over the batch
+// A 1x1 stride-1 unpadded conv's column matrix is the image itself (HW, C), so it needs no
+// scratch and skips im2col / col2im. Otherwise the plan reserves one image's column matrix in
+// the context workspace.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/args.h"
+#include "kernels/conv.h"
+
+namespace lockstep::cpu {
+
+namespace {
+
+bool is_pointwise(const ConvShape& s) {
+  return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
+}
+
+int64_t col_elements(const ConvShape& s) {
+  return int64_t(s.out_h()) * s.out_w() * s.r * s.s * s.c;
+}
+
+// col (PQ, RSC) <- receptive fields of image x (H, W, C).
+void im2col(const ConvShape& s, const float* x, float* col) {
+  const int P = s.out_h(), Q = s.out_w();
+  const int64_t row = int64_t(s.r) * s.s * s.c;
+  for (int p = 0; p < P; ++p)
+    for (int q = 0; q < Q; ++q) {
+      float* dst = col + (int64_t(p) * Q + q) * row;
+      for (int r = 0; r < s.r; ++r) {
+        const int ih = p * s.stride_h - s.pad_h + r;
+        for (int t = 0; t < s.s; ++t, dst += s.c) {
+          const int iw = q * s.stride_w - s.pad_w + t;
+          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w)
+            std::fill(dst, dst + s.c, 0.0f);
+          else
+            std::memcpy(dst, x + (int64_t(ih) * s.w + iw) * s.c, sizeof(float) * s.c);
+        }
+      }
+    }
+}
+
+// dx (H, W, C) += the column gradients dcol (PQ, RSC) scattered back to their input pixels.
+void col2im_add(const ConvShape& s, const float* dcol, float* dx) {
+  const int P = s.out_h(), Q = s.out_w();
+  const int64_t row = int64_t(s.r) * s.s * s.c;
+  for (int p = 0; p < P; ++p)
+    for (int q = 0; q < Q; ++q) {
+      const float* src = dcol + (int64_t(p) * Q + q) * row;
+      for (int r = 0; r < s.r; ++r) {
+        const int ih = p * s.stride_h - s.pad_h + r;
+        for (int t = 0; t < s.s; ++t, src += s.c) {
+          const int iw = q * s.stride_w - s.pad_w + t;
+          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+          float* d = dx + (int64_t(ih) * s.w + iw) * s.c;
+          for (int c = 0; c < s.c; ++c) d[c] += src[c];
+        }
+      }
+    }
+}
+
+void check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
+  validate(plan.shape);
+  LS_CHECK(plan.dtype == DType::f32, op << ": the CPU backend computes in f32, plan is for "
+                                        << dtype_name(plan.dtype));
+  LS_CHECK(plan.backend == nullptr, op << ": the plan holds cuDNN state: it was made for a CUDA context");
+  // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
+  // made elsewhere can never make im2col write past the workspace.
+  const size_t need = is_pointwise(plan.shape) ? 0 : size_t(col_elements(plan.shape)) * sizeof(float);
+  LS_CHECK(ctx.workspace_bytes() >= need,
+           op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
+              << need << " (was the plan made on another context?)");
+}
+
+}  // namespace
+
+ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch, size_t) {
+  validate(shape);
+  LS_CHECK(dtype == DType::f32, "plan_conv2d: the CPU backend computes in f32, got " << dtype_name(dtype));
+  ConvPlan plan;
+  plan.shape = shape;
+  plan.dtype = dtype;
+  const bool pointwise = is_pointwise(shape);
+  plan.workspace_bytes = pointwise ? 0 : size_t(col_elements(shape)) * sizeof(float);
+  plan.algorithms = pointwise ? "cpu sgemm (1x1, no im2col)" : "cpu im2col+sgemm";
+  ctx.reserve_workspace(plan.workspace_bytes);
+  return plan;
+}
+
+void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
+  const char* op = "conv2d_forward";
+  const ConvShape& s = plan.shape;
+  check_plan(ctx, plan, op);
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, w, op, "w");
+  expect_on(ctx, y, op, "y");
+  expect_cpu_f32({&x, &w, &y}, op);
+  expect_shape(x, s.x_shape(), op, "x");
+  expect_shape(w, s.w_shape(), op, "w");
+  expect_shape(y, s.y_shape(), op, "y");
+  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
+  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
+  const bool pointwise = is_pointwise(s);
+  float* col = static_cast<float*>(ctx.workspace());
+  for (int n = 0; n < s.n; ++n) {
+    const float* xn = x.data<float>() + n * x_image;
+    if (!pointwise) im2col(s, xn, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, PQ, s.k, RSC, 1.0f, pointwise ? xn : col,
+                RSC, w.data<float>(), RSC, 0.0f, y.data<float>() + n * y_image, s.k);
+  }
+}
+
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
+  const char* op = "conv2d_backward_data";
+  const ConvShape& s = plan.shape;
+  check_plan(ctx, plan, op);
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, w, op, "w");
+  expect_on(ctx, dx, op, "dx");
+  expect_cpu_f32({&dy, &w, &dx}, op);
+  expect_shape(dy, s.y_shape(), op, "dy");
+  expect_shape(w, s.w_shape(), op, "w");
+  expect_shape(dx, s.x_shape(), op, "dx");
+  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
+  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
+  const bool pointwise = is_pointwise(s);
+  float* dcol = static_cast<float*>(ctx.workspace());
+  for (int n = 0; n < s.n; ++n) {
+    float* dxn = dx.data<float>() + n * x_image;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PQ, RSC, s.k, 1.0f,
+                dy.data<float>() + n * y_image, s.k, w.data<float>(), RSC, 0.0f,
+                pointwise ? dxn : dcol, RSC);
+    if (pointwise) continue;
+    std::fill(dxn, dxn + x_image, 0.0f);
+    col2im_add(s, dcol, dxn);
+  }
+}
+
+void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
+  const char* op = "conv2d_backward_filter";
+  const ConvShape& s = plan.shape;
+  check_plan(ctx, plan, op);
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dw, op, "dw");
+  expect_cpu_f32({&x, &dy, &dw}, op);
+  expect_shape(x, s.x_shape(), op, "x");
+  expect_shape(dy, s.y_shape(), op, "dy");
+  expect_shape(dw, s.w_shape(), op, "dw");
+  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
+  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
+  const bool pointwise = is_pointwise(s);
+  float* col = static_cast<float*>(ctx.workspace());
+  for (int n = 0; n < s.n; ++n) {
+    const float* xn = x.data<float>() + n * x_image;
+    if (!pointwise) im2col(s, xn, col);
+    // The first image overwrites dW (beta 0), the rest accumulate into it.
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, RSC, PQ, 1.0f,
+                dy.data<float>() + n * y_image, s.k, pointwise ? xn : col, RSC, n == 0 ? 0.0f : 1.0f,
+                dw.data<float>(), RSC);
+  }
+}
+
+}  // namespace lockstep::cpu

@@ -1,0 +1,371 @@
+// CUDA 2-D convolution through cuDNN's legacy API, NHWC activations and KRSC filters.
+//
+// Design:
+//  - The plan creates the descriptors once: x, y as NHWC tensors, w as an NHWC filter (which
+//    cuDNN lays out as K, R, S, C), and one convolution descriptor per direction, because the
+//    math type is a property of the descriptor and each direction's chosen algorithm may want
+//    its own. They live in CudnnConv, owned by plan.backend, and are destroyed with it.
+//  - Accumulation is always fp32 (compute type CUDNN_DATA_FLOAT). f32 convs run with
+//    CUDNN_FMA_MATH, so no TF32 tensor cores: results match the CPU oracle to 1e-4. bf16 / f16
+//    convs start from CUDNN_TENSOR_OP_MATH and keep the math type cuDNN reports for the chosen
+//    algorithm (as it requires since cuDNN 7.4).
+//  - Algorithms are chosen once, at plan time: by cuDNN's heuristics (cudnnGet*_v7) or by
+//    timing every candidate (cudnnFind*Ex) on scratch tensors allocated only while planning.
+//    A candidate is taken when its status is success, its math type is allowed for the dtype,
+//    cuDNN accepts it with our descriptor, and its workspace fits the limit. Deterministic
+//    algorithms are preferred (ALGO_0 / ALGO_3 accumulate with atomics): a run must repeat
+//    bit for bit; a non-deterministic one is taken only when no deterministic one fits.
+//  - The workspace is the largest of the three, reserved on the context at plan time.
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "kernels/args.h"
+#include "kernels/conv.h"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/cuda_state.h"
+
+namespace lockstep::cuda {
+
+namespace {
+
+struct CudnnConv {
+  Device device;
+  cudnnTensorDescriptor_t x = nullptr;   // (N, H, W, C) NHWC
+  cudnnTensorDescriptor_t y = nullptr;   // (N, P, Q, K) NHWC
+  cudnnFilterDescriptor_t w = nullptr;   // (K, R, S, C) "NHWC" filter
+  cudnnConvolutionDescriptor_t fwd_conv = nullptr, bwd_data_conv = nullptr, bwd_filter_conv = nullptr;
+  cudnnConvolutionFwdAlgo_t fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  cudnnConvolutionBwdDataAlgo_t bwd_data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+  size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
+  bool fwd_det = true, bwd_data_det = true, bwd_filter_det = true;
+
+  CudnnConv() = default;
+  CudnnConv(const CudnnConv&) = delete;
+  CudnnConv& operator=(const CudnnConv&) = delete;
+  ~CudnnConv() {
+    for (auto* c : {fwd_conv, bwd_data_conv, bwd_filter_conv})
+      if (c) cudnnDestroyConvolutionDescriptor(c);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+cudnnDataType_t cudnn_type(DType dt) {
+  switch (dt) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f16: return CUDNN_DATA_HALF;
+    default: break;
+  }
+  LS_CHECK(false, "conv2d: cuDNN convs take f32, bf16 or f16, got " << dtype_name(dt));
+}
+
+const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "IMPLICIT_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "IMPLICIT_PRECOMP_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "DIRECT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "FFT_TILING";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    default: return "?";
+  }
+}
+const char* algo_name(cudnnConvolutionBwdDataAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return "ALGO_0";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return "ALGO_1";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING: return "FFT_TILING";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    default: return "?";
+  }
+}
+const char* algo_name(cudnnConvolutionBwdFilterAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0: return "ALGO_0";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1: return "ALGO_1";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3: return "ALGO_3";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    case CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING: return "FFT_TILING";
+    default: return "?";
+  }
+}
+const char* math_name(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_DEFAULT_MATH: return "default";
+    case CUDNN_TENSOR_OP_MATH: return "tensor-op";
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: return "tensor-op-conv";
+    case CUDNN_FMA_MATH: return "fma";
+    default: return "?";
+  }
+}
+
+// The math type a descriptor starts with: FMA for f32 (no TF32), tensor ops for 16-bit.
+cudnnMathType_t base_math(DType dt) { return dt == DType::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH; }
+
+// Whether a candidate's math type may run convs of this dtype. f32 must never use TF32 tensor
+// cores, which both tensor-op math types allow for float data.
+bool math_allowed(DType dt, cudnnMathType_t m) {
+  if (dt == DType::f32) return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+  return true;
+}
+
+template <typename Algo>
+struct Choice {
+  Algo algo{};
+  size_t workspace = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  bool deterministic = true;
+};
+
+// Picks from cuDNN's ranked candidates (best first). `workspace_of` sets the direction's
+// descriptor to a math type and asks cuDNN for the algorithm's workspace; a failure there means
+// cuDNN does not run that algorithm with our descriptors.
+template <typename Perf, typename Algo>
+Choice<Algo> choose(const std::vector<Perf>& perfs, DType dt, size_t limit, const char* direction,
+                    const ConvShape& shape,
+                    const std::function<cudnnStatus_t(Algo, cudnnMathType_t, size_t*)>& workspace_of) {
+  for (bool need_deterministic : {true, false}) {
+    for (const Perf& p : perfs) {
+      if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(dt, p.mathType)) continue;
+      const bool det = p.determinism == CUDNN_DETERMINISTIC;
+      if (need_deterministic && !det) continue;
+      const cudnnMathType_t math = dt == DType::f32 ? CUDNN_FMA_MATH : p.mathType;
+      size_t ws = 0;
+      if (workspace_of(p.algo, math, &ws) != CUDNN_STATUS_SUCCESS || ws > limit) continue;
+      return {p.algo, ws, math, det};
+    }
+  }
+  LS_CHECK(false, "plan_conv2d: cuDNN offers no " << direction << " algorithm for " << dtype_name(dt)
+                                                   << " " << shape.str() << " within a workspace of "
+                                                   << limit << " bytes (" << perfs.size()
+                                                   << " candidates)");
+}
+
+std::string megabytes(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fMB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// The largest workspace, within `limit`, that any algorithm of any direction asks for: the
+// scratch cudnnFind*Ex is given, so that it can time every algorithm that could be chosen.
+size_t largest_workspace_within(cudnnHandle_t h, const CudnnConv& c, size_t limit) {
+  size_t most = 0;
+  auto take = [&](cudnnStatus_t st, size_t ws) {
+    if (st == CUDNN_STATUS_SUCCESS && ws <= limit) most = std::max(most, ws);
+  };
+  for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) {
+    size_t ws = 0;
+    take(cudnnGetConvolutionForwardWorkspaceSize(h, c.x, c.w, c.fwd_conv, c.y,
+                                                 static_cast<cudnnConvolutionFwdAlgo_t>(a), &ws), ws);
+  }
+  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; ++a) {
+    size_t ws = 0;
+    take(cudnnGetConvolutionBackwardDataWorkspaceSize(h, c.w, c.y, c.bwd_data_conv, c.x,
+                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(a), &ws), ws);
+  }
+  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; ++a) {
+    size_t ws = 0;
+    take(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c.x, c.y, c.bwd_filter_conv, c.w,
+                                                        static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), &ws), ws);
+  }
+  return most;
+}
+
+const CudnnConv& backend_of(const Context& ctx, const ConvPlan& plan, const char* op) {
+  LS_CHECK(plan.backend != nullptr, op << ": the plan has no cuDNN state (was it made by plan_conv2d on a CUDA context?)");
+  const auto& c = *static_cast<const CudnnConv*>(plan.backend.get());
+  LS_CHECK(c.device == ctx.device(), op << ": the plan was made for " << c.device.str()
+                                        << " but the context runs on " << ctx.device().str());
+  LS_CHECK(ctx.workspace_bytes() >= plan.workspace_bytes,
+           op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
+              << plan.workspace_bytes << " (was the plan made on another context?)");
+  return c;
+}
+
+void expect_tensor(const Context& ctx, const Tensor& t, const Shape& s, DType dt, const char* op,
+                   const char* name) {
+  expect_on(ctx, t, op, name);
+  expect_dtype(t, dt, op, name);
+  expect_shape(t, s, op, name);
+}
+
+}  // namespace
+
+ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
+                     size_t workspace_limit) {
+  validate(shape);
+  const cudnnDataType_t type = cudnn_type(dtype);
+  cudnnHandle_t h = ctx.cuda().cudnn;
+
+  auto c = std::make_shared<CudnnConv>();
+  c->device = ctx.device();
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->x));
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->y));
+  CUDNN_CHECK(cudnnCreateFilterDescriptor(&c->w));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, type, shape.n, shape.c, shape.h, shape.w));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(c->y, CUDNN_TENSOR_NHWC, type, shape.n, shape.k, shape.out_h(),
+                                         shape.out_w()));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(c->w, type, CUDNN_TENSOR_NHWC, shape.k, shape.c, shape.r, shape.s));
+  for (auto* conv : {&c->fwd_conv, &c->bwd_data_conv, &c->bwd_filter_conv}) {
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(conv));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*conv, shape.pad_h, shape.pad_w, shape.stride_h,
+                                                shape.stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(*conv, base_math(dtype)));
+  }
+  int on = 0, oc = 0, oh = 0, ow = 0;
+  CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(c->fwd_conv, c->x, c->w, &on, &oc, &oh, &ow));
+  LS_CHECK(on == shape.n && oc == shape.k && oh == shape.out_h() && ow == shape.out_w(),
+           "plan_conv2d: cuDNN's output (" << on << ", " << oh << ", " << ow << ", " << oc
+                                           << ") differs from " << shape.str());
+
+  int max_fwd = 0, max_bwd_data = 0, max_bwd_filter = 0;
+  CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_fwd));
+  CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_bwd_data));
+  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_bwd_filter));
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(std::max(max_fwd, 1));
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(std::max(max_bwd_data, 1));
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(std::max(max_bwd_filter, 1));
+  int n_fwd = 0, n_bwd_data = 0, n_bwd_filter = 0;
+
+  if (search == ConvAlgoSearch::heuristic) {
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()),
+                                                       &n_fwd, fwd.data()));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->w, c->y, c->bwd_data_conv, c->x,
+                                                            int(bwd_data.size()), &n_bwd_data, bwd_data.data()));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->x, c->y, c->bwd_filter_conv, c->w,
+                                                              int(bwd_filter.size()), &n_bwd_filter,
+                                                              bwd_filter.data()));
+  } else {
+    // Scratch tensors live only while planning; zeros keep the timings free of NaN paths.
+    const size_t el = dtype_size(dtype);
+    Buffer x(ctx.device(), size_t(shape.x_shape().numel()) * el);
+    Buffer w(ctx.device(), size_t(shape.w_shape().numel()) * el);
+    Buffer y(ctx.device(), size_t(shape.y_shape().numel()) * el);
+    const size_t ws_bytes = largest_workspace_within(h, *c, workspace_limit);
+    Buffer ws(ctx.device(), ws_bytes);
+    cudaStream_t st = stream(ctx);
+    CUDA_CHECK(cudaMemsetAsync(x.data(), 0, x.bytes(), st));
+    CUDA_CHECK(cudaMemsetAsync(w.data(), 0, w.bytes(), st));
+    CUDA_CHECK(cudaMemsetAsync(y.data(), 0, y.bytes(), st));
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, c->x, x.data(), c->w, w.data(), c->fwd_conv, c->y,
+                                                       y.data(), int(fwd.size()), &n_fwd, fwd.data(),
+                                                       ws.data(), ws_bytes));
+    // Backward-data writes dx into the x scratch, backward-filter dw into the w scratch.
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, c->w, w.data(), c->y, y.data(),
+                                                            c->bwd_data_conv, c->x, x.data(),
+                                                            int(bwd_data.size()), &n_bwd_data,
+                                                            bwd_data.data(), ws.data(), ws_bytes));
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, c->x, x.data(), c->y, y.data(),
+                                                              c->bwd_filter_conv, c->w, w.data(),
+                                                              int(bwd_filter.size()), &n_bwd_filter,
+                                                              bwd_filter.data(), ws.data(), ws_bytes));
+    ctx.synchronize();  // the scratch is freed on return
+  }
+  fwd.resize(n_fwd);
+  bwd_data.resize(n_bwd_data);
+  bwd_filter.resize(n_bwd_filter);
+
+  const auto f = choose<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+      fwd, dtype, workspace_limit, "forward", shape,
+      [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {
+        cudnnStatus_t s = cudnnSetConvolutionMathType(c->fwd_conv, m);
+        if (s != CUDNN_STATUS_SUCCESS) return s;
+        return cudnnGetConvolutionForwardWorkspaceSize(h, c->x, c->w, c->fwd_conv, c->y, a, ws);
+      });
+  CUDNN_CHECK(cudnnSetConvolutionMathType(c->fwd_conv, f.math));
+  const auto d = choose<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+      bwd_data, dtype, workspace_limit, "backward-data", shape,
+      [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t m, size_t* ws) {
+        cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_data_conv, m);
+        if (s != CUDNN_STATUS_SUCCESS) return s;
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, c->w, c->y, c->bwd_data_conv, c->x, a, ws);
+      });
+  CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_data_conv, d.math));
+  const auto g = choose<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+      bwd_filter, dtype, workspace_limit, "backward-filter", shape,
+      [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t m, size_t* ws) {
+        cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_filter_conv, m);
+        if (s != CUDNN_STATUS_SUCCESS) return s;
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c->x, c->y, c->bwd_filter_conv, c->w, a, ws);
+      });
+  CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_filter_conv, g.math));
+
+  c->fwd = f.algo;
+  c->bwd_data = d.algo;
+  c->bwd_filter = g.algo;
+  c->fwd_ws = f.workspace;
+  c->bwd_data_ws = d.workspace;
+  c->bwd_filter_ws = g.workspace;
+  c->fwd_det = f.deterministic;
+  c->bwd_data_det = d.deterministic;
+  c->bwd_filter_det = g.deterministic;
+
+  ConvPlan plan;
+  plan.shape = shape;
+  plan.dtype = dtype;
+  plan.workspace_bytes = std::max({f.workspace, d.workspace, g.workspace});
+  std::ostringstream os;
+  os << "fwd=" << algo_name(f.algo) << " bwd_data=" << algo_name(d.algo) << (d.deterministic ? "" : "(nondet)")
+     << " bwd_filter=" << algo_name(g.algo) << (g.deterministic ? "" : "(nondet)")
+     << " math=" << math_name(f.math) << "/" << math_name(d.math) << "/" << math_name(g.math)
+     << " ws=" << megabytes(plan.workspace_bytes)
+     << " search=" << (search == ConvAlgoSearch::heuristic ? "heuristic" : "measure");
+  plan.algorithms = os.str();
+  plan.backend = std::move(c);  // shared_ptr<void> keeps CudnnConv's destructor
+  ctx.reserve_workspace(plan.workspace_bytes);
+  return plan;
+}
+
+void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
+  const char* op = "conv2d_forward";
+  const CudnnConv& c = backend_of(ctx, plan, op);
+  const ConvShape& s = plan.shape;
+  expect_tensor(ctx, x, s.x_shape(), plan.dtype, op, "x");
+  expect_tensor(ctx, w, s.w_shape(), plan.dtype, op, "w");
+  expect_tensor(ctx, y, s.y_shape(), plan.dtype, op, "y");
+  const float one = 1.0f, zero = 0.0f;  // float scalars: the compute type is CUDNN_DATA_FLOAT
+  CUDNN_CHECK(cudnnConvolutionForward(ctx.cuda().cudnn, &one, c.x, x.raw(), c.w, w.raw(), c.fwd_conv, c.fwd,
+                                      ctx.workspace(), c.fwd_ws, &zero, c.y, y.raw()));
+}
+
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
+  const char* op = "conv2d_backward_data";
+  const CudnnConv& c = backend_of(ctx, plan, op);
+  const ConvShape& s = plan.shape;
+  expect_tensor(ctx, dy, s.y_shape(), plan.dtype, op, "dy");
+  expect_tensor(ctx, w, s.w_shape(), plan.dtype, op, "w");
+  expect_tensor(ctx, dx, s.x_shape(), plan.dtype, op, "dx");
+  const float one = 1.0f, zero = 0.0f;
+  CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn, &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
+                                           c.bwd_data, ctx.workspace(), c.bwd_data_ws, &zero, c.x, dx.raw()));
+}
+
+void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
+  const char* op = "conv2d_backward_filter";
+  const CudnnConv& c = backend_of(ctx, plan, op);
+  const ConvShape& s = plan.shape;
+  expect_tensor(ctx, x, s.x_shape(), plan.dtype, op, "x");
+  expect_tensor(ctx, dy, s.y_shape(), plan.dtype, op, "dy");
+  expect_tensor(ctx, dw, s.w_shape(), plan.dtype, op, "dw");
+  const float one = 1.0f, zero = 0.0f;
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cuda().cudnn, &one, c.x, x.raw(), c.y, dy.raw(),
+                                             c.bwd_filter_conv, c.bwd_filter, ctx.workspace(), c.bwd_filter_ws,
+                                             &zero, c.w, dw.raw()));
+}
+
+}  // namespace lockstep::cuda

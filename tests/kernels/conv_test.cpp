@@ -1,0 +1,346 @@
+// Tests of 2-D convolution: the CPU im2col+sgemm path against a naive loop nest (exactly, on
+// small integers) and finite differences, the cuDNN path against the CPU for f32 / bf16 / f16
+// and both algorithm searches, and the plan and argument errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/copy.h"
+#include "tests/kernels/test_util.h"
+
+namespace lockstep {
+namespace {
+
+ConvShape conv_shape(int n, int h, int w, int c, int k, int r, int s, int stride_h, int stride_w,
+                     int pad_h, int pad_w) {
+  ConvShape cs;
+  cs.n = n, cs.h = h, cs.w = w, cs.c = c, cs.k = k, cs.r = r, cs.s = s;
+  cs.stride_h = stride_h, cs.stride_w = stride_w, cs.pad_h = pad_h, cs.pad_w = pad_w;
+  return cs;
+}
+
+struct Case {
+  const char* name;
+  ConvShape s;
+};
+
+// Small shapes covering every kind of conv a ResNet has, plus odd and asymmetric ones.
+std::vector<Case> cpu_cases() {
+  return {
+      {"1x1 s1", conv_shape(2, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0)},
+      {"1x1 s2 downsample", conv_shape(2, 7, 6, 4, 5, 1, 1, 2, 2, 0, 0)},
+      {"3x3 s1 p1", conv_shape(2, 6, 5, 3, 4, 3, 3, 1, 1, 1, 1)},
+      {"3x3 s2 p1", conv_shape(2, 7, 8, 3, 4, 3, 3, 2, 2, 1, 1)},
+      {"7x7 s2 p3", conv_shape(1, 11, 9, 3, 4, 7, 7, 2, 2, 3, 3)},
+      {"odd 3x3 batch 1", conv_shape(1, 7, 5, 3, 5, 3, 3, 1, 1, 1, 1)},
+      {"asymmetric 3x1 s(2,1) p(1,0)", conv_shape(3, 7, 5, 3, 5, 3, 1, 2, 1, 1, 0)},
+      {"1x1 p1 (padding only)", conv_shape(1, 3, 4, 2, 3, 1, 1, 1, 1, 1, 1)},
+  };
+}
+
+int64_t x_index(const ConvShape& s, int n, int h, int w, int c) {
+  return ((int64_t(n) * s.h + h) * s.w + w) * s.c + c;
+}
+int64_t w_index(const ConvShape& s, int k, int r, int t, int c) {
+  return ((int64_t(k) * s.r + r) * s.s + t) * s.c + c;
+}
+int64_t y_index(const ConvShape& s, int n, int p, int q, int k) {
+  return ((int64_t(n) * s.out_h() + p) * s.out_w() + q) * s.k + k;
+}
+
+// Calls f(n, p, q, k, r, t, c, x index, w index, y index) for every term of the convolution sum
+// that reads a real (not padding) input element: the 7-loop definition of cross-correlation.
+template <typename F>
+void for_each_term(const ConvShape& s, F f) {
+  for (int n = 0; n < s.n; ++n)
+    for (int p = 0; p < s.out_h(); ++p)
+      for (int q = 0; q < s.out_w(); ++q)
+        for (int k = 0; k < s.k; ++k)
+          for (int r = 0; r < s.r; ++r)
+            for (int t = 0; t < s.s; ++t)
+              for (int c = 0; c < s.c; ++c) {
+                const int ih = p * s.stride_h - s.pad_h + r, iw = q * s.stride_w - s.pad_w + t;
+                if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                f(x_index(s, n, ih, iw, c), w_index(s, k, r, t, c), y_index(s, n, p, q, k));
+              }
+}
+
+std::vector<double> naive_forward(const ConvShape& s, const float* x, const float* w) {
+  std::vector<double> y(s.y_shape().numel(), 0.0);
+  for_each_term(s, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += double(x[xi]) * w[wi]; });
+  return y;
+}
+
+// The loss weighted_sum(conv(x, w), r) in double, for finite differences.
+double naive_loss(const ConvShape& s, const float* x, const float* w, const std::vector<float>& r) {
+  double l = 0;
+  for_each_term(s, [&](int64_t xi, int64_t wi, int64_t yi) { l += double(x[xi]) * w[wi] * r[yi]; });
+  return l;
+}
+
+std::vector<float> to_floats(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+
+uint32_t seed_of(const ConvShape& s, uint32_t salt) {
+  return uint32_t(s.n * 1000003 + s.h * 10007 + s.w * 1009 + s.c * 101 + s.k * 17 + s.r * 7 + s.stride_h) ^ salt;
+}
+
+TEST(ConvShape, StrNamesEveryDimension) {
+  ConvShape s = conv_shape(2, 7, 5, 3, 8, 3, 3, 2, 2, 1, 1);
+  EXPECT_EQ(s.out_h(), 4);
+  EXPECT_EQ(s.out_w(), 3);
+  EXPECT_EQ(s.str(), "x(N,H,W,C)=(2,7,5,3) w(K,R,S,C)=(8,3,3,3) stride 2x2 pad 1x1 -> y(2,4,3,8)");
+  EXPECT_NO_THROW(validate(s));
+}
+
+void expect_invalid(const ConvShape& s, const std::string& words) {
+  try {
+    validate(s);
+    ADD_FAILURE() << "validate accepted " << s.str();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+  Context ctx(Device::cpu());
+  EXPECT_THROW(plan_conv2d(ctx, s, DType::f32), Error);
+}
+
+TEST(ConvPlan, BadShapesThrowNamingTheField) {
+  ConvShape good = conv_shape(2, 7, 5, 3, 8, 3, 3, 1, 1, 1, 1);
+  ConvShape s = good;
+  s.c = 0;
+  expect_invalid(s, "c (input channels)");
+  s = good, s.n = -1;
+  expect_invalid(s, "n (batch)");
+  s = good, s.k = 0;
+  expect_invalid(s, "k (output channels)");
+  s = good, s.stride_w = 0;
+  expect_invalid(s, "stride_w");
+  s = good, s.pad_h = -1;
+  expect_invalid(s, "pad_h");
+  // 7x7 filter on a 3x3 image without padding: (3 - 7) / 1 + 1 would be -3, an empty output.
+  s = conv_shape(1, 3, 3, 1, 1, 7, 7, 1, 1, 0, 0);
+  expect_invalid(s, "empty output");
+  // Truncating division would call this output 1 row high: (4 + 0 - 5) / 2 + 1 == 1.
+  s = conv_shape(1, 4, 8, 1, 1, 5, 1, 2, 1, 0, 0);
+  expect_invalid(s, "filter height");
+}
+
+TEST(ConvPlan, CpuScratchIsOneImagesColumnMatrix) {
+  Context ctx(Device::cpu());
+  ConvPlan p1 = plan_conv2d(ctx, conv_shape(4, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
+  EXPECT_EQ(p1.workspace_bytes, 0u);
+  EXPECT_FALSE(p1.algorithms.empty());
+  ConvShape s = conv_shape(4, 8, 8, 16, 32, 3, 3, 2, 2, 1, 1);
+  ConvPlan p3 = plan_conv2d(ctx, s, DType::f32);
+  EXPECT_EQ(p3.workspace_bytes, size_t(4) * 4 * 4 * 3 * 3 * 16);
+  EXPECT_GE(ctx.workspace_bytes(), p3.workspace_bytes);
+  EXPECT_THROW(plan_conv2d(ctx, s, DType::bf16), Error);  // the CPU backend is f32 only
+}
+
+TEST(ConvCpu, ForwardMatchesNaiveLoopsExactly) {
+  Context ctx(Device::cpu());
+  for (const Case& c : cpu_cases()) {
+    SCOPED_TRACE(c.name);
+    const ConvShape& s = c.s;
+    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    OwnedTensor x = test::host_tensor(s.x_shape(), test::random_small_ints(s.x_shape().numel(), seed_of(s, 1)));
+    OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 2)));
+    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32);
+    test::poison(ctx, y);
+    conv2d_forward(ctx, plan, x, w, y);
+    EXPECT_EQ(test::host_values(y), to_floats(naive_forward(s, x.data<float>(), w.data<float>())));
+  }
+}
+
+// Both backward passes against the naive scatter of every term, exactly on small integers, with
+// NaN-poisoned outputs so that "overwritten, not accumulated" is checked too.
+TEST(ConvCpu, BackwardMatchesNaiveLoopsExactly) {
+  Context ctx(Device::cpu());
+  for (const Case& c : cpu_cases()) {
+    SCOPED_TRACE(c.name);
+    const ConvShape& s = c.s;
+    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    OwnedTensor x = test::host_tensor(s.x_shape(), test::random_small_ints(s.x_shape().numel(), seed_of(s, 3)));
+    OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 4)));
+    OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_small_ints(s.y_shape().numel(), seed_of(s, 5)));
+    std::vector<double> dx_ref(s.x_shape().numel(), 0.0), dw_ref(s.w_shape().numel(), 0.0);
+    for_each_term(s, [&](int64_t xi, int64_t wi, int64_t yi) {
+      dx_ref[xi] += double(dy.data<float>()[yi]) * w.data<float>()[wi];
+      dw_ref[wi] += double(dy.data<float>()[yi]) * x.data<float>()[xi];
+    });
+    OwnedTensor dx(Device::cpu(), s.x_shape(), DType::f32), dw(Device::cpu(), s.w_shape(), DType::f32);
+    test::poison(ctx, dx);
+    test::poison(ctx, dw);
+    conv2d_backward_data(ctx, plan, dy, w, dx);
+    conv2d_backward_filter(ctx, plan, x, dy, dw);
+    EXPECT_EQ(test::host_values(dx), to_floats(dx_ref));
+    EXPECT_EQ(test::host_values(dw), to_floats(dw_ref));
+  }
+}
+
+// loss = weighted_sum(conv(x, w), r), so dL/dy = r: backward-data and backward-filter with dy = r
+// must match central differences of the loss with respect to x and w.
+TEST(ConvCpu, BackwardMatchesFiniteDifferences) {
+  Context ctx(Device::cpu());
+  for (const Case& c : cpu_cases()) {
+    SCOPED_TRACE(c.name);
+    const ConvShape& s = c.s;
+    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    OwnedTensor x = test::host_tensor(s.x_shape(), test::random_floats(s.x_shape().numel(), seed_of(s, 6)));
+    OwnedTensor w = test::host_tensor(s.w_shape(), test::random_floats(s.w_shape().numel(), seed_of(s, 7)));
+    std::vector<float> r = test::random_floats(s.y_shape().numel(), seed_of(s, 8));
+    OwnedTensor dy = test::host_tensor(s.y_shape(), r);
+    OwnedTensor dx(Device::cpu(), s.x_shape(), DType::f32), dw(Device::cpu(), s.w_shape(), DType::f32);
+    test::poison(ctx, dx);
+    test::poison(ctx, dw);
+    conv2d_backward_data(ctx, plan, dy, w, dx);
+    conv2d_backward_filter(ctx, plan, x, dy, dw);
+    auto loss = [&] { return naive_loss(s, x.data<float>(), w.data<float>(), r); };
+    test::expect_gradient(loss, x.data<float>(), x.numel(), test::host_values(dx), "dx");
+    test::expect_gradient(loss, w.data<float>(), w.numel(), test::host_values(dw), "dw");
+    // The loss is linear in x: the same check through the CPU op itself, not only the naive loop.
+    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32);
+    conv2d_forward(ctx, plan, x, w, y);
+    EXPECT_NEAR(test::weighted_sum(test::host_values(y), r), loss(), 1e-4 * std::max(1.0, std::fabs(loss())));
+  }
+}
+
+TEST(ConvCpu, WrongTensorsThrow) {
+  Context ctx(Device::cpu());
+  ConvShape s = conv_shape(2, 6, 5, 3, 4, 3, 3, 1, 1, 1, 1);
+  ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+  OwnedTensor x(Device::cpu(), s.x_shape(), DType::f32), w(Device::cpu(), s.w_shape(), DType::f32);
+  OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32);
+  OwnedTensor y_bad(Device::cpu(), {2, 6, 5, 5}, DType::f32);
+  OwnedTensor x_nchw(Device::cpu(), {2, 3, 6, 5}, DType::f32);
+  OwnedTensor w_bf16(Device::cpu(), s.w_shape(), DType::bf16);
+  EXPECT_THROW(conv2d_forward(ctx, plan, x, w, y_bad), Error);
+  EXPECT_THROW(conv2d_forward(ctx, plan, x_nchw, w, y), Error);
+  EXPECT_THROW(conv2d_forward(ctx, plan, x, w_bf16, y), Error);
+  EXPECT_THROW(conv2d_backward_data(ctx, plan, y, w, x_nchw), Error);
+  EXPECT_THROW(conv2d_backward_filter(ctx, plan, x, y_bad, w), Error);
+  try {
+    conv2d_forward(ctx, plan, x, w, y_bad);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("y must have shape (2, 6, 5, 4)"), std::string::npos) << e.what();
+  }
+  // A plan used on a context whose workspace is too small for it.
+  Context other(Device::cpu());
+  EXPECT_THROW(conv2d_forward(other, plan, x, w, y), Error);
+}
+
+// ---- CUDA against the CPU oracle ----
+
+struct GpuCase {
+  const char* name;
+  ConvShape s;
+};
+
+std::vector<GpuCase> gpu_cases() {
+  return {
+      {"resnet 3x3 s1 p1", conv_shape(4, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1)},
+      {"resnet 3x3 s2 p1", conv_shape(4, 15, 15, 32, 64, 3, 3, 2, 2, 1, 1)},
+      {"resnet 1x1 s1", conv_shape(4, 9, 9, 64, 32, 1, 1, 1, 1, 0, 0)},
+      {"resnet 1x1 s2 downsample", conv_shape(4, 14, 14, 32, 64, 1, 1, 2, 2, 0, 0)},
+      {"stem 7x7 s2 p3", conv_shape(2, 32, 32, 3, 16, 7, 7, 2, 2, 3, 3)},
+      {"odd 3x3 batch 1", conv_shape(1, 7, 5, 3, 5, 3, 3, 1, 1, 1, 1)},
+  };
+}
+
+void check_gpu_against_cpu(DType dt, ConvAlgoSearch search) {
+  Context cpu(Device::cpu());
+  Context gpu(Device::cuda(0));
+  for (const GpuCase& c : gpu_cases()) {
+    const ConvShape& s = c.s;
+    ConvPlan gplan = plan_conv2d(gpu, s, dt, search);
+    SCOPED_TRACE(std::string(c.name) + " " + std::string(dtype_name(dt)) + " " + gplan.algorithms);
+    EXPECT_NE(gplan.algorithms.find("fwd="), std::string::npos);
+    ConvPlan cplan = plan_conv2d(cpu, s, DType::f32);
+    // Inputs rounded to dt so the CPU sees exactly what the GPU sees.
+    auto xv = test::rounded(test::random_floats(s.x_shape().numel(), seed_of(s, 11)), dt);
+    auto wv = test::rounded(test::random_floats(s.w_shape().numel(), seed_of(s, 12)), dt);
+    auto dyv = test::rounded(test::random_floats(s.y_shape().numel(), seed_of(s, 13)), dt);
+    OwnedTensor x = test::host_tensor(s.x_shape(), xv), w = test::host_tensor(s.w_shape(), wv);
+    OwnedTensor dy = test::host_tensor(s.y_shape(), dyv);
+    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32);
+    OwnedTensor dw(Device::cpu(), s.w_shape(), DType::f32);
+    conv2d_forward(cpu, cplan, x, w, y);
+    conv2d_backward_data(cpu, cplan, dy, w, dx);
+    conv2d_backward_filter(cpu, cplan, x, dy, dw);
+
+    OwnedTensor gx = test::device_tensor(gpu, s.x_shape(), xv, dt);
+    OwnedTensor gw = test::device_tensor(gpu, s.w_shape(), wv, dt);
+    OwnedTensor gdy = test::device_tensor(gpu, s.y_shape(), dyv, dt);
+    OwnedTensor gy(gpu.device(), s.y_shape(), dt), gdx(gpu.device(), s.x_shape(), dt);
+    OwnedTensor gdw(gpu.device(), s.w_shape(), dt);
+    test::poison(gpu, gy);
+    test::poison(gpu, gdx);
+    test::poison(gpu, gdw);
+    conv2d_forward(gpu, gplan, gx, gw, gy);
+    conv2d_backward_data(gpu, gplan, gdy, gw, gdx);
+    conv2d_backward_filter(gpu, gplan, gx, gdy, gdw);
+    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gy), test::host_values(y)), test::tolerance(dt)) << "y";
+    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gdx), test::host_values(dx)), test::tolerance(dt)) << "dx";
+    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gdw), test::host_values(dw)), test::tolerance(dt)) << "dw";
+  }
+}
+
+TEST(ConvCuda, F32HeuristicMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::f32, ConvAlgoSearch::heuristic);
+}
+TEST(ConvCuda, F32MeasureMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::f32, ConvAlgoSearch::measure);
+}
+TEST(ConvCuda, Bf16HeuristicMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::heuristic);
+}
+TEST(ConvCuda, Bf16MeasureMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::measure);
+}
+TEST(ConvCuda, F16HeuristicMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::f16, ConvAlgoSearch::heuristic);
+}
+TEST(ConvCuda, F16MeasureMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::f16, ConvAlgoSearch::measure);
+}
+
+TEST(ConvCuda, PlanAndArgumentErrorsThrow) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  EXPECT_THROW(plan_conv2d(gpu, conv_shape(1, 3, 3, 1, 1, 7, 7, 1, 1, 0, 0), DType::bf16), Error);
+  EXPECT_THROW(plan_conv2d(gpu, conv_shape(1, 8, 8, 4, 4, 3, 3, 1, 1, 1, 1), DType::i32), Error);
+  ConvShape s = conv_shape(2, 8, 8, 8, 16, 3, 3, 1, 1, 1, 1);
+  ConvPlan plan = plan_conv2d(gpu, s, DType::bf16);
+  EXPECT_GE(gpu.workspace_bytes(), plan.workspace_bytes);
+  OwnedTensor x(gpu.device(), s.x_shape(), DType::bf16), w(gpu.device(), s.w_shape(), DType::bf16);
+  OwnedTensor y(gpu.device(), s.y_shape(), DType::bf16);
+  OwnedTensor y_f32(gpu.device(), s.y_shape(), DType::f32);
+  OwnedTensor y_bad(gpu.device(), {2, 8, 8, 8}, DType::bf16);
+  OwnedTensor x_host(Device::cpu(), s.x_shape(), DType::bf16);
+  EXPECT_THROW(conv2d_forward(gpu, plan, x, w, y_f32), Error);     // dtype differs from the plan's
+  EXPECT_THROW(conv2d_forward(gpu, plan, x, w, y_bad), Error);     // wrong shape
+  EXPECT_THROW(conv2d_forward(gpu, plan, x_host, w, y), Error);    // wrong device
+  EXPECT_THROW(conv2d_backward_filter(gpu, plan, x, y_bad, w), Error);
+  Context cpu(Device::cpu());
+  ConvPlan cplan = plan_conv2d(cpu, s, DType::f32);
+  OwnedTensor yf(gpu.device(), s.y_shape(), DType::f32);
+  OwnedTensor xf(gpu.device(), s.x_shape(), DType::f32), wf(gpu.device(), s.w_shape(), DType::f32);
+  EXPECT_THROW(conv2d_forward(gpu, cplan, xf, wf, yf), Error);     // a CPU plan has no cuDNN state
+  ConvPlan gplan_f32 = plan_conv2d(gpu, s, DType::f32);
+  OwnedTensor xc(Device::cpu(), s.x_shape(), DType::f32), wc(Device::cpu(), s.w_shape(), DType::f32);
+  OwnedTensor yc(Device::cpu(), s.y_shape(), DType::f32);
+  EXPECT_THROW(conv2d_forward(cpu, gplan_f32, xc, wc, yc), Error);  // a CUDA plan on the CPU
+  EXPECT_NO_THROW(conv2d_forward(gpu, plan, x, w, y));
+  gpu.synchronize();
+}
+
+}  // namespace
+}  // namespace lockstep
