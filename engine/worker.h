@@ -1,0 +1,73 @@
+// Worker: one device's share of training. It owns the Context (device, streams, handles), a model
+// replica, the optimizer state and the device buffers of a batch, and runs micro-batches
+// (upload -> normalize -> forward -> loss -> backward) and updates. Loss, top-1 and top-5 are
+// accumulated on the device and read back only when asked (every --log-every steps).
+// One Worker per thread; the multi-worker engine gives each its own.
+#pragma once
+
+#include <memory>
+
+#include "engine/batch_source.h"
+#include "engine/loss_scaler.h"
+#include "engine/optimizer.h"
+#include "kernels/normalize.h"
+#include "nets/resnet.h"
+
+namespace lockstep::engine {
+
+struct WorkerOptions {
+  nets::ModelOptions model;
+  OptimizerConfig optimizer;
+  float label_smoothing = 0.f;
+  Normalization normalization = Normalization::imagenet();
+  uint64_t seed = 0;
+  bool zero_init_residual = true;
+};
+
+struct Stats {
+  double loss_sum = 0, top1 = 0, top5 = 0;
+  int64_t samples = 0;
+  double loss() const { return samples ? loss_sum / samples : 0; }
+  double top1_acc() const { return samples ? top1 / samples : 0; }
+  double top5_acc() const { return samples ? top5 / samples : 0; }
+};
+
+class Worker {
+ public:
+  Worker(Device device, const WorkerOptions& options);
+
+  // One micro-batch of training. loss_grad_scale multiplies d(sum of sample losses)/dlogits:
+  // loss scale / (samples per update) gives the mean over the update's samples.
+  void forward_backward(const HostBatch& batch, bool accumulate, float loss_grad_scale);
+  // Applies one update at lr. grad_scale unscales the accumulated gradients (1 / loss scale).
+  // Returns false when fp16 gradients overflowed and the step was skipped.
+  bool update(float lr, float grad_scale);
+  // Evaluation of one batch (its first `count` samples) with the running BN statistics.
+  void evaluate(const HostBatch& batch);
+
+  Stats take_train_stats() { return take(train_stats_, train_samples_); }
+  Stats take_eval_stats() { return take(eval_stats_, eval_samples_); }
+
+  Context& ctx() { return ctx_; }
+  nets::Model& model() { return model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  LossScaler& loss_scaler() { return scaler_; }
+
+ private:
+  const Tensor& upload_and_normalize(const HostBatch& batch);
+  Stats take(OwnedTensor& stats, int64_t& samples);
+
+  WorkerOptions opt_;
+  Context ctx_;
+  nets::Model model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  LossScaler scaler_;
+  OwnedTensor images_, labels_, flips_;   // device copies of the host batch (u8, i32, u8)
+  OwnedTensor input_;                     // normalized (N, H, W, 3), compute dtype
+  OwnedTensor dlogits_;                   // (N, classes), compute dtype
+  OwnedTensor train_stats_, eval_stats_;  // f32 (3): loss sum, top-1, top-5
+  OwnedTensor overflow_;                  // i32 (1): fp16 gradient overflow flag
+  int64_t train_samples_ = 0, eval_samples_ = 0;
+};
+
+}  // namespace lockstep::engine
