@@ -16,6 +16,10 @@
 //             into the workspace: 2 * chunks * C floats, reserved by plan_batchnorm.
 //   finalize: one block per channel tile merges the chunks' partials in a fixed order, then
 //             writes save_mean, save_invstd and updates the running statistics.
+//   Both stages work on values shifted by a sample of the channel (the chunk's first value,
+//   then chunk 0's mean), so a running mean is of the order of the spread, not of the mean:
+//   with mean 1000 and std 1, fp32 rounding of a mean near 1000 at every update would cost
+//   ~1e-4 of the std; shifted, the mean is rounded near 1000 only once per partial and at the end.
 //   apply:    y = relu?(gamma * (x - mean) * invstd + beta + residual).
 // Backward, three kernels of the same shape: per-chunk partial sums of g and g * xhat
 // (g = dy masked by the ReLU), a finalize that writes dbeta and dgamma, and the dx element
@@ -130,11 +134,15 @@ __global__ void __launch_bounds__(kThreads) moments_kernel(const T* __restrict__
   int64_t begin, end;
   chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
   bn::Moments m;
-  if (c < channels)
-    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) bn::welford_add(m, to_f32(x[r * channels + c]));
+  float shift = 0.f;  // the chunk's first value: moments of x - shift keep the running mean small
+  if (c < channels) {
+    shift = to_f32(x[begin * channels + c]);
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY)
+      bn::welford_add(m, to_f32(x[r * channels + c]) - shift);
+  }
   m = block_merge(m);
   if (threadIdx.y == 0 && c < channels) {
-    part_mean[blockIdx.x * channels + c] = m.mean;
+    part_mean[blockIdx.x * channels + c] = shift + m.mean;
     part_m2[blockIdx.x * channels + c] = m.m2;
   }
 }
@@ -146,16 +154,19 @@ __global__ void __launch_bounds__(kThreads) finalize_moments_kernel(
     float* __restrict__ running_var) {
   const int64_t c = blockIdx.x * int64_t(kTileC) + threadIdx.x;
   bn::Moments m;
-  if (c < channels)
+  float shift = 0.f;  // chunk 0's mean: merging means relative to it keeps them small
+  if (c < channels) {
+    shift = part_mean[c];
     for (int64_t p = threadIdx.y; p < chunks; p += kRowsY) {
       int64_t begin, end;
       chunk_rows(p, rows, rows_per_chunk, begin, end);
-      bn::chan_merge(m, bn::Moments{static_cast<float>(end - begin), part_mean[p * channels + c],
+      bn::chan_merge(m, bn::Moments{static_cast<float>(end - begin), part_mean[p * channels + c] - shift,
                                     part_m2[p * channels + c]});
     }
+  }
   m = block_merge(m);
   if (threadIdx.y == 0 && c < channels)
-    bn::finalize_stats<float>(m.mean, m.m2, rows, eps, momentum, &save_mean[c], &save_invstd[c],
+    bn::finalize_stats<float>(shift + m.mean, m.m2, rows, eps, momentum, &save_mean[c], &save_invstd[c],
                               &running_mean[c], &running_var[c]);
 }
 
