@@ -1,0 +1,167 @@
+// Batch-norm arithmetic shared by the CPU and CUDA backends, so that the CPU tests cover the
+// GPU kernels' per-element math: the normalize + affine + residual + ReLU element, the ReLU
+// gradient mask, the backward element, the statistics finalization with the running-stat
+// update, and the Welford / Chan moment updates the CUDA reductions use (the CPU backend sums
+// in double with two passes instead; the tests check that the float Welford/Chan path agrees).
+// Also the argument checks both backends run before touching memory.
+//
+// Backward is written per channel with mean_g = sum(g) / M and mean_gx = sum(g * xhat) / M:
+//   dx = gamma * invstd * (g - mean_g - xhat * mean_gx)
+// which is gamma * invstd / M * (M * g - dbeta - xhat * dgamma) without the large M * g term.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/args.h"
+#include "kernels/batchnorm.h"
+#include "kernels/half.h"
+
+namespace lockstep::bn {
+
+LS_HD float sqrt_of(float v) { return sqrtf(v); }
+LS_HD double sqrt_of(double v) { return sqrt(v); }
+
+// y = relu?(gamma * (x - mean) * invstd + beta + residual). NaN propagates through the ReLU.
+LS_HD float forward_element(float x, float mean, float invstd, float gamma, float beta,
+                            float residual, bool relu) {
+  float z = gamma * ((x - mean) * invstd) + beta + residual;
+  return (relu && z < 0.f) ? 0.f : z;
+}
+
+// Inference normalizes with the running variance: invstd = 1 / sqrt(var + eps).
+LS_HD float invstd_of(float var, float eps) { return 1.f / sqrtf(var + eps); }
+
+// The gradient reaching z (and the residual): dy masked by the ReLU, read from the output's sign.
+LS_HD float relu_grad(float dy, float y, bool relu) { return (relu && !(y > 0.f)) ? 0.f : dy; }
+
+LS_HD float xhat_of(float x, float mean, float invstd) { return (x - mean) * invstd; }
+
+// Per-channel backward coefficients from dbeta = sum g and dgamma = sum g * xhat over M rows.
+struct BackwardCoef {
+  float scale;    // gamma * invstd
+  float mean_g;   // dbeta / M
+  float mean_gx;  // dgamma / M
+};
+LS_HD BackwardCoef backward_coef(float gamma, float invstd, float dbeta, float dgamma, int64_t m) {
+  float inv_m = 1.f / static_cast<float>(m);
+  return {gamma * invstd, dbeta * inv_m, dgamma * inv_m};
+}
+LS_HD float backward_element(float g, float xhat, BackwardCoef k) {
+  return k.scale * (g - k.mean_g - xhat * k.mean_gx);
+}
+
+// From the batch mean and the sum of squared deviations m2 over m >= 1 rows: the saved
+// (mean, invstd) and the running statistics updated as PyTorch does, with the unbiased variance
+// m2 / (m - 1) (m2 / m when m == 1). T is double on the CPU, float on the GPU.
+template <typename T>
+LS_HD void finalize_stats(T mean, T m2, int64_t m, float eps, float momentum, float* save_mean,
+                          float* save_invstd, float* running_mean, float* running_var) {
+  if (m2 < T(0)) m2 = T(0);  // never negative in exact arithmetic; a NaN stays NaN
+  T var = m2 / static_cast<T>(m);
+  T unbiased = m > 1 ? m2 / static_cast<T>(m - 1) : var;
+  *save_mean = static_cast<float>(mean);
+  *save_invstd = static_cast<float>(T(1) / sqrt_of(var + static_cast<T>(eps)));
+  T mom = static_cast<T>(momentum);
+  *running_mean = static_cast<float>((T(1) - mom) * static_cast<T>(*running_mean) + mom * mean);
+  *running_var = static_cast<float>((T(1) - mom) * static_cast<T>(*running_var) + mom * unbiased);
+}
+
+// Running moments of a sequence: count n, mean, and m2 = sum of squared deviations from the
+// mean. Welford's update for one value, Chan's merge for two partials; both are stable for data
+// whose mean is large against its spread (no E[x^2] - E[x]^2 cancellation).
+struct Moments {
+  float n = 0.f;
+  float mean = 0.f;
+  float m2 = 0.f;
+};
+LS_HD void welford_add(Moments& a, float x) {
+  a.n += 1.f;
+  float delta = x - a.mean;
+  a.mean += delta / a.n;
+  a.m2 += delta * (x - a.mean);
+}
+LS_HD void chan_merge(Moments& a, const Moments& b) {
+  if (b.n == 0.f) return;
+  if (a.n == 0.f) {
+    a = b;
+    return;
+  }
+  float n = a.n + b.n;
+  float wb = b.n / n;
+  float delta = b.mean - a.mean;
+  a.mean += delta * wb;
+  a.m2 += b.m2 + delta * delta * a.n * wb;
+  a.n = n;
+}
+
+// ---- Argument checks both backends run before touching memory (host only) ----
+
+// Rows per channel, M = N * H * W.
+inline int64_t rows_of(const Shape& x) { return x[0] * x[1] * x[2]; }
+
+inline void check_shape(const Shape& x, DType dtype, const char* op) {
+  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.str());
+  LS_CHECK(x.numel() > 0, op << ": x must not be empty, got " << x.str());
+  LS_CHECK(is_floating(dtype), op << ": x must be f32, bf16 or f16, got " << dtype_name(dtype));
+}
+
+inline void check_args(const BatchNormArgs& a, const char* op) {
+  LS_CHECK(std::isfinite(a.eps) && a.eps > 0.f, op << ": eps must be finite and > 0, got " << a.eps);
+  LS_CHECK(a.momentum >= 0.f && a.momentum <= 1.f,
+           op << ": momentum must be in [0, 1], got " << a.momentum);
+}
+
+// x matches the plan; an activation-like tensor t matches x's shape and dtype.
+inline void check_x(const Context& ctx, const BatchNormPlan& plan, const Tensor& x, const char* op) {
+  check_shape(plan.x, plan.dtype, op);
+  expect_on(ctx, x, op, "x");
+  LS_CHECK(x.shape() == plan.x && x.dtype() == plan.dtype,
+           op << ": x is " << dtype_name(x.dtype()) << x.shape().str() << " but the plan was made for "
+              << dtype_name(plan.dtype) << plan.x.str());
+}
+inline void check_like_x(const Context& ctx, const Tensor& t, const Tensor& x, const char* op,
+                         const char* name) {
+  expect_on(ctx, t, op, name);
+  expect_dtype(t, x.dtype(), op, name);
+  expect_shape(t, x.shape(), op, name);
+}
+// A per-channel f32 tensor of shape (C).
+inline void check_channel(const Context& ctx, const Tensor& t, const Tensor& x, const char* op,
+                          const char* name) {
+  expect_on(ctx, t, op, name);
+  expect_dtype(t, DType::f32, op, name);
+  expect_shape(t, Shape{x.dim(3)}, op, name);
+}
+
+inline void check_forward(const Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                          const Tensor& x, const Tensor* residual, const Tensor& gamma,
+                          const Tensor& beta, const Tensor& y, const char* op) {
+  check_args(args, op);
+  check_x(ctx, plan, x, op);
+  if (residual) check_like_x(ctx, *residual, x, op, "residual");
+  check_channel(ctx, gamma, x, op, "gamma");
+  check_channel(ctx, beta, x, op, "beta");
+  check_like_x(ctx, y, x, op, "y");
+}
+
+// y is read (for the ReLU mask) only when args.relu; without ReLU it may be an empty Tensor.
+inline void check_backward(const Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                           const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                           const Tensor& save_mean, const Tensor& save_invstd, const Tensor& dx,
+                           const Tensor* dresidual, const Tensor& dgamma, const Tensor& dbeta,
+                           const char* op) {
+  check_args(args, op);
+  check_x(ctx, plan, x, op);
+  if (args.relu) check_like_x(ctx, y, x, op, "y");
+  check_like_x(ctx, dy, x, op, "dy");
+  check_like_x(ctx, dx, x, op, "dx");
+  if (dresidual) check_like_x(ctx, *dresidual, x, op, "dresidual");
+  check_channel(ctx, gamma, x, op, "gamma");
+  check_channel(ctx, save_mean, x, op, "save_mean");
+  check_channel(ctx, save_invstd, x, op, "save_invstd");
+  check_channel(ctx, dgamma, x, op, "dgamma");
+  check_channel(ctx, dbeta, x, op, "dbeta");
+}
+
+}  // namespace lockstep::bn

@@ -1,0 +1,148 @@
+// CPU batch normalization over NHWC, f32: the oracle. Per-channel sums run in double, in two
+// passes (mean, then squared deviations), scanning rows in memory order with C accumulators
+// taken from the workspace the plan reserved (2 * C doubles); the element math is the shared
+// kernels/batchnorm_math.h that the CUDA kernels use too.
+#include "kernels/batchnorm.h"
+
+#include "kernels/args.h"
+#include "kernels/batchnorm_math.h"
+
+namespace lockstep::cpu {
+
+namespace {
+size_t scratch_bytes(const Shape& x) { return 2 * static_cast<size_t>(x[3]) * sizeof(double); }
+
+double* scratch(const Context& ctx, const Shape& x, const char* op) {
+  LS_CHECK(ctx.workspace_bytes() >= scratch_bytes(x),
+           op << ": the context's workspace holds " << ctx.workspace_bytes() << " bytes, "
+              << scratch_bytes(x) << " needed: make the plan with plan_batchnorm on this context");
+  return static_cast<double*>(ctx.workspace());
+}
+}  // namespace
+
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
+  bn::check_shape(x, dtype, "plan_batchnorm");
+  LS_CHECK(dtype == DType::f32, "plan_batchnorm: the CPU backend computes in f32, got " << dtype_name(dtype));
+  BatchNormPlan plan{x, dtype, scratch_bytes(x)};
+  ctx.reserve_workspace(plan.workspace_bytes);
+  return plan;
+}
+
+void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                             const Tensor& x, const Tensor* residual, const Tensor& gamma,
+                             const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                             Tensor& save_mean, Tensor& save_invstd, Tensor& y) {
+  const char* op = "batchnorm_forward_train";
+  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
+  bn::check_channel(ctx, running_mean, x, op, "running_mean");
+  bn::check_channel(ctx, running_var, x, op, "running_var");
+  bn::check_channel(ctx, save_mean, x, op, "save_mean");
+  bn::check_channel(ctx, save_invstd, x, op, "save_invstd");
+  expect_cpu_f32({&x, &y}, op);
+  const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
+  double* mean = scratch(ctx, x.shape(), op);
+  double* m2 = mean + c_n;
+  const float* px = x.data<float>();
+
+  for (int64_t c = 0; c < c_n; ++c) mean[c] = m2[c] = 0.0;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) mean[c] += px[r * c_n + c];
+  for (int64_t c = 0; c < c_n; ++c) mean[c] /= static_cast<double>(m);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      double d = px[r * c_n + c] - mean[c];
+      m2[c] += d * d;
+    }
+  float* sm = save_mean.data<float>();
+  float* si = save_invstd.data<float>();
+  float* rm = running_mean.data<float>();
+  float* rv = running_var.data<float>();
+  for (int64_t c = 0; c < c_n; ++c)
+    bn::finalize_stats<double>(mean[c], m2[c], m, args.eps, args.momentum, &sm[c], &si[c], &rm[c], &rv[c]);
+
+  const float* pg = gamma.data<float>();
+  const float* pb = beta.data<float>();
+  const float* pr = residual ? residual->data<float>() : nullptr;
+  float* py = y.data<float>();
+#pragma omp parallel for
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      int64_t i = r * c_n + c;
+      py[i] = bn::forward_element(px[i], sm[c], si[c], pg[c], pb[c], pr ? pr[i] : 0.f, args.relu);
+    }
+}
+
+void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                             const Tensor& x, const Tensor* residual, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, Tensor& y) {
+  const char* op = "batchnorm_forward_infer";
+  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
+  bn::check_channel(ctx, running_mean, x, op, "running_mean");
+  bn::check_channel(ctx, running_var, x, op, "running_var");
+  expect_cpu_f32({&x, &y}, op);
+  const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
+  const float* px = x.data<float>();
+  const float* pg = gamma.data<float>();
+  const float* pb = beta.data<float>();
+  const float* rm = running_mean.data<float>();
+  const float* rv = running_var.data<float>();
+  const float* pr = residual ? residual->data<float>() : nullptr;
+  float* py = y.data<float>();
+#pragma omp parallel for
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      int64_t i = r * c_n + c;
+      py[i] = bn::forward_element(px[i], rm[c], bn::invstd_of(rv[c], args.eps), pg[c], pb[c],
+                                  pr ? pr[i] : 0.f, args.relu);
+    }
+}
+
+void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                        const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                        const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
+                        Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
+  const char* op = "batchnorm_backward";
+  bn::check_backward(ctx, plan, args, x, y, dy, gamma, save_mean, save_invstd, dx, dresidual,
+                     dgamma, dbeta, op);
+  expect_cpu_f32({&x, &dy, &dx}, op);
+  const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
+  double* sum_g = scratch(ctx, x.shape(), op);
+  double* sum_gx = sum_g + c_n;
+  const float* px = x.data<float>();
+  const float* py = args.relu ? y.data<float>() : nullptr;  // y is read only for the ReLU mask
+  const float* pdy = dy.data<float>();  // may alias dx: every element is read before it is written
+  const float* sm = save_mean.data<float>();
+  const float* si = save_invstd.data<float>();
+
+  for (int64_t c = 0; c < c_n; ++c) sum_g[c] = sum_gx[c] = 0.0;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      int64_t i = r * c_n + c;
+      float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
+      sum_g[c] += g;
+      sum_gx[c] += static_cast<double>(g) * bn::xhat_of(px[i], sm[c], si[c]);
+    }
+  float* pdb = dbeta.data<float>();
+  float* pdg = dgamma.data<float>();
+  for (int64_t c = 0; c < c_n; ++c) {
+    pdb[c] = static_cast<float>(sum_g[c]);
+    pdg[c] = static_cast<float>(sum_gx[c]);
+  }
+
+  const float* pg = gamma.data<float>();
+  float* pdx = dx.data<float>();
+  float* pdr = dresidual ? dresidual->data<float>() : nullptr;
+#pragma omp parallel for
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      int64_t i = r * c_n + c;
+      float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
+      float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]),
+                                     bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m));
+      if (pdr) pdr[i] = g;
+      pdx[i] = d;
+    }
+}
+
+}  // namespace lockstep::cpu

@@ -1,0 +1,353 @@
+// CUDA batch normalization over NHWC (x, y, residual, dy, dx, dresidual in f32 / bf16 / f16;
+// gamma, beta and statistics f32), with the residual add and ReLU fused. Custom kernels
+// everywhere for now (cuDNN's fused NHWC path is left for the throughput work): deterministic,
+// no float atomics, the same result run after run on a given shape.
+//
+// Layout: x is (rows = N*H*W, C) row-major, so the channel is the fastest dimension. Every
+// kernel uses one geometry: blocks of kTileC x kRowsY threads; grid.y walks channel tiles of
+// kTileC channels (threadIdx.x picks the channel, so a warp reads kTileC consecutive values of
+// one row), grid.x walks contiguous row chunks of rows_per_chunk rows, and threadIdx.y strides
+// through its chunk's rows. The geometry depends on the shape only (not on the GPU), so
+// results do not depend on the card either.
+//
+// Training forward, three kernels:
+//   moments:  each thread runs Welford over its rows, the block merges its kRowsY partials with
+//             Chan's formula in a fixed tree, and writes one (mean, m2) per (chunk, channel)
+//             into the workspace: 2 * chunks * C floats, reserved by plan_batchnorm.
+//   finalize: one block per channel tile merges the chunks' partials in a fixed order, then
+//             writes save_mean, save_invstd and updates the running statistics.
+//   Both stages work on values shifted by a sample of the channel (the chunk's first value,
+//   then chunk 0's mean), so a running mean is of the order of the spread, not of the mean:
+//   with mean 1000 and std 1, fp32 rounding of a mean near 1000 at every update would cost
+//   ~1e-4 of the std; shifted, the mean is rounded near 1000 only once per partial and at the end.
+//   apply:    y = relu?(gamma * (x - mean) * invstd + beta + residual).
+// Backward, three kernels of the same shape: per-chunk partial sums of g and g * xhat
+// (g = dy masked by the ReLU), a finalize that writes dbeta and dgamma, and the dx element
+// kernel (which also writes dresidual = g). dx may alias dy: each element is read, then written
+// by the same thread, so the dx kernel's pointers are not __restrict__.
+// The per-element and per-channel arithmetic is kernels/batchnorm_math.h, shared with the CPU.
+#include "kernels/args.h"
+#include "kernels/batchnorm.h"
+#include "kernels/batchnorm_math.h"
+#include "kernels/cuda/cuda_state.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace lockstep::cuda {
+
+namespace {
+
+constexpr int kTileC = 32;          // channels per block (threadIdx.x)
+constexpr int kRowsY = 8;           // row lanes per block (threadIdx.y)
+constexpr int64_t kTargetBlocks = 1024;
+constexpr int64_t kMinRowsPerChunk = 64;
+static_assert(kTileC * kRowsY == kThreads, "one block is kThreads threads");
+
+struct Geometry {
+  int64_t rows = 0;            // N * H * W
+  int64_t channels = 0;        // C
+  int64_t tiles = 0;           // channel tiles: grid.y
+  int64_t chunks = 0;          // row chunks: grid.x
+  int64_t rows_per_chunk = 0;  // the last chunk may hold fewer
+  size_t workspace_bytes() const { return 2 * static_cast<size_t>(chunks * channels) * sizeof(float); }
+  dim3 grid() const { return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(tiles)); }
+  dim3 finalize_grid() const { return dim3(static_cast<unsigned>(tiles)); }
+};
+const dim3 kBlock(kTileC, kRowsY);
+
+// Enough blocks to fill any GPU (about kTargetBlocks), but never chunks of fewer than
+// kMinRowsPerChunk rows (unless there are fewer rows than that).
+Geometry geometry_for(const Shape& x) {
+  Geometry g;
+  g.rows = bn::rows_of(x);
+  g.channels = x[3];
+  g.tiles = (g.channels + kTileC - 1) / kTileC;
+  LS_CHECK(g.tiles <= 65535, "batchnorm: " << g.channels << " channels are more than the CUDA grid holds");
+  int64_t by_target = (kTargetBlocks + g.tiles - 1) / g.tiles;
+  int64_t by_rows = (g.rows + kMinRowsPerChunk - 1) / kMinRowsPerChunk;
+  int64_t chunks = std::max<int64_t>(1, std::min(by_target, by_rows));
+  g.rows_per_chunk = (g.rows + chunks - 1) / chunks;
+  g.chunks = (g.rows + g.rows_per_chunk - 1) / g.rows_per_chunk;  // every chunk non-empty
+  return g;
+}
+
+float* workspace_floats(const Context& ctx, const Geometry& g, const char* op) {
+  LS_CHECK(ctx.workspace_bytes() >= g.workspace_bytes(),
+           op << ": the context's workspace holds " << ctx.workspace_bytes() << " bytes, "
+              << g.workspace_bytes() << " needed: make the plan with plan_batchnorm on this context");
+  return static_cast<float*>(ctx.workspace());
+}
+
+// Rows [begin, end) of chunk p.
+__device__ __forceinline__ void chunk_rows(int64_t p, int64_t rows, int64_t rows_per_chunk,
+                                           int64_t& begin, int64_t& end) {
+  begin = p * rows_per_chunk;
+  end = begin + rows_per_chunk < rows ? begin + rows_per_chunk : rows;
+}
+
+// Merges the kRowsY Moments of a block column (same threadIdx.x) in a fixed tree; the result is
+// valid in threadIdx.y == 0. Every thread of the block must call it.
+__device__ __forceinline__ bn::Moments block_merge(bn::Moments a) {
+  __shared__ float s_n[kRowsY][kTileC], s_mean[kRowsY][kTileC], s_m2[kRowsY][kTileC];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  s_n[ty][tx] = a.n;
+  s_mean[ty][tx] = a.mean;
+  s_m2[ty][tx] = a.m2;
+  __syncthreads();
+  for (int s = kRowsY / 2; s > 0; s /= 2) {
+    if (ty < s) {
+      bn::chan_merge(a, bn::Moments{s_n[ty + s][tx], s_mean[ty + s][tx], s_m2[ty + s][tx]});
+      s_n[ty][tx] = a.n;
+      s_mean[ty][tx] = a.mean;
+      s_m2[ty][tx] = a.m2;
+    }
+    __syncthreads();
+  }
+  return a;
+}
+
+// Sums two values over a block column in a fixed tree; the result is valid in threadIdx.y == 0.
+__device__ __forceinline__ void block_sum2(float& a, float& b) {
+  __shared__ float s_a[kRowsY][kTileC], s_b[kRowsY][kTileC];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  s_a[ty][tx] = a;
+  s_b[ty][tx] = b;
+  __syncthreads();
+  for (int s = kRowsY / 2; s > 0; s /= 2) {
+    if (ty < s) {
+      a += s_a[ty + s][tx];
+      b += s_b[ty + s][tx];
+      s_a[ty][tx] = a;
+      s_b[ty][tx] = b;
+    }
+    __syncthreads();
+  }
+}
+
+// ---- training forward ----
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) moments_kernel(const T* __restrict__ x, int64_t rows,
+                                                          int64_t channels, int64_t rows_per_chunk,
+                                                          float* __restrict__ part_mean,
+                                                          float* __restrict__ part_m2) {
+  const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
+  int64_t begin, end;
+  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn::Moments m;
+  float shift = 0.f;  // the chunk's first value: moments of x - shift keep the running mean small
+  if (c < channels) {
+    shift = to_f32(x[begin * channels + c]);
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY)
+      bn::welford_add(m, to_f32(x[r * channels + c]) - shift);
+  }
+  m = block_merge(m);
+  if (threadIdx.y == 0 && c < channels) {
+    part_mean[blockIdx.x * channels + c] = shift + m.mean;
+    part_m2[blockIdx.x * channels + c] = m.m2;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) finalize_moments_kernel(
+    const float* __restrict__ part_mean, const float* __restrict__ part_m2, int64_t chunks,
+    int64_t rows, int64_t channels, int64_t rows_per_chunk, float eps, float momentum,
+    float* __restrict__ save_mean, float* __restrict__ save_invstd, float* __restrict__ running_mean,
+    float* __restrict__ running_var) {
+  const int64_t c = blockIdx.x * int64_t(kTileC) + threadIdx.x;
+  bn::Moments m;
+  float shift = 0.f;  // chunk 0's mean: merging means relative to it keeps them small
+  if (c < channels) {
+    shift = part_mean[c];
+    for (int64_t p = threadIdx.y; p < chunks; p += kRowsY) {
+      int64_t begin, end;
+      chunk_rows(p, rows, rows_per_chunk, begin, end);
+      bn::chan_merge(m, bn::Moments{static_cast<float>(end - begin), part_mean[p * channels + c] - shift,
+                                    part_m2[p * channels + c]});
+    }
+  }
+  m = block_merge(m);
+  if (threadIdx.y == 0 && c < channels)
+    bn::finalize_stats<float>(shift + m.mean, m.m2, rows, eps, momentum, &save_mean[c], &save_invstd[c],
+                              &running_mean[c], &running_var[c]);
+}
+
+// kInfer: `stat` holds the running variance (invstd computed here); else the saved invstd.
+// y may alias x or residual: each element is read, then written by the same thread.
+template <typename T, bool kInfer>
+__global__ void __launch_bounds__(kThreads) apply_kernel(
+    const T* x, const T* residual, T* y, int64_t rows, int64_t channels, int64_t rows_per_chunk,
+    const float* __restrict__ mean, const float* __restrict__ stat, const float* __restrict__ gamma,
+    const float* __restrict__ beta, float eps, bool relu) {
+  const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
+  if (c >= channels) return;
+  const float mu = mean[c];
+  const float invstd = kInfer ? bn::invstd_of(stat[c], eps) : stat[c];
+  const float ga = gamma[c], be = beta[c];
+  int64_t begin, end;
+  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
+    const int64_t i = r * channels + c;
+    const float res = residual ? to_f32(residual[i]) : 0.f;
+    y[i] = from_f32<T>(bn::forward_element(to_f32(x[i]), mu, invstd, ga, be, res, relu));
+  }
+}
+
+// ---- backward ----
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) grad_sums_kernel(
+    const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy, int64_t rows,
+    int64_t channels, int64_t rows_per_chunk, const float* __restrict__ save_mean,
+    const float* __restrict__ save_invstd, bool relu, float* __restrict__ part_g,
+    float* __restrict__ part_gx) {
+  const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
+  float sg = 0.f, sgx = 0.f;
+  if (c < channels) {
+    const float mu = save_mean[c], invstd = save_invstd[c];
+    int64_t begin, end;
+    chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
+      const int64_t i = r * channels + c;
+      const float g = bn::relu_grad(to_f32(dy[i]), relu ? to_f32(y[i]) : 0.f, relu);
+      sg += g;
+      sgx += g * bn::xhat_of(to_f32(x[i]), mu, invstd);
+    }
+  }
+  block_sum2(sg, sgx);
+  if (threadIdx.y == 0 && c < channels) {
+    part_g[blockIdx.x * channels + c] = sg;
+    part_gx[blockIdx.x * channels + c] = sgx;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) finalize_grad_kernel(const float* __restrict__ part_g,
+                                                                const float* __restrict__ part_gx,
+                                                                int64_t chunks, int64_t channels,
+                                                                float* __restrict__ dbeta,
+                                                                float* __restrict__ dgamma) {
+  const int64_t c = blockIdx.x * int64_t(kTileC) + threadIdx.x;
+  float sg = 0.f, sgx = 0.f;
+  if (c < channels)
+    for (int64_t p = threadIdx.y; p < chunks; p += kRowsY) {
+      sg += part_g[p * channels + c];
+      sgx += part_gx[p * channels + c];
+    }
+  block_sum2(sg, sgx);
+  if (threadIdx.y == 0 && c < channels) {
+    dbeta[c] = sg;
+    dgamma[c] = sgx;
+  }
+}
+
+// dx may alias dy (and nothing here is __restrict__ that could alias).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) dx_kernel(
+    const T* x, const T* y, const T* dy, T* dx, T* dresidual, int64_t rows, int64_t channels,
+    int64_t rows_per_chunk, const float* save_mean, const float* save_invstd, const float* gamma,
+    const float* dbeta, const float* dgamma, bool relu) {
+  const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
+  if (c >= channels) return;
+  const float mu = save_mean[c], invstd = save_invstd[c];
+  const bn::BackwardCoef k = bn::backward_coef(gamma[c], invstd, dbeta[c], dgamma[c], rows);
+  int64_t begin, end;
+  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
+    const int64_t i = r * channels + c;
+    const float g = bn::relu_grad(to_f32(dy[i]), relu ? to_f32(y[i]) : 0.f, relu);
+    const float xh = bn::xhat_of(to_f32(x[i]), mu, invstd);
+    if (dresidual) dresidual[i] = from_f32<T>(g);
+    dx[i] = from_f32<T>(bn::backward_element(g, xh, k));
+  }
+}
+
+template <typename T> const T* cptr(const Tensor& t) { return static_cast<const T*>(t.raw()); }
+template <typename T> T* ptr(Tensor& t) { return static_cast<T*>(t.raw()); }
+const float* fptr(const Tensor& t) { return static_cast<const float*>(t.raw()); }
+float* fptr(Tensor& t) { return static_cast<float*>(t.raw()); }
+
+}  // namespace
+
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
+  bn::check_shape(x, dtype, "plan_batchnorm");
+  BatchNormPlan plan{x, dtype, geometry_for(x).workspace_bytes()};
+  ctx.reserve_workspace(plan.workspace_bytes);
+  return plan;
+}
+
+void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                             const Tensor& x, const Tensor* residual, const Tensor& gamma,
+                             const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                             Tensor& save_mean, Tensor& save_invstd, Tensor& y) {
+  const char* op = "batchnorm_forward_train";
+  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
+  bn::check_channel(ctx, running_mean, x, op, "running_mean");
+  bn::check_channel(ctx, running_var, x, op, "running_var");
+  bn::check_channel(ctx, save_mean, x, op, "save_mean");
+  bn::check_channel(ctx, save_invstd, x, op, "save_invstd");
+  const Geometry g = geometry_for(x.shape());
+  float* part_mean = workspace_floats(ctx, g, op);
+  float* part_m2 = part_mean + g.chunks * g.channels;
+  cudaStream_t st = stream(ctx);
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    moments_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), g.rows, g.channels, g.rows_per_chunk,
+                                                   part_mean, part_m2);
+    CUDA_CHECK_LAUNCH();
+    finalize_moments_kernel<<<g.finalize_grid(), kBlock, 0, st>>>(
+        part_mean, part_m2, g.chunks, g.rows, g.channels, g.rows_per_chunk, args.eps, args.momentum,
+        fptr(save_mean), fptr(save_invstd), fptr(running_mean), fptr(running_var));
+    CUDA_CHECK_LAUNCH();
+    apply_kernel<T, false><<<g.grid(), kBlock, 0, st>>>(
+        cptr<T>(x), residual ? cptr<T>(*residual) : nullptr, ptr<T>(y), g.rows, g.channels,
+        g.rows_per_chunk, fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(beta), args.eps,
+        args.relu);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                             const Tensor& x, const Tensor* residual, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, Tensor& y) {
+  const char* op = "batchnorm_forward_infer";
+  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
+  bn::check_channel(ctx, running_mean, x, op, "running_mean");
+  bn::check_channel(ctx, running_var, x, op, "running_var");
+  const Geometry g = geometry_for(x.shape());
+  cudaStream_t st = stream(ctx);
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    apply_kernel<T, true><<<g.grid(), kBlock, 0, st>>>(
+        cptr<T>(x), residual ? cptr<T>(*residual) : nullptr, ptr<T>(y), g.rows, g.channels,
+        g.rows_per_chunk, fptr(running_mean), fptr(running_var), fptr(gamma), fptr(beta), args.eps,
+        args.relu);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                        const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                        const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
+                        Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
+  const char* op = "batchnorm_backward";
+  bn::check_backward(ctx, plan, args, x, y, dy, gamma, save_mean, save_invstd, dx, dresidual,
+                     dgamma, dbeta, op);
+  const Geometry g = geometry_for(x.shape());
+  float* part_g = workspace_floats(ctx, g, op);
+  float* part_gx = part_g + g.chunks * g.channels;
+  cudaStream_t st = stream(ctx);
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    const T* py = args.relu ? cptr<T>(y) : nullptr;  // y is read only for the ReLU mask
+    grad_sums_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), py, cptr<T>(dy), g.rows, g.channels,
+                                                     g.rows_per_chunk, fptr(save_mean),
+                                                     fptr(save_invstd), args.relu, part_g, part_gx);
+    CUDA_CHECK_LAUNCH();
+    finalize_grad_kernel<<<g.finalize_grid(), kBlock, 0, st>>>(part_g, part_gx, g.chunks, g.channels,
+                                                               fptr(dbeta), fptr(dgamma));
+    CUDA_CHECK_LAUNCH();
+    dx_kernel<T><<<g.grid(), kBlock, 0, st>>>(
+        cptr<T>(x), py, cptr<T>(dy), ptr<T>(dx), dresidual ? ptr<T>(*dresidual) : nullptr, g.rows,
+        g.channels, g.rows_per_chunk, fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(dbeta),
+        fptr(dgamma), args.relu);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace lockstep::cuda
