@@ -15,6 +15,9 @@ namespace lockstep::cpu {
 
 namespace {
 
+// Below this many input elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 16;
+
 void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
   LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.shape().str());
   LS_CHECK(s.window >= 1 && s.stride >= 1 && s.pad >= 0 && s.pad < s.window,
@@ -64,7 +67,7 @@ void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tens
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
   const float* px = x.data<float>();
   float* py = y.data<float>();
-#pragma omp parallel for
+#pragma omp parallel for if (x.numel() > kParallelMin)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t p = 0; p < P; ++p)
       for (int64_t q = 0; q < Q; ++q)
@@ -100,7 +103,7 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
   const float* pdy = dy.data<float>();
   float* pdx = dx.data<float>();
   std::memset(pdx, 0, dx.bytes());
-#pragma omp parallel for
+#pragma omp parallel for if (x.numel() > kParallelMin)
   for (int64_t n = 0; n < N; ++n)  // samples write disjoint parts of dx
     for (int64_t p = 0; p < P; ++p)
       for (int64_t q = 0; q < Q; ++q)
