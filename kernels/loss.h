@@ -13,7 +13,14 @@ namespace lockstep {
 
 // logits (N, K) and dlogits (N, K) of one float dtype (f32 on CPU); labels (N) i32 in [0, K).
 // stats: f32 (3), accumulated (+=): [sum of sample losses, top-1 correct, top-5 correct].
-// dlogits may be null (evaluation).
+// dlogits may be null (evaluation), and may alias logits (each row is read before it is written).
+// Logits are shifted by their row maximum before exp (a stable log-softmax); math is fp32.
+// A label outside [0, K): the CPU backend throws an Error naming the sample, before writing
+// anything. The CUDA backend cannot throw from a kernel and never indexes with such a label: the
+// row's dlogits are written as 0, it counts as wrong for top-1 and top-5, and it adds NaN to the
+// loss sum so the bad batch is visible.
+// On CUDA the per-sample terms are added to stats with float atomics: the counts are exact, the
+// loss sum's last bits depend on the order in which samples finish.
 void softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
                            float label_smoothing, float grad_scale, Tensor* dlogits, Tensor& stats);
 

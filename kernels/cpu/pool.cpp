@@ -1,0 +1,153 @@
+// CPU max pooling and global average pooling on NHWC f32 tensors, plain loops.
+// Max pooling: a window covers rows p*stride - pad .. + window - 1 (columns alike); positions in
+// the padding are skipped, so padding never wins. The window's maximum is its first element in
+// row-major order that is greater than every earlier one (a NaN wins and propagates, as in
+// PyTorch). Backward recomputes nothing but a search: each output's gradient goes to the first
+// element of its window, in row-major order, that equals y (PyTorch's rule for ties).
+#include "kernels/pool.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/args.h"
+
+namespace lockstep::cpu {
+
+namespace {
+
+// Below this many input elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 16;
+
+void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
+  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.shape().str());
+  LS_CHECK(s.window >= 1 && s.stride >= 1 && s.pad >= 0 && s.pad < s.window,
+           op << ": bad pool shape window " << s.window << " stride " << s.stride << " pad " << s.pad
+              << " (need window >= 1, stride >= 1, 0 <= pad < window)");
+  LS_CHECK(x.dim(1) + 2 * s.pad >= s.window && x.dim(2) + 2 * s.pad >= s.window,
+           op << ": window " << s.window << " does not fit the padded input " << x.shape().str());
+}
+
+Shape pooled_shape(const PoolShape& s, const Tensor& x) {
+  return Shape{x.dim(0), s.out(static_cast<int>(x.dim(1))), s.out(static_cast<int>(x.dim(2))), x.dim(3)};
+}
+
+// The valid (unpadded) rows [h_begin, h_end) and columns [w_begin, w_end) of output (p, q)'s window.
+struct Window {
+  int64_t h_begin, h_end, w_begin, w_end;
+  Window(const PoolShape& s, int64_t p, int64_t q, int64_t H, int64_t W) {
+    const int64_t h0 = p * s.stride - s.pad, w0 = q * s.stride - s.pad;
+    h_begin = std::max<int64_t>(h0, 0);
+    h_end = std::min<int64_t>(h0 + s.window, H);
+    w_begin = std::max<int64_t>(w0, 0);
+    w_end = std::min<int64_t>(w0 + s.window, W);
+  }
+};
+
+// Flat index of the first element of the window, in row-major order, equal to y; -1 if none
+// (y is NaN).
+int64_t first_max(const float* x, const Window& win, int64_t n, int64_t c, int64_t H, int64_t W,
+                  int64_t C, float y) {
+  for (int64_t h = win.h_begin; h < win.h_end; ++h)
+    for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+      const int64_t i = ((n * H + h) * W + w) * C + c;
+      if (x[i] == y) return i;
+    }
+  return -1;
+}
+
+}  // namespace
+
+void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
+  const char* op = "maxpool_forward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_cpu_f32({&x, &y}, op);
+  check_pool_shape(shape, x, op);
+  expect_shape(y, pooled_shape(shape, x), op, "y");
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+#pragma omp parallel for if (x.numel() > kParallelMin)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t c = 0; c < C; ++c) {
+          const Window win(shape, p, q, H, W);
+          bool first = true;
+          float best = 0.f;
+          for (int64_t h = win.h_begin; h < win.h_end; ++h)
+            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+              const float v = px[((n * H + h) * W + w) * C + c];
+              if (first || v > best || v != v) best = v;  // v != v: a NaN wins and stays
+              first = false;
+            }
+          py[((n * P + p) * Q + q) * C + c] = best;
+        }
+}
+
+void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
+                      const Tensor& dy, Tensor& dx) {
+  const char* op = "maxpool_backward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dx, op, "dx");
+  expect_cpu_f32({&x, &y, &dy, &dx}, op);
+  check_pool_shape(shape, x, op);
+  expect_shape(y, pooled_shape(shape, x), op, "y");
+  expect_shape(dy, y.shape(), op, "dy");
+  expect_shape(dx, x.shape(), op, "dx");
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
+  const float* px = x.data<float>();
+  const float* py = y.data<float>();
+  const float* pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+  std::memset(pdx, 0, dx.bytes());
+#pragma omp parallel for if (x.numel() > kParallelMin)
+  for (int64_t n = 0; n < N; ++n)  // samples write disjoint parts of dx
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t q = 0; q < Q; ++q)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t o = ((n * P + p) * Q + q) * C + c;
+          const int64_t i = first_max(px, Window(shape, p, q, H, W), n, c, H, W, C, py[o]);
+          if (i >= 0) pdx[i] += pdy[o];
+        }
+}
+
+void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
+  const char* op = "global_avgpool_forward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_cpu_f32({&x, &y}, op);
+  LS_CHECK(x.rank() == 4 && x.dim(1) * x.dim(2) > 0,
+           op << ": x must be (N, H, W, C) with H W > 0, got " << x.shape().str());
+  expect_shape(y, Shape{x.dim(0), x.dim(3)}, op, "y");
+  const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      double s = 0;
+      for (int64_t i = 0; i < HW; ++i) s += px[(n * HW + i) * C + c];
+      py[n * C + c] = static_cast<float>(s / static_cast<double>(HW));
+    }
+}
+
+void global_avgpool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
+  const char* op = "global_avgpool_backward";
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dx, op, "dx");
+  expect_cpu_f32({&dy, &dx}, op);
+  LS_CHECK(dx.rank() == 4 && dx.dim(1) * dx.dim(2) > 0,
+           op << ": dx must be (N, H, W, C) with H W > 0, got " << dx.shape().str());
+  expect_shape(dy, Shape{dx.dim(0), dx.dim(3)}, op, "dy");
+  const int64_t N = dx.dim(0), HW = dx.dim(1) * dx.dim(2), C = dx.dim(3);
+  const float inv = 1.0f / static_cast<float>(HW);
+  const float* pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < HW; ++i)
+      for (int64_t c = 0; c < C; ++c) pdx[(n * HW + i) * C + c] = pdy[n * C + c] * inv;
+}
+
+}  // namespace lockstep::cpu

@@ -1,0 +1,214 @@
+// CUDA max pooling and global average pooling on NHWC f32 / bf16 / f16 tensors, fp32 math,
+// grid-stride loops with the channel fastest so neighbouring threads touch neighbouring memory.
+// Same rules as the CPU reference (kernels/cpu/pool.cpp): padding is skipped, the maximum is the
+// first element of the window in row-major order greater than every earlier one (NaN wins and
+// stays), and backward sends each output's gradient to the first element of its window, in
+// row-major order, equal to y.
+// Max-pool backward is a gather, not a scatter: one thread per input element visits the windows
+// that contain it (in p, then q order), and adds dy of each window whose first maximum it is.
+// No atomics, so dx is deterministic and bit-identical to the CPU's order of summation.
+#include "kernels/args.h"
+#include "kernels/pool.h"
+#include "kernels/cuda/cuda_state.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace lockstep::cuda {
+
+namespace {
+
+struct PoolDims {
+  int64_t N, H, W, C, P, Q;
+  int window, stride, pad;
+};
+
+template <typename T>
+__global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
+  const int64_t total = d.N * d.P * d.Q * d.C;
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = o % d.C;
+    int64_t t = o / d.C;
+    const int64_t q = t % d.Q;
+    t /= d.Q;
+    const int64_t p = t % d.P;
+    const int64_t n = t / d.P;
+    const int64_t h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
+    const int64_t hb = max(h0, int64_t(0)), he = min(h0 + d.window, d.H);
+    const int64_t wb = max(w0, int64_t(0)), we = min(w0 + d.window, d.W);
+    bool first = true;
+    float best = 0.f;
+    for (int64_t h = hb; h < he; ++h)
+      for (int64_t w = wb; w < we; ++w) {
+        const float v = to_f32(x[((n * d.H + h) * d.W + w) * d.C + c]);
+        if (first || v > best || v != v) best = v;
+        first = false;
+      }
+    y[o] = from_f32<T>(best);
+  }
+}
+
+// True when input (h, w) is the first element of the window starting at (h0, w0), in row-major
+// order, whose value equals yv. x points at (n, 0, 0, c).
+template <typename T>
+__device__ bool is_first_max(const T* x, const PoolDims& d, int64_t h0, int64_t w0, int64_t h, int64_t w,
+                             float yv) {
+  const int64_t hb = max(h0, int64_t(0)), he = min(h0 + d.window, d.H);
+  const int64_t wb = max(w0, int64_t(0)), we = min(w0 + d.window, d.W);
+  for (int64_t i = hb; i < he; ++i)
+    for (int64_t j = wb; j < we; ++j)
+      if (to_f32(x[(i * d.W + j) * d.C]) == yv) return i == h && j == w;
+  return false;
+}
+
+template <typename T>
+__global__ void maxpool_backward_kernel(const T* __restrict__ x, const T* __restrict__ y,
+                                        const T* __restrict__ dy, T* __restrict__ dx, PoolDims d) {
+  const int64_t total = d.N * d.H * d.W * d.C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % d.C;
+    int64_t t = i / d.C;
+    const int64_t w = t % d.W;
+    t /= d.W;
+    const int64_t h = t % d.H;
+    const int64_t n = t / d.H;
+    const float xv = to_f32(x[i]);
+    // Windows containing h: p * stride - pad <= h <= p * stride - pad + window - 1.
+    const int64_t lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
+    const int64_t p_begin = lo_h <= 0 ? 0 : (lo_h + d.stride - 1) / d.stride;
+    const int64_t q_begin = lo_w <= 0 ? 0 : (lo_w + d.stride - 1) / d.stride;
+    const int64_t p_end = min((h + d.pad) / d.stride + 1, d.P);
+    const int64_t q_end = min((w + d.pad) / d.stride + 1, d.Q);
+    const T* xnc = x + n * d.H * d.W * d.C + c;
+    float acc = 0.f;
+    for (int64_t p = p_begin; p < p_end; ++p)
+      for (int64_t q = q_begin; q < q_end; ++q) {
+        const int64_t o = ((n * d.P + p) * d.Q + q) * d.C + c;
+        const float yv = to_f32(y[o]);
+        if (xv == yv && is_first_max(xnc, d, p * d.stride - d.pad, q * d.stride - d.pad, h, w, yv))
+          acc += to_f32(dy[o]);
+      }
+    dx[i] = from_f32<T>(acc);
+  }
+}
+
+template <typename T>
+__global__ void global_avgpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t N,
+                                              int64_t HW, int64_t C) {
+  const float inv = 1.0f / static_cast<float>(HW);
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < N * C; o += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = o / C, c = o % C;
+    const T* p = x + n * HW * C + c;
+    float s = 0.f;
+    for (int64_t i = 0; i < HW; ++i) s += to_f32(p[i * C]);
+    y[o] = from_f32<T>(s * inv);
+  }
+}
+
+template <typename T>
+__global__ void global_avgpool_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, int64_t N,
+                                               int64_t HW, int64_t C) {
+  const float inv = 1.0f / static_cast<float>(HW);
+  const int64_t total = N * HW * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % C, n = i / (HW * C);
+    dx[i] = from_f32<T>(to_f32(dy[n * C + c]) * inv);
+  }
+}
+
+void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
+  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.shape().str());
+  LS_CHECK(s.window >= 1 && s.stride >= 1 && s.pad >= 0 && s.pad < s.window,
+           op << ": bad pool shape window " << s.window << " stride " << s.stride << " pad " << s.pad
+              << " (need window >= 1, stride >= 1, 0 <= pad < window)");
+  LS_CHECK(x.dim(1) + 2 * s.pad >= s.window && x.dim(2) + 2 * s.pad >= s.window,
+           op << ": window " << s.window << " does not fit the padded input " << x.shape().str());
+}
+
+PoolDims pool_dims(const PoolShape& s, const Tensor& x) {
+  return PoolDims{x.dim(0), x.dim(1), x.dim(2), x.dim(3), s.out(static_cast<int>(x.dim(1))),
+                  s.out(static_cast<int>(x.dim(2))), s.window, s.stride, s.pad};
+}
+
+}  // namespace
+
+void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
+  const char* op = "maxpool_forward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_float(x, op, "x");
+  expect_dtype(y, x.dtype(), op, "y");
+  check_pool_shape(shape, x, op);
+  const PoolDims d = pool_dims(shape, x);
+  expect_shape(y, Shape{d.N, d.P, d.Q, d.C}, op, "y");
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    maxpool_forward_kernel<T><<<grid_for(n), kThreads, 0, stream(ctx)>>>(
+        static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), d);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
+                      const Tensor& dy, Tensor& dx) {
+  const char* op = "maxpool_backward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dx, op, "dx");
+  expect_float(x, op, "x");
+  expect_dtype(y, x.dtype(), op, "y");
+  expect_dtype(dy, x.dtype(), op, "dy");
+  expect_dtype(dx, x.dtype(), op, "dx");
+  check_pool_shape(shape, x, op);
+  const PoolDims d = pool_dims(shape, x);
+  expect_shape(y, Shape{d.N, d.P, d.Q, d.C}, op, "y");
+  expect_shape(dy, y.shape(), op, "dy");
+  expect_shape(dx, x.shape(), op, "dx");
+  const int64_t n = dx.numel();
+  if (n == 0) return;
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    maxpool_backward_kernel<T><<<grid_for(n), kThreads, 0, stream(ctx)>>>(
+        static_cast<const T*>(x.raw()), static_cast<const T*>(y.raw()), static_cast<const T*>(dy.raw()),
+        static_cast<T*>(dx.raw()), d);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
+  const char* op = "global_avgpool_forward";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_float(x, op, "x");
+  expect_dtype(y, x.dtype(), op, "y");
+  LS_CHECK(x.rank() == 4 && x.dim(1) * x.dim(2) > 0,
+           op << ": x must be (N, H, W, C) with H W > 0, got " << x.shape().str());
+  expect_shape(y, Shape{x.dim(0), x.dim(3)}, op, "y");
+  const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
+  if (N * C == 0) return;
+  LS_FLOAT_DISPATCH(x.dtype(), T, {
+    global_avgpool_forward_kernel<T><<<grid_for(N * C), kThreads, 0, stream(ctx)>>>(
+        static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), N, HW, C);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+void global_avgpool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
+  const char* op = "global_avgpool_backward";
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dx, op, "dx");
+  expect_float(dy, op, "dy");
+  expect_dtype(dx, dy.dtype(), op, "dx");
+  LS_CHECK(dx.rank() == 4 && dx.dim(1) * dx.dim(2) > 0,
+           op << ": dx must be (N, H, W, C) with H W > 0, got " << dx.shape().str());
+  expect_shape(dy, Shape{dx.dim(0), dx.dim(3)}, op, "dy");
+  const int64_t N = dx.dim(0), HW = dx.dim(1) * dx.dim(2), C = dx.dim(3);
+  const int64_t n = dx.numel();
+  if (n == 0) return;
+  LS_FLOAT_DISPATCH(dy.dtype(), T, {
+    global_avgpool_backward_kernel<T><<<grid_for(n), kThreads, 0, stream(ctx)>>>(
+        static_cast<const T*>(dy.raw()), static_cast<T*>(dx.raw()), N, HW, C);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lockstep::cuda
