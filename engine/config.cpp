@@ -1,0 +1,222 @@
+#include "engine/config.h"
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "nets/arch.h"
+
+namespace lockstep::engine {
+
+namespace {
+
+// One line naming the option; the option travels with the exception for callers that want it.
+[[noreturn]] void fail(const std::string& option, const std::string& message) {
+  throw ConfigError(option, message);
+}
+
+template <typename T>
+std::string str(const T& v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+std::string precision_name(DType t) {
+  switch (t) {
+    case DType::f32: return "fp32";
+    case DType::bf16: return "bf16";
+    case DType::f16: return "fp16";
+    default: return std::string(dtype_name(t));
+  }
+}
+
+}  // namespace
+
+std::string_view optimizer_name(OptimizerKind k) { return k == OptimizerKind::sgd ? "sgd" : "lars"; }
+
+OptimizerKind parse_optimizer(std::string_view text) {
+  if (text == "sgd") return OptimizerKind::sgd;
+  if (text == "lars") return OptimizerKind::lars;
+  throw Error("unknown optimizer '" + std::string(text) + "' (expected sgd or lars)");
+}
+
+std::string_view command_name(Command c) { return c == Command::train ? "train" : "eval"; }
+
+std::string default_out_dir() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &utc);
+  return std::string("runs/") + buf;
+}
+
+void TrainConfig::validate() const {
+  const bool train = command == Command::train;
+
+  // model
+  const nets::ArchInfo* info = nets::find_arch(arch);
+  if (!info) fail("--arch", "--arch: unknown architecture '" + arch + "' (known: " + nets::known_arch_names() + ")");
+  if (classes < 1) fail("--classes", "--classes must be >= 1 (got " + str(classes) + ")");
+  if (image_size < info->min_image_size)
+    fail("--image-size", "--image-size " + str(image_size) + " is too small for " + arch + " (at least " +
+                             str(info->min_image_size) + ")");
+
+  // data
+  if (synthetic && !data_dir.empty()) fail("--data", "--data and --synthetic cannot be used together");
+  if (!synthetic && data_dir.empty()) {
+    if (train) fail("--data", "--data DIR or --synthetic is required");
+    fail("--synthetic", "--synthetic is required (lockstep eval reads no dataset yet)");
+  }
+  if (!data_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(data_dir, ec)) fail("--data", "--data: no such directory '" + data_dir + "'");
+  }
+  if (train) {
+    if (synthetic && steps_per_epoch < 1)
+      fail("--steps-per-epoch", "--steps-per-epoch must be >= 1 with --synthetic (got " + str(steps_per_epoch) + ")");
+    if (steps_per_epoch < 0) fail("--steps-per-epoch", "--steps-per-epoch must be >= 0 (got " + str(steps_per_epoch) + ")");
+  }
+  if (eval_steps < 0) fail("--eval-steps", "--eval-steps must be >= 0 (got " + str(eval_steps) + ")");
+  if (!train && eval_steps < 1)
+    fail("--eval-steps", "--eval-steps must be >= 1 for lockstep eval (got " + str(eval_steps) + ")");
+
+  // devices and batch
+  if (device.is_cuda()) {
+    const GpuStatus& gpu = gpu_status();
+    if (!gpu.available) fail("--device", "--device " + device.str() + ": no usable GPU (" + gpu.reason + ")");
+    if (device.index >= gpu.count)
+      fail("--device", "--device " + device.str() + ": only " + str(gpu.count) + " GPU(s) present");
+  }
+  if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
+  if (device.is_cpu() && precision != DType::f32)
+    fail("--precision", "--precision " + precision_name(precision) +
+                            " needs --device cuda; the CPU backend computes in fp32 (use --precision fp32)");
+  if (workers < 1) fail("--workers", "--workers must be >= 1 (got " + str(workers) + ")");
+  if (batch_size <= 0) fail("--batch-size", "--batch-size must be > 0 (got " + str(batch_size) + ")");
+  if (log_every < 1) fail("--log-every", "--log-every must be >= 1 (got " + str(log_every) + ")");
+  if (out_dir.empty()) fail("--out", "--out must not be empty");
+  if (!train) return;
+
+  if (accumulate < 1) fail("--accumulate", "--accumulate must be >= 1 (got " + str(accumulate) + ")");
+  if (synthetic && steps_per_epoch % accumulate != 0)
+    fail("--steps-per-epoch", "--steps-per-epoch " + str(steps_per_epoch) + " is not a multiple of --accumulate " +
+                                  str(accumulate));
+
+  // schedule
+  if (epochs < 1) fail("--epochs", "--epochs must be >= 1 (got " + str(epochs) + ")");
+  if (!std::isfinite(base_lr) || base_lr < 0)
+    fail("--base-lr", "--base-lr must be a finite number >= 0 (got " + str(base_lr) + ")");
+  if (!std::isfinite(warmup_epochs) || warmup_epochs < 0)
+    fail("--warmup-epochs", "--warmup-epochs must be a finite number >= 0 (got " + str(warmup_epochs) + ")");
+  if (warmup_epochs > epochs)
+    fail("--warmup-epochs", "--warmup-epochs " + str(warmup_epochs) + " is longer than training (--epochs " +
+                                str(epochs) + ")");
+  if (!std::isfinite(poly_power) || poly_power <= 0)
+    fail("--poly-power", "--poly-power must be > 0 (got " + str(poly_power) + ")");
+
+  // optimizer
+  if (!(momentum >= 0 && momentum < 1)) fail("--momentum", "--momentum must be in [0, 1) (got " + str(momentum) + ")");
+  if (nesterov && momentum == 0) fail("--nesterov", "--nesterov needs --momentum > 0");
+  if (!std::isfinite(weight_decay) || weight_decay < 0)
+    fail("--weight-decay", "--weight-decay must be a finite number >= 0 (got " + str(weight_decay) + ")");
+  if (!std::isfinite(lars_eta) || lars_eta <= 0)
+    fail("--lars-eta", "--lars-eta must be a finite number > 0 (got " + str(lars_eta) + ")");
+  if (!(label_smoothing >= 0 && label_smoothing < 1))
+    fail("--label-smoothing", "--label-smoothing must be in [0, 1) (got " + str(label_smoothing) + ")");
+}
+
+ScheduleConfig TrainConfig::schedule_config(int64_t updates_per_epoch) const {
+  ScheduleConfig s;
+  s.base_lr = base_lr;
+  s.global_batch = global_batch();
+  s.lr_scaling = lr_scaling;
+  s.warmup_epochs = warmup_epochs;
+  s.epochs = epochs;
+  s.updates_per_epoch = updates_per_epoch;
+  s.kind = schedule;
+  s.poly_power = poly_power;
+  return s;
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  return nlohmann::json{
+      {"command", command_name(command)},
+      {"arch", arch},
+      {"classes", classes},
+      {"image_size", image_size},
+      {"synthetic", synthetic},
+      {"data", data_dir},
+      {"steps_per_epoch", steps_per_epoch},
+      {"eval_steps", eval_steps},
+      {"device", device.str()},
+      {"workers", workers},
+      {"batch_size", batch_size},
+      {"accumulate", accumulate},
+      {"global_batch", global_batch()},
+      {"precision", precision_name(precision)},
+      {"epochs", epochs},
+      {"base_lr", base_lr},
+      {"lr_scaling", lr_scaling},
+      {"warmup_epochs", warmup_epochs},
+      {"schedule", schedule_name(schedule)},
+      {"poly_power", poly_power},
+      {"optimizer", optimizer_name(optimizer)},
+      {"momentum", momentum},
+      {"nesterov", nesterov},
+      {"weight_decay", weight_decay},
+      {"wd_on_bn", wd_on_bn},
+      {"lars_eta", lars_eta},
+      {"label_smoothing", label_smoothing},
+      {"zero_init_residual", zero_init_residual},
+      {"seed", seed},
+      {"out", out_dir},
+      {"log_every", log_every},
+  };
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  auto get = [&](const char* key, auto& field) {
+    if (j.contains(key)) j.at(key).get_to(field);
+  };
+  auto get_str = [&](const char* key) -> std::string { return j.at(key).get<std::string>(); };
+  if (j.contains("command")) c.command = get_str("command") == "eval" ? Command::eval : Command::train;
+  get("arch", c.arch);
+  get("classes", c.classes);
+  get("image_size", c.image_size);
+  get("synthetic", c.synthetic);
+  get("data", c.data_dir);
+  get("steps_per_epoch", c.steps_per_epoch);
+  get("eval_steps", c.eval_steps);
+  if (j.contains("device")) c.device = Device::parse(get_str("device"));
+  get("workers", c.workers);
+  get("batch_size", c.batch_size);
+  get("accumulate", c.accumulate);
+  if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));
+  get("epochs", c.epochs);
+  get("base_lr", c.base_lr);
+  get("lr_scaling", c.lr_scaling);
+  get("warmup_epochs", c.warmup_epochs);
+  if (j.contains("schedule")) c.schedule = parse_schedule(get_str("schedule"));
+  get("poly_power", c.poly_power);
+  if (j.contains("optimizer")) c.optimizer = parse_optimizer(get_str("optimizer"));
+  get("momentum", c.momentum);
+  get("nesterov", c.nesterov);
+  get("weight_decay", c.weight_decay);
+  get("wd_on_bn", c.wd_on_bn);
+  get("lars_eta", c.lars_eta);
+  get("label_smoothing", c.label_smoothing);
+  get("zero_init_residual", c.zero_init_residual);
+  get("seed", c.seed);
+  get("out", c.out_dir);
+  get("log_every", c.log_every);
+  return c;
+}
+
+}  // namespace lockstep::engine

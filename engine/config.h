@@ -1,0 +1,104 @@
+// TrainConfig: every setting of a `lockstep train` or `lockstep eval` run, as one plain struct
+// with defaults. validate() checks it once, before any work starts (ARCHITECTURE decision 11):
+// the first problem found throws ConfigError, whose message is one line naming the option as
+// the user types it ("--batch-size must be > 0 (got 0)"); tools/ prints it and exits 2.
+//
+// Units: batch_size is per worker and per micro-batch; one optimizer update consumes
+// `accumulate` micro-batches on each of `workers` workers, so global_batch() is what the
+// learning-rate scaling rule sees. steps_per_epoch counts micro-batches per worker.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "engine/schedule.h"
+#include "kernels/device.h"
+#include "kernels/dtype.h"
+#include "kernels/error.h"
+
+namespace lockstep::engine {
+
+// An invalid setting. option() is the flag as typed ("--batch-size"); what() the whole line.
+class ConfigError : public Error {
+ public:
+  ConfigError(std::string option, const std::string& message)
+      : Error(message), option_(std::move(option)) {}
+  const std::string& option() const { return option_; }
+
+ private:
+  std::string option_;
+};
+
+enum class OptimizerKind { sgd, lars };
+std::string_view optimizer_name(OptimizerKind k);  // "sgd", "lars"
+OptimizerKind parse_optimizer(std::string_view text);  // throws lockstep::Error
+
+enum class Command { train, eval };
+
+// "runs/<UTC now as YYYYmmdd-HHMMSS>".
+std::string default_out_dir();
+
+struct TrainConfig {
+  Command command = Command::train;  // eval checks only what evaluation uses
+
+  // model and data
+  std::string arch = "resnet50";
+  int classes = 1000;
+  int image_size = 224;
+  bool synthetic = false;       // deterministic random batches instead of a dataset
+  std::string data_dir;         // ImageNet-style folder (the loader's issue); "" with synthetic
+  int64_t steps_per_epoch = 0;  // micro-batches per worker per epoch; required with synthetic,
+                                // 0 = the whole dataset otherwise
+  int64_t eval_steps = 0;       // synthetic validation batches per evaluation; 0 = no evaluation
+
+  // devices and batch
+  Device device = Device::cuda();
+  int workers = 1;
+  int batch_size = 32;          // per worker, per micro-batch
+  int accumulate = 1;           // micro-batches per optimizer update
+  DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only
+
+  // schedule (engine/schedule.h)
+  int epochs = 90;
+  double base_lr = 0.1;
+  bool lr_scaling = true;
+  double warmup_epochs = 5;
+  ScheduleKind schedule = ScheduleKind::step;
+  double poly_power = 2.0;
+
+  // optimizer
+  OptimizerKind optimizer = OptimizerKind::sgd;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 1e-4;
+  bool wd_on_bn = false;        // also decay BN parameters and biases
+  double lars_eta = 0.001;      // LARS trust coefficient
+  double label_smoothing = 0;
+  bool zero_init_residual = true;  // last BN gamma of each residual block starts at 0
+
+  // run
+  uint64_t seed = 0;
+  std::string out_dir = default_out_dir();
+  int log_every = 10;           // steps between device read-backs of loss/accuracy
+
+  // Throws ConfigError naming the first invalid option. Consults gpu_status() for cuda.
+  void validate() const;
+  int64_t global_batch() const { return int64_t{workers} * batch_size * accumulate; }
+  // The schedule's inputs, given the optimizer updates in one epoch.
+  ScheduleConfig schedule_config(int64_t updates_per_epoch) const;
+
+  // Every field, resolved (device "cpu"/"cuda:0", precision "bf16", schedule "step", ...),
+  // plus "global_batch". from_json reads what to_json wrote (unknown keys are ignored, missing
+  // ones keep their defaults); it does not validate.
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);
+
+  bool operator==(const TrainConfig&) const = default;
+};
+
+std::string_view command_name(Command c);  // "train", "eval"
+
+}  // namespace lockstep::engine

@@ -1,0 +1,158 @@
+#include "engine/metrics.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.h"
+
+namespace lockstep::engine {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+std::string fixed(double v, int digits) {
+  if (!std::isfinite(v)) return "nan";
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(digits) << v;
+  return os.str();
+}
+
+std::string lr_text(double v) {
+  std::ostringstream os;
+  os << std::setprecision(4) << v;
+  return os.str();
+}
+
+}  // namespace
+
+RunLog::RunLog(fs::path out_dir) : dir_(std::move(out_dir)) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec || !fs::is_directory(dir_))
+    throw Error("cannot create run folder '" + dir_.string() + "': " +
+                (ec ? ec.message() : std::string("a file of that name exists")));
+  fs::path log = dir_ / "log.jsonl";
+  log_.open(log, std::ios::out | std::ios::trunc);
+  if (!log_) throw Error("cannot open '" + log.string() + "' for writing");
+}
+
+void RunLog::write_config(const nlohmann::json& config) {
+  fs::path path = dir_ / "config.json";
+  std::ofstream f(path, std::ios::out | std::ios::trunc);
+  if (!f) throw Error("cannot open '" + path.string() + "' for writing");
+  f << config.dump(2) << "\n";
+  f.flush();
+  if (!f) throw Error("cannot write '" + path.string() + "'");
+}
+
+void RunLog::write_line(const nlohmann::json& j) {
+  log_ << j.dump() << "\n";
+  log_.flush();
+  if (!log_) throw Error("cannot write '" + (dir_ / "log.jsonl").string() + "'");
+}
+
+void RunLog::log_step(const StepRecord& r) {
+  write_line({{"type", "step"}, {"epoch", r.epoch}, {"step", r.step}, {"update", r.update},
+              {"lr", number(r.lr)}, {"loss", number(r.loss)}, {"top1", number(r.top1)},
+              {"top5", number(r.top5)}, {"img_per_s", number(r.img_per_s)}, {"time", number(r.time)}});
+}
+
+void RunLog::log_eval(const EvalRecord& r) {
+  write_line({{"type", "eval"}, {"epoch", r.epoch}, {"update", r.update}, {"samples", r.samples},
+              {"loss", number(r.loss)}, {"top1", number(r.top1)}, {"top5", number(r.top5)},
+              {"time", number(r.time)}});
+}
+
+void RunLog::log_summary(const RunSummary& s) {
+  nlohmann::json j{{"type", "summary"}, {"epochs", s.epochs}, {"updates", s.updates},
+                   {"images", s.images}, {"seconds", number(s.seconds)},
+                   {"img_per_s", number(s.seconds > 0 ? s.images / s.seconds : 0.0)},
+                   {"final_loss", number(s.final_loss)}, {"final_top1", number(s.final_top1)},
+                   {"skipped_updates", s.skipped_updates}};
+  if (s.has_eval)
+    j["eval"] = {{"loss", number(s.last_eval.loss)}, {"top1", number(s.last_eval.top1)},
+                 {"top5", number(s.last_eval.top5)}, {"samples", s.last_eval.samples}};
+  write_line(j);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "-:--:--";
+  auto s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02d:%02d", static_cast<long long>(s / 3600),
+                static_cast<int>(s / 60 % 60), static_cast<int>(s % 60));
+  return buf;
+}
+
+double eta_seconds(int64_t done, int64_t total, double elapsed_s) {
+  if (done <= 0) return -1;
+  return elapsed_s * static_cast<double>(total - done) / static_cast<double>(done);
+}
+
+Progress Progress::for_stdout() { return Progress(std::cout, isatty(STDOUT_FILENO) != 0); }
+
+std::string Progress::format(const ProgressState& s) {
+  std::ostringstream os;
+  os << "epoch " << s.epoch << "/" << s.epochs << "  step " << s.step << "/" << s.steps
+     << "  " << fixed(s.img_per_s, 1) << " img/s  loss " << fixed(s.loss, 4) << "  top-1 "
+     << fixed(100 * s.top1, 2) << "%  lr " << lr_text(s.lr) << "  eta " << format_duration(s.eta_s);
+  return os.str();
+}
+
+void Progress::end_live_line() {
+  if (live_len_ > 0) {
+    os_ << "\n";
+    live_len_ = 0;
+  }
+}
+
+void Progress::update(const ProgressState& s) {
+  std::string line = format(s);
+  if (!tty_) {
+    os_ << line << "\n" << std::flush;
+    return;
+  }
+  // Pad over whatever is left of a longer previous line.
+  size_t pad = live_len_ > line.size() ? live_len_ - line.size() : 0;
+  os_ << "\r" << line << std::string(pad, ' ') << std::flush;
+  live_len_ = line.size();
+}
+
+void Progress::eval(const EvalRecord& r) {
+  end_live_line();
+  os_ << "eval  epoch " << r.epoch << "  " << r.samples << " images  loss " << fixed(r.loss, 4)
+      << "  top-1 " << fixed(100 * r.top1, 2) << "%  top-5 " << fixed(100 * r.top5, 2) << "%\n"
+      << std::flush;
+}
+
+void Progress::message(const std::string& line) {
+  end_live_line();
+  os_ << line << "\n" << std::flush;
+}
+
+void Progress::summary(const RunSummary& s) {
+  end_live_line();
+  double rate = s.seconds > 0 ? s.images / s.seconds : 0.0;
+  os_ << "done: " << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in "
+      << format_duration(s.seconds) << " (" << fixed(rate, 1) << " img/s)\n";
+  os_ << "train: loss " << fixed(s.final_loss, 4) << "  top-1 " << fixed(100 * s.final_top1, 2) << "%\n";
+  if (s.has_eval)
+    os_ << "eval:  loss " << fixed(s.last_eval.loss, 4) << "  top-1 " << fixed(100 * s.last_eval.top1, 2)
+        << "%  top-5 " << fixed(100 * s.last_eval.top5, 2) << "%\n";
+  if (s.skipped_updates > 0) os_ << "skipped updates (fp16 overflow): " << s.skipped_updates << "\n";
+  if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
+  os_ << std::flush;
+}
+
+}  // namespace lockstep::engine

@@ -1,0 +1,117 @@
+// What a run reports: RunLog writes the machine-readable record (<out>/config.json and one JSON
+// object per line in <out>/log.jsonl), Progress the human one (a live line on a terminal, plain
+// lines otherwise, and a closing summary).
+//
+// Conventions shared by both: epoch is 1-based; step counts the micro-batches done in the epoch
+// (1..steps); update counts optimizer updates done since the start of the run; top1/top5 are
+// fractions in [0, 1] (Progress shows percent); time is seconds since the run started. A
+// non-finite loss is written as JSON null (JSON has no NaN) and shown as "nan".
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iosfwd>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace lockstep::engine {
+
+struct StepRecord {
+  int epoch = 1;
+  int64_t step = 0;
+  int64_t update = 0;
+  double lr = 0;
+  double loss = 0;       // mean over the steps since the last record
+  double top1 = 0;
+  double top5 = 0;
+  double img_per_s = 0;  // global images per second since the last record
+  double time = 0;
+};
+
+struct EvalRecord {
+  int epoch = 1;
+  int64_t update = 0;
+  int64_t samples = 0;
+  double loss = 0;
+  double top1 = 0;
+  double top5 = 0;
+  double time = 0;
+};
+
+struct RunSummary {
+  int epochs = 0;
+  int64_t updates = 0;
+  int64_t images = 0;          // training images processed, all workers
+  double seconds = 0;
+  double final_loss = 0;       // last logged training loss
+  double final_top1 = 0;
+  bool has_eval = false;
+  EvalRecord last_eval;
+  int64_t skipped_updates = 0; // fp16 overflow skips
+  std::string out_dir;
+};
+
+// <out>/log.jsonl: {"type":"step",...} per logged step, {"type":"eval",...} per evaluation,
+// {"type":"summary",...} at the end. Each line is flushed as written, so a crashed run keeps
+// everything it logged. An existing log.jsonl in the folder is replaced.
+class RunLog {
+ public:
+  // Creates `out_dir` (and parents); throws lockstep::Error naming the folder and the reason
+  // when it cannot, or when log.jsonl cannot be opened.
+  explicit RunLog(std::filesystem::path out_dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  // Writes <out>/config.json (pretty-printed, replaced if present).
+  void write_config(const nlohmann::json& config);
+  void log_step(const StepRecord& r);
+  void log_eval(const EvalRecord& r);
+  void log_summary(const RunSummary& s);
+
+ private:
+  void write_line(const nlohmann::json& j);
+  std::filesystem::path dir_;
+  std::ofstream log_;
+};
+
+struct ProgressState {
+  int epoch = 1, epochs = 1;
+  int64_t step = 0, steps = 0;
+  double img_per_s = 0;
+  double loss = 0;
+  double top1 = 0;   // fraction
+  double lr = 0;
+  double eta_s = -1; // < 0: unknown
+};
+
+// "h:mm:ss" for non-negative seconds (rounded down), "-:--:--" for negative or non-finite.
+std::string format_duration(double seconds);
+// Remaining time at the current rate: elapsed * (total - done) / done; -1 when done == 0.
+double eta_seconds(int64_t done, int64_t total, double elapsed_s);
+
+class Progress {
+ public:
+  // is_tty: rewrite one live line with '\r'; otherwise print one plain line per update().
+  Progress(std::ostream& os, bool is_tty) : os_(os), tty_(is_tty) {}
+  // std::cout, live when stdout is a terminal.
+  static Progress for_stdout();
+
+  bool is_tty() const { return tty_; }
+  void update(const ProgressState& s);
+  void eval(const EvalRecord& r);
+  // A free-form line (memory plan, notes); ends the live line first.
+  void message(const std::string& line);
+  void summary(const RunSummary& s);
+
+  // The text of one progress line, without '\r' or newline.
+  static std::string format(const ProgressState& s);
+
+ private:
+  void end_live_line();
+  std::ostream& os_;
+  bool tty_;
+  size_t live_len_ = 0;  // characters of the live line now on screen; 0 when none
+};
+
+}  // namespace lockstep::engine

@@ -1,0 +1,242 @@
+#include "tools/lockstep/cli_train.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+
+#include <sstream>
+
+#include <cxxopts.hpp>
+
+#include "nets/arch.h"
+
+namespace lockstep::cli {
+
+namespace {
+
+using engine::Command;
+
+// The defaults shown in --help come from a default-constructed TrainConfig, so the help text
+// and the struct cannot disagree.
+template <typename T>
+std::string show(const T& v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_default) {
+  // clang-format off
+  o.add_options("model")
+    ("arch", "network: " + nets::known_arch_names(), cxxopts::value<std::string>()->default_value(d.arch))
+    ("classes", "number of classes", cxxopts::value<std::string>()->default_value(show(d.classes)))
+    ("image-size", "square input size in pixels", cxxopts::value<std::string>()->default_value(show(d.image_size)))
+    ("synthetic", "deterministic random images and labels instead of a dataset (default: off)");
+  o.add_options("device")
+    ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is usable, else cpu)", cxxopts::value<std::string>())
+    ("batch-size", "images per micro-batch on each worker", cxxopts::value<std::string>()->default_value(show(d.batch_size)))
+    ("precision", "GPU activations: bf16, fp16 or fp32; CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
+    ("seed", "seed of weights, data order and augmentation", cxxopts::value<std::string>()->default_value(show(d.seed)))
+    ("eval-steps", "synthetic validation batches per evaluation (0: no evaluation)",
+     cxxopts::value<std::string>()->default_value(show(eval_steps_default)));
+  o.add_options("help")("h,help", "print this help");
+  // clang-format on
+}
+
+cxxopts::Options train_options() {
+  TrainConfig d;
+  cxxopts::Options o("lockstep train", "Train a ResNet on one node.");
+  add_common(o, d, d.eval_steps);
+  // clang-format off
+  o.add_options("data")
+    ("data", "ImageNet-style folder (train/ and val/); or --synthetic (default: none)", cxxopts::value<std::string>())
+    ("steps-per-epoch", "micro-batches per worker and epoch (0: all data; --synthetic needs >= 1)",
+     cxxopts::value<std::string>()->default_value(show(d.steps_per_epoch)));
+  o.add_options("device")
+    ("workers", "data-parallel workers", cxxopts::value<std::string>()->default_value(show(d.workers)))
+    ("accumulate", "micro-batches per update (global batch = workers x batch-size x accumulate)",
+     cxxopts::value<std::string>()->default_value(show(d.accumulate)));
+  o.add_options("schedule")
+    ("epochs", "training epochs", cxxopts::value<std::string>()->default_value(show(d.epochs)))
+    ("base-lr", "learning rate at global batch 256", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
+    ("no-lr-scaling", "use --base-lr as is instead of base-lr x global batch / 256 (default: scaling on)")
+    ("warmup-epochs", "epochs of per-update linear warmup from base-lr to the scaled rate",
+     cxxopts::value<std::string>()->default_value(show(d.warmup_epochs)))
+    ("schedule", "after warmup: step (/10 at epochs 30, 60, 80 of 90, scaled), cosine or poly",
+     cxxopts::value<std::string>()->default_value(std::string(engine::schedule_name(d.schedule))))
+    ("poly-power", "exponent of the poly schedule", cxxopts::value<std::string>()->default_value(show(d.poly_power)));
+  o.add_options("optimizer")
+    ("optimizer", "sgd, or lars for batches beyond 8K",
+     cxxopts::value<std::string>()->default_value(std::string(engine::optimizer_name(d.optimizer))))
+    ("momentum", "SGD momentum", cxxopts::value<std::string>()->default_value(show(d.momentum)))
+    ("nesterov", "Nesterov momentum (default: off)")
+    ("weight-decay", "L2 on conv and fc weights", cxxopts::value<std::string>()->default_value(show(d.weight_decay)))
+    ("wd-on-bn", "also decay BN parameters and biases (default: off)")
+    ("lars-eta", "LARS trust coefficient", cxxopts::value<std::string>()->default_value(show(d.lars_eta)))
+    ("label-smoothing", "label smoothing in [0, 1)", cxxopts::value<std::string>()->default_value(show(d.label_smoothing)))
+    ("zero-init-residual", "zero the last BN gamma of each residual block (default: on)")
+    ("no-zero-init-residual", "keep the last BN gamma of each residual block at 1");
+  o.add_options("run")
+    ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
+    ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
+  // clang-format on
+  return o;
+}
+
+constexpr int64_t kEvalStepsDefault = 10;
+
+cxxopts::Options eval_options() {
+  cxxopts::Options o("lockstep eval", "Evaluate a freshly initialised ResNet on synthetic data (loss, top-1, top-5).");
+  add_common(o, TrainConfig{}, kEvalStepsDefault);
+  return o;
+}
+
+std::string help_text(cxxopts::Options o) {
+  o.set_width(120);  // one line per option on a usual terminal, so defaults are easy to find
+  return o.help({"model", "data", "device", "schedule", "optimizer", "run", "help"});
+}
+
+[[noreturn]] void bad_value(const std::string& flag, const std::string& what, const std::string& text) {
+  throw ConfigError(flag, flag + ": expected " + what + ", got '" + text + "'");
+}
+
+int64_t to_int(const std::string& flag, const std::string& text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec == std::errc::result_out_of_range || (ec == std::errc() && p == end && (v < lo || v > hi)))
+    throw ConfigError(flag, flag + ": " + text + " is out of range");
+  if (ec != std::errc() || p != end || text.empty()) bad_value(flag, "an integer", text);
+  return v;
+}
+
+double to_double(const std::string& flag, const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) bad_value(flag, "a number", text);
+  if (errno == ERANGE && std::abs(v) > 1) throw ConfigError(flag, flag + ": " + text + " is out of range");
+  return v;  // nan and inf parse here and are rejected, naming the option, by validate()
+}
+
+// Reads typed values out of a cxxopts result, naming the flag in every error.
+struct Reader {
+  const cxxopts::ParseResult& r;
+  bool given(const std::string& name) const { return r.count(name) > 0; }
+  std::string text(const std::string& name) const { return r[name].as<std::string>(); }
+  bool flag(const std::string& name) const { return r.count(name) > 0; }
+  int as_int(const std::string& name) const {
+    return static_cast<int>(to_int("--" + name, text(name), std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+  }
+  int64_t as_i64(const std::string& name) const {
+    return to_int("--" + name, text(name), std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+  }
+  double as_double(const std::string& name) const { return to_double("--" + name, text(name)); }
+  template <typename F>
+  auto as_enum(const std::string& name, F parse) const {
+    try {
+      return parse(text(name));
+    } catch (const Error& e) {
+      throw ConfigError("--" + name, "--" + name + ": " + e.what());
+    }
+  }
+};
+
+cxxopts::ParseResult parse_or_throw(cxxopts::Options& o, int argc, const char* const* argv, const char* command) {
+  try {
+    cxxopts::ParseResult r = o.parse(argc, argv);
+    if (!r.unmatched().empty())
+      throw ConfigError("", "unexpected argument '" + r.unmatched().front() + "' (see lockstep " + command + " --help)");
+    return r;
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw ConfigError("", std::string(e.what()) + " (see lockstep " + command + " --help)");
+  }
+}
+
+// Fills what train and eval share, then resolves device and precision defaults.
+void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const char* command) {
+  c.arch = in.text("arch");
+  c.classes = in.as_int("classes");
+  c.image_size = in.as_int("image-size");
+  c.synthetic = in.flag("synthetic");
+  c.batch_size = in.as_int("batch-size");
+  c.eval_steps = in.as_i64("eval-steps");
+  {
+    std::string s = in.text("seed");
+    if (!s.empty() && s[0] == '-') bad_value("--seed", "a non-negative integer", s);
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) bad_value("--seed", "a non-negative integer", s);
+    c.seed = v;
+  }
+  if (in.given("device")) {
+    c.device = in.as_enum("device", [](const std::string& t) { return Device::parse(t); });
+  } else {
+    const GpuStatus& gpu = gpu_status();
+    c.device = gpu.available ? Device::cuda(0) : Device::cpu();
+    if (gpu.available)
+      notes << "lockstep " << command << ": no --device given; using cuda:0 (" << gpu.count << " GPU(s) present)\n";
+    else
+      notes << "lockstep " << command << ": no --device given; using cpu (" << gpu.reason << ")\n";
+  }
+  if (in.given("precision"))
+    c.precision = in.as_enum("precision", [](const std::string& t) { return parse_dtype(t); });
+  else
+    c.precision = c.device.is_cuda() ? DType::bf16 : DType::f32;
+}
+
+}  // namespace
+
+std::string train_help() { return help_text(train_options()); }
+std::string eval_help() { return help_text(eval_options()); }
+
+TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& notes) {
+  cxxopts::Options o = train_options();
+  cxxopts::ParseResult r = parse_or_throw(o, argc, argv, "train");
+  if (r.count("help")) throw HelpRequested{help_text(o)};
+  Reader in{r};
+  if (in.flag("zero-init-residual") && in.flag("no-zero-init-residual"))
+    throw ConfigError("--no-zero-init-residual", "--zero-init-residual and --no-zero-init-residual contradict each other");
+
+  TrainConfig c;
+  c.command = Command::train;
+  read_common(in, c, notes, "train");
+  if (in.given("data")) c.data_dir = in.text("data");
+  c.steps_per_epoch = in.as_i64("steps-per-epoch");
+  c.workers = in.as_int("workers");
+  c.accumulate = in.as_int("accumulate");
+  c.epochs = in.as_int("epochs");
+  c.base_lr = in.as_double("base-lr");
+  c.lr_scaling = !in.flag("no-lr-scaling");
+  c.warmup_epochs = in.as_double("warmup-epochs");
+  c.schedule = in.as_enum("schedule", [](const std::string& t) { return engine::parse_schedule(t); });
+  c.poly_power = in.as_double("poly-power");
+  c.optimizer = in.as_enum("optimizer", [](const std::string& t) { return engine::parse_optimizer(t); });
+  c.momentum = in.as_double("momentum");
+  c.nesterov = in.flag("nesterov");
+  c.weight_decay = in.as_double("weight-decay");
+  c.wd_on_bn = in.flag("wd-on-bn");
+  c.lars_eta = in.as_double("lars-eta");
+  c.label_smoothing = in.as_double("label-smoothing");
+  c.zero_init_residual = !in.flag("no-zero-init-residual");
+  if (in.given("out")) c.out_dir = in.text("out");
+  c.log_every = in.as_int("log-every");
+  c.validate();
+  return c;
+}
+
+TrainConfig parse_eval_args(int argc, const char* const* argv, std::ostream& notes) {
+  cxxopts::Options o = eval_options();
+  cxxopts::ParseResult r = parse_or_throw(o, argc, argv, "eval");
+  if (r.count("help")) throw HelpRequested{help_text(o)};
+  Reader in{r};
+  TrainConfig c;
+  c.command = Command::eval;
+  read_common(in, c, notes, "eval");
+  c.validate();
+  return c;
+}
+
+}  // namespace lockstep::cli

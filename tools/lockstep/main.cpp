@@ -1,0 +1,68 @@
+// `lockstep`: subcommand dispatch and the mapping from errors to exit codes.
+//   0  success (and --help, --version)
+//   1  a failure while working (lockstep::Error): "lockstep: error: <message>"
+//   2  bad usage or an invalid option (ConfigError), before any work: "lockstep <cmd>: <message>"
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "engine/run.h"
+#include "tools/lockstep/cli_train.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: lockstep <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train    train a ResNet (lockstep train --help)\n"
+    "  eval     evaluate a ResNet on synthetic data (lockstep eval --help)\n"
+    "\n"
+    "  lockstep --help | --version\n";
+
+int dispatch(int argc, char** argv) {
+  using namespace lockstep;
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "lockstep " << LOCKSTEP_VERSION << (cuda_backend_built() ? " (CUDA backend)" : " (CPU only)")
+              << "\n";
+    return 0;
+  }
+  if (cmd != "train" && cmd != "eval") {
+    std::cerr << "lockstep: unknown command '" << cmd << "'\n" << kUsage;
+    return 2;
+  }
+  try {
+    if (cmd == "train") return engine::run_train(cli::parse_train_args(argc - 1, argv + 1));
+    return engine::run_eval(cli::parse_eval_args(argc - 1, argv + 1));
+  } catch (const cli::HelpRequested& h) {
+    std::cout << h.text;
+    return 0;
+  } catch (const engine::ConfigError& e) {
+    std::cerr << "lockstep " << cmd << ": " << e.what() << "\n";
+    return 2;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const lockstep::Error& e) {
+    std::cerr << "lockstep: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "lockstep: error: " << e.what() << "\n";
+    return 1;
+  }
+}
