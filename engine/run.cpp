@@ -1,20 +1,22 @@
-// TEMPORARY stand-in until the Trainer lands (the integrator replaces this file): prints the
-// resolved config so that the `lockstep` binary links and its option handling can be tested.
+// The entry points of `lockstep train` and `lockstep eval`.
 #include "engine/run.h"
 
-#include <iostream>
-
-#include <nlohmann/json.hpp>
+#include "engine/trainer.h"
 
 namespace lockstep::engine {
 
 int run_train(const TrainConfig& config) {
-  std::cout << config.to_json().dump(2) << "\n";
+  Progress progress = Progress::for_stdout();
+  Trainer trainer(config, progress);
+  trainer.run();
   return 0;
 }
 
 int run_eval(const TrainConfig& config) {
-  std::cout << config.to_json().dump(2) << "\n";
+  Progress progress = Progress::for_stdout();
+  Trainer trainer(config, progress);
+  EvalRecord r = trainer.evaluate(0, 0, 0.0);
+  progress.eval(r);
   return 0;
 }
 

@@ -56,7 +56,7 @@ LrSchedule::LrSchedule(const ScheduleConfig& c) : c_(c) {
 float LrSchedule::lr(int64_t t) const {
   LS_CHECK(t >= 0, "lr asked for a negative update index " << t);
   if (t > total_) t = total_;
-  if (t < warmup_) return static_cast<float>(c_.base_lr + (peak_ - c_.base_lr) * double(t) / double(warmup_));
+  if (t < warmup_) return static_cast<float>(warmup_start() + (peak_ - warmup_start()) * double(t) / double(warmup_));
   switch (c_.kind) {
     case ScheduleKind::step: {
       int64_t epoch = t / c_.updates_per_epoch;
@@ -84,7 +84,7 @@ std::string LrSchedule::describe() const {
   else
     os << "lr " << peak_ << " (no scaling, global batch " << c_.global_batch << ")";
   if (warmup_ > 0)
-    os << "; warmup " << c_.warmup_epochs << " epochs (" << warmup_ << " updates) from " << c_.base_lr;
+    os << "; warmup " << c_.warmup_epochs << " epochs (" << warmup_ << " updates) from " << warmup_start();
   os << "; then " << schedule_name(c_.kind);
   if (c_.kind == ScheduleKind::step) {
     os << " /10 at epochs";
@@ -94,11 +94,6 @@ std::string LrSchedule::describe() const {
   }
   os << "; " << c_.updates_per_epoch << " updates/epoch, " << total_ << " updates";
   return os.str();
-}
-
-float lars_trust_ratio(float w_norm, float g_norm, float weight_decay, float eta) {
-  if (w_norm == 0.0f || g_norm == 0.0f) return 1.0f;
-  return eta * w_norm / (g_norm + weight_decay * w_norm);
 }
 
 }  // namespace lockstep::engine

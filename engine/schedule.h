@@ -8,8 +8,8 @@
 //   peak      = base_lr * global_batch / 256         (linear scaling; base_lr when scaling is off)
 //   W         = round(warmup_epochs * updates_per_epoch)   warmup updates
 //   T         = epochs * updates_per_epoch                 total updates
-//   t < W     : base_lr + (peak - base_lr) * t / W   (gradual warmup, every update; flat when
-//               peak == base_lr)
+//   t < W     : s + (peak - s) * t / W with s = min(base_lr, peak)   (gradual warmup, every
+//               update; flat when the peak is not above base_lr)
 //   t >= W    : step   : peak * 0.1^(milestones passed by epoch t / updates_per_epoch), the
 //                        milestones 30, 60, 80 of 90 epochs scaled to `epochs`:
 //                        max(1, round(epochs * m / 90)); one at or past `epochs` never fires
@@ -18,6 +18,7 @@
 //   t >= T    : the value at T (0 for cosine and poly)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -53,6 +54,9 @@ class LrSchedule {
   explicit LrSchedule(const ScheduleConfig& c);
 
   float lr(int64_t update) const;  // the rate for the update with this 0-based index
+  // Warmup ramps up from base_lr to the peak; when scaling makes the peak smaller than base_lr
+  // (a global batch under 256) there is nothing to warm up to and the ramp is flat at the peak.
+  double warmup_start() const { return std::min(c_.base_lr, peak_); }
   float peak() const { return static_cast<float>(peak_); }
   int64_t warmup_updates() const { return warmup_; }
   int64_t total_updates() const { return total_; }
@@ -69,14 +73,5 @@ class LrSchedule {
   int64_t total_ = 0;
   std::vector<int> milestones_;
 };
-
-// The LARS local learning-rate multiplier of one layer:
-//   eta * ||w|| / (||g|| + weight_decay * ||w||)
-// and 1 when ||w|| or ||g|| is 0: a zero weight (a freshly zero-initialised BN gamma, if LARS is
-// ever applied to it) or a zero gradient (a layer that got none this step) has no scale to
-// trust, so the global rate applies unchanged rather than freezing the layer (ratio 0) or
-// dividing by zero. This matches the reference implementations (TF's LARSOptimizer, NVIDIA's
-// apex/DALI ResNet recipes).
-float lars_trust_ratio(float w_norm, float g_norm, float weight_decay, float eta);
 
 }  // namespace lockstep::engine

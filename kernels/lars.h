@@ -25,7 +25,10 @@ void lars_scale_gradients(Context&, const Tensor& params, Tensor& grads, const T
                           const Tensor& flags, float weight_decay, float eta, float grad_scale, Tensor& norms);
 }
 
-// The trust ratio, shared by both backends.
+// The trust ratio, shared by both backends: 1 when ||w|| or ||g|| is 0 — a zero weight (a
+// freshly zero-initialised layer) or a zero gradient (a layer that got none this step) has no
+// scale to trust, so the global rate applies rather than freezing the layer or dividing by zero,
+// as TF's LARSOptimizer and NVIDIA's ResNet recipes do.
 #if defined(__CUDACC__)
 __host__ __device__
 #endif

@@ -56,7 +56,7 @@ class Tensor {
 
  private:
   void* data_ = nullptr;
-  Shape shape_{};
+  Shape shape_{0};  // a default Tensor is empty (no elements), not a scalar
   DType dtype_ = DType::f32;
   Device device_{};
 };

@@ -7,12 +7,12 @@ namespace lockstep::nets {
 
 const std::vector<ArchInfo>& known_archs() {
   static const std::vector<ArchInfo> archs = {
-      {"resnet18", ArchFamily::imagenet, 18, 32},  {"resnet34", ArchFamily::imagenet, 34, 32},
-      {"resnet50", ArchFamily::imagenet, 50, 32},  {"resnet101", ArchFamily::imagenet, 101, 32},
-      {"resnet152", ArchFamily::imagenet, 152, 32}, {"resnet20", ArchFamily::cifar, 20, 8},
-      {"resnet32", ArchFamily::cifar, 32, 8},      {"resnet44", ArchFamily::cifar, 44, 8},
-      {"resnet56", ArchFamily::cifar, 56, 8},      {"resnet110", ArchFamily::cifar, 110, 8},
-      {"tiny", ArchFamily::tiny, 0, 4},
+      {"resnet18", ArchFamily::imagenet, 18, 32, 224, 1000},  {"resnet34", ArchFamily::imagenet, 34, 32, 224, 1000},
+      {"resnet50", ArchFamily::imagenet, 50, 32, 224, 1000},  {"resnet101", ArchFamily::imagenet, 101, 32, 224, 1000},
+      {"resnet152", ArchFamily::imagenet, 152, 32, 224, 1000}, {"resnet20", ArchFamily::cifar, 20, 8, 32, 10},
+      {"resnet32", ArchFamily::cifar, 32, 8, 32, 10},      {"resnet44", ArchFamily::cifar, 44, 8, 32, 10},
+      {"resnet56", ArchFamily::cifar, 56, 8, 32, 10},      {"resnet110", ArchFamily::cifar, 110, 8, 32, 10},
+      {"tiny", ArchFamily::tiny, 0, 4, 32, 10},
   };
   return archs;
 }

@@ -14,6 +14,8 @@ struct ArchInfo {
   ArchFamily family;
   int depth;            // 18, 34, 50, 101, 152; 20, 32, 44, 56, 110; 0 for tiny
   int min_image_size;   // smallest square input whose last feature map is at least 1x1
+  int default_image_size;  // the size it was designed for: 224 (ImageNet) or 32 (CIFAR, tiny)
+  int default_classes;     // 1000 (ImageNet) or 10 (CIFAR, tiny)
 };
 
 // Every known architecture, ImageNet-style first.

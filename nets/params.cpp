@@ -9,7 +9,7 @@
 namespace lockstep::nets {
 
 int ParamTable::declare(const std::string& name, Shape shape, Shape torch_shape, ParamKind kind) {
-  LS_CHECK(params_.bytes() == 0, "ParamTable: parameter " << name << " declared after allocate()");
+  LS_CHECK(!allocated_, "ParamTable: parameter " << name << " declared after allocate()");
   specs_.push_back({name, shape, torch_shape, kind, 0});
   return static_cast<int>(specs_.size()) - 1;
 }
@@ -21,6 +21,8 @@ int ParamTable::declare_buffer(const std::string& name, int64_t numel, float ini
 }
 
 void ParamTable::allocate(Context& ctx, DType compute) {
+  LS_CHECK(!allocated_, "ParamTable: allocated twice");
+  allocated_ = true;
   compute_ = compute;
   total_ = 0;
   int64_t largest = 0;
@@ -76,8 +78,7 @@ Tensor ParamTable::begin_grad(int i, DType dtype) {
   if (dtype == DType::f32 && !accumulate_) return grad(i);  // written in place, nothing to fold
   pending_ = i;
   pending_dtype_ = dtype;
-  if (dtype == DType::f32) return scratch32_.numel() ? scratch32_.view().slice(0, s.numel()).reshape(s.shape)
-                                                     : scratch_.view().slice(0, s.numel()).reshape(s.shape);
+  if (dtype == DType::f32) return f32_scratch().slice(0, s.numel()).reshape(s.shape);
   LS_CHECK(dtype == compute_, "ParamTable: gradient of " << s.name << " in " << dtype_name(dtype)
                                                          << " but the compute dtype is " << dtype_name(compute_));
   return scratch_.view().slice(0, s.numel()).reshape(s.shape);
@@ -87,8 +88,7 @@ void ParamTable::end_grad(Context& ctx, int i) {
   if (pending_ == i) {
     const ParamSpec& s = specs_.at(i);
     Tensor g = grad(i).reshape({s.numel()});
-    Tensor src = (pending_dtype_ == DType::f32 && scratch32_.numel() ? scratch32_ : scratch_)
-                     .view().slice(0, s.numel());
+    Tensor src = (pending_dtype_ == DType::f32 ? f32_scratch() : scratch_.view()).slice(0, s.numel());
     if (accumulate_) accumulate_into(ctx, src, g);
     else cast(ctx, src, g);
     pending_ = -1;

@@ -87,8 +87,10 @@ class ParamTable {
   DType compute_ = DType::f32;
   OwnedTensor params_, grads_, compute_params_, buffer_data_;
   OwnedTensor scratch_;     // largest parameter, compute dtype: raw gradients that need folding
-  OwnedTensor scratch32_;   // f32 staging when a 16-bit gradient is accumulated
+  OwnedTensor scratch32_;   // f32 scratch for f32 gradients when the compute dtype is 16-bit
+  const Tensor& f32_scratch() const { return compute_ == DType::f32 ? scratch_.view() : scratch32_.view(); }
   bool accumulate_ = false;
+  bool allocated_ = false;
   GradSink* sink_ = nullptr;
   int pending_ = -1;        // parameter whose gradient is in scratch_, or -1
   DType pending_dtype_ = DType::f32;

@@ -170,19 +170,5 @@ TEST(Schedule, Names) {
   EXPECT_THROW(parse_schedule("linear"), Error);
 }
 
-TEST(Lars, TrustRatioHandComputed) {
-  // ||w|| = 2, ||g|| = 0.5, wd = 1e-4, eta = 0.001:
-  // 0.001 * 2 / (0.5 + 1e-4 * 2) = 0.002 / 0.5002 = 0.0039984006...
-  EXPECT_NEAR(lars_trust_ratio(2.0f, 0.5f, 1e-4f, 0.001f), 0.0039984006, 1e-9);
-  // without weight decay it is eta * ||w|| / ||g||
-  EXPECT_FLOAT_EQ(lars_trust_ratio(3.0f, 1.5f, 0.0f, 0.01f), 0.02f);
-}
-
-TEST(Lars, ZeroNormsGiveOne) {
-  EXPECT_EQ(lars_trust_ratio(0.0f, 0.5f, 1e-4f, 0.001f), 1.0f);
-  EXPECT_EQ(lars_trust_ratio(2.0f, 0.0f, 1e-4f, 0.001f), 1.0f);
-  EXPECT_EQ(lars_trust_ratio(0.0f, 0.0f, 0.0f, 0.001f), 1.0f);
-}
-
 }  // namespace
 }  // namespace lockstep::engine

@@ -26,6 +26,8 @@ OwnedTensor u8_tensor(Context& ctx, Shape s, const std::vector<uint8_t>& v) {
 }
 
 TEST(Lars, TrustRatioByHand) {
+  // ||w|| = 2, ||g|| = 0.5, wd = 1e-4, eta = 0.001: 0.002 / 0.5002 = 0.0039984006...
+  EXPECT_NEAR(lars_trust(2.0f, 0.5f, 1e-4f, 0.001f), 0.0039984006, 1e-9);
   EXPECT_FLOAT_EQ(lars_trust(3.f, 4.f, 0.5f, 0.001f), 0.001f * 3.f / (4.f + 1.5f));
   EXPECT_EQ(lars_trust(0.f, 4.f, 0.5f, 0.001f), 1.f);
   EXPECT_EQ(lars_trust(3.f, 0.f, 0.5f, 0.001f), 1.f);

@@ -130,10 +130,13 @@ TEST(Init, FollowsTorchvisionAndIsDeterministic) {
     std::vector<float> v = values(static_cast<int>(i));
     bool residual_gamma = std::count(m->residual_gammas().begin(), m->residual_gammas().end(), int(i)) > 0;
     for (float x : v) {
-      if (specs[i].kind == ParamKind::bn_weight) ASSERT_EQ(x, residual_gamma ? 0.f : 1.f) << specs[i].name;
-      if (specs[i].kind == ParamKind::bn_bias) ASSERT_EQ(x, 0.f) << specs[i].name;
-      if (specs[i].kind == ParamKind::fc_weight || specs[i].kind == ParamKind::fc_bias)
+      if (specs[i].kind == ParamKind::bn_weight) {
+        ASSERT_EQ(x, residual_gamma ? 0.f : 1.f) << specs[i].name;
+      } else if (specs[i].kind == ParamKind::bn_bias) {
+        ASSERT_EQ(x, 0.f) << specs[i].name;
+      } else if (specs[i].kind == ParamKind::fc_weight || specs[i].kind == ParamKind::fc_bias) {
         ASSERT_LE(std::fabs(x), 1.f / std::sqrt(512.f)) << specs[i].name;
+      }
     }
   }
   EXPECT_EQ(m->residual_gammas().size(), 8u);

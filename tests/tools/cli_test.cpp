@@ -93,7 +93,7 @@ TEST(CliTrain, DefaultsMatchTheStruct) {
   TrainConfig d;
   EXPECT_EQ(c.batch_size, d.batch_size);
   EXPECT_EQ(c.epochs, d.epochs);
-  EXPECT_EQ(c.classes, d.classes);
+  EXPECT_EQ(c.classes, 10);  // tiny's own default, as for the CIFAR nets
   EXPECT_DOUBLE_EQ(c.base_lr, d.base_lr);
   EXPECT_TRUE(c.lr_scaling);
   EXPECT_TRUE(c.zero_init_residual);
@@ -174,7 +174,7 @@ TEST(CliTrain, HelpListsEveryOptionWithItsDefault) {
           "--nesterov", "--weight-decay", "--wd-on-bn", "--lars-eta", "--label-smoothing",
           "--zero-init-residual", "--no-zero-init-residual", "--seed", "--out", "--log-every", "--help"})
       EXPECT_NE(h.text.find(opt), std::string::npos) << opt;
-    for (const char* def : {"(default: resnet50)", "(default: 1000)", "(default: 224)", "(default: 32)",
+    for (const char* def : {"(default: resnet50)", "default: 1000 for ImageNet nets", "default: 224 for ImageNet nets", "(default: 32)",
                             "(default: 90)", "(default: 0.1)", "(default: 5)", "(default: step)",
                             "(default: sgd)", "(default: 0.9)", "(default: 0.0001)", "(default: 0.001)",
                             "(default: 10)", "default: runs/<UTC", "default: cuda when a GPU",
@@ -182,6 +182,19 @@ TEST(CliTrain, HelpListsEveryOptionWithItsDefault) {
       EXPECT_NE(h.text.find(def), std::string::npos) << def << "\n" << h.text;
   }
   EXPECT_THROW(train({"-h"}), HelpRequested);
+}
+
+TEST(CliTrain, ClassesAndImageSizeFollowTheArch) {
+  TrainConfig imagenet = train({"--synthetic", "--device", "cpu", "--steps-per-epoch", "5", "--arch", "resnet18"});
+  EXPECT_EQ(imagenet.classes, 1000);
+  EXPECT_EQ(imagenet.image_size, 224);
+  TrainConfig cifar = train({"--synthetic", "--device", "cpu", "--steps-per-epoch", "5", "--arch", "resnet56"});
+  EXPECT_EQ(cifar.classes, 10);
+  EXPECT_EQ(cifar.image_size, 32);
+  TrainConfig given = train({"--synthetic", "--device", "cpu", "--steps-per-epoch", "5", "--arch", "resnet56",
+                             "--classes", "100", "--image-size", "40"});
+  EXPECT_EQ(given.classes, 100);
+  EXPECT_EQ(given.image_size, 40);
 }
 
 TEST(CliEval, ParsesItsOptions) {

@@ -31,8 +31,8 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
   // clang-format off
   o.add_options("model")
     ("arch", "network: " + nets::known_arch_names(), cxxopts::value<std::string>()->default_value(d.arch))
-    ("classes", "number of classes", cxxopts::value<std::string>()->default_value(show(d.classes)))
-    ("image-size", "square input size in pixels", cxxopts::value<std::string>()->default_value(show(d.image_size)))
+    ("classes", "number of classes (default: 1000 for ImageNet nets, 10 for CIFAR nets and tiny)", cxxopts::value<std::string>())
+    ("image-size", "square input size in pixels (default: 224 for ImageNet nets, 32 for CIFAR nets and tiny)", cxxopts::value<std::string>())
     ("synthetic", "deterministic random images and labels instead of a dataset (default: off)");
   o.add_options("device")
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is usable, else cpu)", cxxopts::value<std::string>())
@@ -62,7 +62,7 @@ cxxopts::Options train_options() {
     ("epochs", "training epochs", cxxopts::value<std::string>()->default_value(show(d.epochs)))
     ("base-lr", "learning rate at global batch 256", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
     ("no-lr-scaling", "use --base-lr as is instead of base-lr x global batch / 256 (default: scaling on)")
-    ("warmup-epochs", "epochs of per-update linear warmup from base-lr to the scaled rate",
+    ("warmup-epochs", "epochs of per-update linear warmup from base-lr to the scaled rate (the default is capped at --epochs)",
      cxxopts::value<std::string>()->default_value(show(d.warmup_epochs)))
     ("schedule", "after warmup: step (/10 at epochs 30, 60, 80 of 90, scaled), cosine or poly",
      cxxopts::value<std::string>()->default_value(std::string(engine::schedule_name(d.schedule))))
@@ -158,8 +158,10 @@ cxxopts::ParseResult parse_or_throw(cxxopts::Options& o, int argc, const char* c
 // Fills what train and eval share, then resolves device and precision defaults.
 void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const char* command) {
   c.arch = in.text("arch");
-  c.classes = in.as_int("classes");
-  c.image_size = in.as_int("image-size");
+  // Class count and image size default to the arch's natural ones (ImageNet or CIFAR).
+  const nets::ArchInfo* arch = nets::find_arch(c.arch);
+  c.classes = in.given("classes") ? in.as_int("classes") : arch ? arch->default_classes : c.classes;
+  c.image_size = in.given("image-size") ? in.as_int("image-size") : arch ? arch->default_image_size : c.image_size;
   c.synthetic = in.flag("synthetic");
   c.batch_size = in.as_int("batch-size");
   c.eval_steps = in.as_i64("eval-steps");
@@ -211,6 +213,13 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.base_lr = in.as_double("base-lr");
   c.lr_scaling = !in.flag("no-lr-scaling");
   c.warmup_epochs = in.as_double("warmup-epochs");
+  // The default warmup (5 epochs, Goyal et al.) is capped at a shorter run's length; a warmup
+  // given explicitly that outlasts training is still an error.
+  if (!in.given("warmup-epochs") && c.warmup_epochs > c.epochs && c.epochs >= 1) {
+    notes << "lockstep train: warmup capped at --epochs " << c.epochs << " (default --warmup-epochs "
+          << c.warmup_epochs << ")\n";
+    c.warmup_epochs = c.epochs;
+  }
   c.schedule = in.as_enum("schedule", [](const std::string& t) { return engine::parse_schedule(t); });
   c.poly_power = in.as_double("poly-power");
   c.optimizer = in.as_enum("optimizer", [](const std::string& t) { return engine::parse_optimizer(t); });
