@@ -1,5 +1,10 @@
-# cmake -DCMD=prog "-DARGS=a;b" -DEXPECT_RC=N [-DEXPECT_STDERR=regex] [-DEXPECT_STDOUT=regex] -P
+# cmake -DCMD=prog "-DARGS=a;b" -DEXPECT_RC=N [-DEXPECT_STDERR=regex] [-DEXPECT_STDOUT=regex]
+#       [-DCLEAN=dir] [-DEXPECT_FILE=path -DEXPECT_FILE_MATCH=regex] -P expect_exit.cmake
 # Runs the command and fails unless its exit status is exactly EXPECT_RC and its output matches.
+# CLEAN is removed first, so a file left by an earlier run cannot satisfy EXPECT_FILE.
+if(DEFINED CLEAN)
+  file(REMOVE_RECURSE "${CLEAN}")
+endif()
 execute_process(COMMAND ${CMD} ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc STREQUAL EXPECT_RC)
   message(FATAL_ERROR "exit status ${rc}, expected ${EXPECT_RC}\nstdout: ${out}\nstderr: ${err}")
@@ -9,5 +14,14 @@ if(DEFINED EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
 endif()
 if(DEFINED EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
   message(FATAL_ERROR "stdout does not match '${EXPECT_STDOUT}':\n${out}")
+endif()
+if(DEFINED EXPECT_FILE)
+  if(NOT EXISTS "${EXPECT_FILE}")
+    message(FATAL_ERROR "${EXPECT_FILE} was not written\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  file(READ "${EXPECT_FILE}" content)
+  if(DEFINED EXPECT_FILE_MATCH AND NOT content MATCHES "${EXPECT_FILE_MATCH}")
+    message(FATAL_ERROR "${EXPECT_FILE} does not match '${EXPECT_FILE_MATCH}':\n${content}")
+  endif()
 endif()
 message(STATUS "exit ${rc} as expected")
