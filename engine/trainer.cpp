@@ -51,11 +51,12 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
   spec.image_size = c.image_size;
   spec.batch = c.batch_size;
   spec.seed = c.seed;
+  std::unique_ptr<BatchSource> train, val;
   if (c.command == Command::train) {
     spec.batches_per_epoch = c.steps_per_epoch;
     spec.stream = kTrainStream;
-    train_ = std::make_unique<SyntheticSource>(spec);
-    updates_per_epoch_ = updates_per_epoch(train_->batches_per_epoch(), c.accumulate);
+    train = std::make_unique<SyntheticSource>(spec);
+    updates_per_epoch_ = updates_per_epoch(train->batches_per_epoch(), c.accumulate);
     schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
     progress_.message("schedule: " + schedule_->describe());
   }
@@ -63,15 +64,13 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     spec.batches_per_epoch = c.eval_steps;
     spec.stream = kValStream;
     spec.flips = false;
-    val_ = std::make_unique<SyntheticSource>(spec);
+    val = std::make_unique<SyntheticSource>(spec);
   }
+  worker_->set_sources(std::move(train), std::move(val));
 }
 
 EvalRecord Trainer::evaluate(int epoch, int64_t update, double time) {
-  LS_CHECK(val_ != nullptr, "evaluate: no validation source");
-  val_->start_epoch(0);  // the same validation samples every time
-  for (int64_t i = 0; i < val_->batches_per_epoch(); ++i) worker_->evaluate(val_->next());
-  Stats s = worker_->take_eval_stats();
+  Stats s = worker_->evaluate_all();
   EvalRecord r;
   r.epoch = epoch;
   r.update = update;
@@ -84,7 +83,8 @@ EvalRecord Trainer::evaluate(int epoch, int64_t update, double time) {
 }
 
 RunSummary Trainer::run() {
-  LS_CHECK(train_ != nullptr, "Trainer::run: built for evaluation only");
+  BatchSource* train = worker_->train_source();
+  LS_CHECK(train != nullptr, "Trainer::run: built for evaluation only");
   RunLog log(config_.out_dir);
   log.write_config(config_.to_json());
   const auto start = Clock::now();
@@ -99,10 +99,10 @@ RunSummary Trainer::run() {
   auto last_log = Clock::now();
   float lr = 0.f;
   for (int epoch = 1; epoch <= config_.epochs; ++epoch) {
-    train_->start_epoch(epoch - 1);
+    train->start_epoch(epoch - 1);
     for (int64_t step = 1; step <= steps; ++step) {
       const int micro = static_cast<int>((step - 1) % K);
-      worker_->forward_backward(train_->next(), micro > 0, loss_grad_scale);
+      worker_->train_micro_batch(micro > 0, loss_grad_scale);
       images += config_.batch_size;
       if (micro == K - 1) {
         lr = schedule_->lr(update);
@@ -147,7 +147,7 @@ RunSummary Trainer::run() {
         }
       }
     }
-    if (val_) {
+    if (worker_->val_source()) {
       EvalRecord e = evaluate(epoch, update, seconds_since(start));
       log.log_eval(e);
       progress_.eval(e);

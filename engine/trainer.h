@@ -7,7 +7,6 @@
 
 #include <memory>
 
-#include "engine/batch_source.h"
 #include "engine/config.h"
 #include "engine/metrics.h"
 #include "engine/schedule.h"
@@ -30,7 +29,6 @@ class Trainer {
   TrainConfig config_;
   Progress& progress_;
   std::unique_ptr<Worker> worker_;
-  std::unique_ptr<BatchSource> train_, val_;
   std::unique_ptr<LrSchedule> schedule_;
   int64_t updates_per_epoch_ = 0;
 };

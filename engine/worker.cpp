@@ -27,6 +27,18 @@ Worker::Worker(Device device, const WorkerOptions& o)
   zero(ctx_, eval_stats_);
 }
 
+void Worker::set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<BatchSource> val) {
+  train_ = std::move(train);
+  val_ = std::move(val);
+}
+
+Stats Worker::evaluate_all() {
+  LS_CHECK(val_ != nullptr, "evaluate: this worker has no validation source");
+  val_->start_epoch(0);
+  for (int64_t i = 0; i < val_->batches_per_epoch(); ++i) evaluate(val_->next());
+  return take_eval_stats();
+}
+
 const Tensor& Worker::upload_and_normalize(const HostBatch& b) {
   LS_CHECK(b.images.shape() == model_.input_shape() && b.images.dtype() == DType::u8,
            "batch images must be u8" << model_.input_shape().str() << ", got " << b.images.str());

@@ -1,6 +1,7 @@
 // Worker: one device's share of training. It owns the Context (device, streams, handles), a model
-// replica, the optimizer state and the device buffers of a batch, and runs micro-batches
-// (upload -> normalize -> forward -> loss -> backward) and updates. Loss, top-1 and top-5 are
+// replica, the optimizer state, its batch sources (its shard of the data) and the device buffers
+// of a batch, and runs micro-batches (next batch -> upload -> normalize -> forward -> loss ->
+// backward) and updates. Loss, top-1 and top-5 are
 // accumulated on the device and read back only when asked (every --log-every steps).
 // One Worker per thread; the multi-worker engine gives each its own.
 #pragma once
@@ -36,6 +37,17 @@ class Worker {
  public:
   Worker(Device device, const WorkerOptions& options);
 
+  // Where this worker's batches come from: training and (optionally) validation.
+  void set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<BatchSource> val);
+  BatchSource* train_source() { return train_.get(); }
+  BatchSource* val_source() { return val_.get(); }
+  // Trains on the next batch of the training source (see forward_backward).
+  void train_micro_batch(bool accumulate, float loss_grad_scale) {
+    forward_backward(train_->next(), accumulate, loss_grad_scale);
+  }
+  // Evaluates the whole validation source (the same samples every time); returns its stats.
+  Stats evaluate_all();
+
   // One micro-batch of training. loss_grad_scale multiplies d(sum of sample losses)/dlogits:
   // loss scale / (samples per update) gives the mean over the update's samples.
   void forward_backward(const HostBatch& batch, bool accumulate, float loss_grad_scale);
@@ -62,6 +74,7 @@ class Worker {
   nets::Model model_;
   std::unique_ptr<Optimizer> optimizer_;
   LossScaler scaler_;
+  std::unique_ptr<BatchSource> train_, val_;
   OwnedTensor images_, labels_, flips_;   // device copies of the host batch (u8, i32, u8)
   OwnedTensor input_;                     // normalized (N, H, W, 3), compute dtype
   OwnedTensor dlogits_;                   // (N, classes), compute dtype
