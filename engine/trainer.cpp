@@ -6,9 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/synthetic_source.h"
+#include "data/synthetic_source.h"
 
 namespace lockstep::engine {
+
+using data::SyntheticSource;
+using data::SyntheticSpec;
 
 namespace {
 using Clock = std::chrono::steady_clock;

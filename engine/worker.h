@@ -8,13 +8,16 @@
 
 #include <memory>
 
-#include "engine/batch_source.h"
+#include "data/batch_source.h"
 #include "engine/loss_scaler.h"
 #include "engine/optimizer.h"
 #include "kernels/normalize.h"
 #include "nets/resnet.h"
 
 namespace lockstep::engine {
+
+using data::BatchSource;
+using data::HostBatch;
 
 struct WorkerOptions {
   nets::ModelOptions model;

@@ -12,6 +12,8 @@ packages=(
   libcxxopts-dev         # the lockstep command's options
   nlohmann-json3-dev     # run logs, checkpoint state
   libjpeg62-turbo-dev    # JPEG decoding (libjpeg-turbo)
+  libturbojpeg0-dev      # libjpeg-turbo's TurboJPEG API (DCT-scaled decode, CMYK, encode)
+  dataset-fashion-mnist  # the default training job's data (IDX files)
   libpng-dev             # PNG decoding (ImageNet has PNGs named .JPEG)
 )
 

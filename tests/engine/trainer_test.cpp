@@ -6,13 +6,16 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/synthetic_source.h"
+#include "data/synthetic_source.h"
 #include "engine/trainer.h"
 #include "kernels/copy.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep::engine {
 namespace {
+
+using data::SyntheticSource;
+using data::SyntheticSpec;
 
 TrainConfig tiny_config(const std::string& out) {
   TrainConfig c;

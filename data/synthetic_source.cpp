@@ -1,11 +1,11 @@
-#include "engine/synthetic_source.h"
+#include "data/synthetic_source.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/philox.h"
 
-namespace lockstep::engine {
+namespace lockstep::data {
 
 namespace {
 // Philox keys: one per purpose, so templates, labels and noise never share numbers.
@@ -97,4 +97,4 @@ const HostBatch& SyntheticSource::next() {
   return batch_;
 }
 
-}  // namespace lockstep::engine
+}  // namespace lockstep::data

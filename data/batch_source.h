@@ -8,7 +8,7 @@
 
 #include "kernels/tensor.h"
 
-namespace lockstep::engine {
+namespace lockstep::data {
 
 struct HostBatch {
   Tensor images;   // u8 (N, H, W, 3), host memory owned by the source (pinned where it can)
@@ -27,4 +27,4 @@ class BatchSource {
   virtual const HostBatch& next() = 0;
 };
 
-}  // namespace lockstep::engine
+}  // namespace lockstep::data

@@ -7,10 +7,10 @@
 
 #include <vector>
 
-#include "engine/batch_source.h"
+#include "data/batch_source.h"
 #include "kernels/memory.h"
 
-namespace lockstep::engine {
+namespace lockstep::data {
 
 struct SyntheticSpec {
   int classes = 10;
@@ -43,4 +43,4 @@ class SyntheticSource : public BatchSource {
   int64_t position_ = 0;
 };
 
-}  // namespace lockstep::engine
+}  // namespace lockstep::data
