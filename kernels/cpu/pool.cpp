@@ -4,6 +4,7 @@
 // row-major order that is greater than every earlier one (a NaN wins and propagates, as in
 // PyTorch). Backward recomputes nothing but a search: each output's gradient goes to the first
 // element of its window, in row-major order, that equals y (PyTorch's rule for ties).
+// The dispatcher (kernels/pool.cpp) has checked devices, dtypes and shapes; only f32 is checked here.
 #include "kernels/pool.h"
 
 #include <algorithm>
@@ -17,19 +18,6 @@ namespace {
 
 // Below this many input elements a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 16;
-
-void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
-  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.shape().str());
-  LS_CHECK(s.window >= 1 && s.stride >= 1 && s.pad >= 0 && s.pad < s.window,
-           op << ": bad pool shape window " << s.window << " stride " << s.stride << " pad " << s.pad
-              << " (need window >= 1, stride >= 1, 0 <= pad < window)");
-  LS_CHECK(x.dim(1) + 2 * s.pad >= s.window && x.dim(2) + 2 * s.pad >= s.window,
-           op << ": window " << s.window << " does not fit the padded input " << x.shape().str());
-}
-
-Shape pooled_shape(const PoolShape& s, const Tensor& x) {
-  return Shape{x.dim(0), s.out(static_cast<int>(x.dim(1))), s.out(static_cast<int>(x.dim(2))), x.dim(3)};
-}
 
 // The valid (unpadded) rows [h_begin, h_end) and columns [w_begin, w_end) of output (p, q)'s window.
 struct Window {
@@ -58,12 +46,7 @@ int64_t first_max(const float* x, const Window& win, int64_t n, int64_t c, int64
 }  // namespace
 
 void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
-  const char* op = "maxpool_forward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_cpu_f32({&x, &y}, op);
-  check_pool_shape(shape, x, op);
-  expect_shape(y, pooled_shape(shape, x), op, "y");
+  expect_cpu_f32({&x, &y}, "maxpool_forward");
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
   const float* px = x.data<float>();
   float* py = y.data<float>();
@@ -87,16 +70,7 @@ void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tens
 
 void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
                       const Tensor& dy, Tensor& dx) {
-  const char* op = "maxpool_backward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, dx, op, "dx");
-  expect_cpu_f32({&x, &y, &dy, &dx}, op);
-  check_pool_shape(shape, x, op);
-  expect_shape(y, pooled_shape(shape, x), op, "y");
-  expect_shape(dy, y.shape(), op, "dy");
-  expect_shape(dx, x.shape(), op, "dx");
+  expect_cpu_f32({&x, &y, &dy, &dx}, "maxpool_backward");
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
   const float* px = x.data<float>();
   const float* py = y.data<float>();
@@ -115,13 +89,7 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
 }
 
 void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
-  const char* op = "global_avgpool_forward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_cpu_f32({&x, &y}, op);
-  LS_CHECK(x.rank() == 4 && x.dim(1) * x.dim(2) > 0,
-           op << ": x must be (N, H, W, C) with H W > 0, got " << x.shape().str());
-  expect_shape(y, Shape{x.dim(0), x.dim(3)}, op, "y");
+  expect_cpu_f32({&x, &y}, "global_avgpool_forward");
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
   const float* px = x.data<float>();
   float* py = y.data<float>();
@@ -134,13 +102,7 @@ void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
 }
 
 void global_avgpool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
-  const char* op = "global_avgpool_backward";
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, dx, op, "dx");
-  expect_cpu_f32({&dy, &dx}, op);
-  LS_CHECK(dx.rank() == 4 && dx.dim(1) * dx.dim(2) > 0,
-           op << ": dx must be (N, H, W, C) with H W > 0, got " << dx.shape().str());
-  expect_shape(dy, Shape{dx.dim(0), dx.dim(3)}, op, "dy");
+  expect_cpu_f32({&dy, &dx}, "global_avgpool_backward");
   const int64_t N = dx.dim(0), HW = dx.dim(1) * dx.dim(2), C = dx.dim(3);
   const float inv = 1.0f / static_cast<float>(HW);
   const float* pdy = dy.data<float>();

@@ -13,9 +13,7 @@
 //   dW = dy^T x  <=>  dW^T (In, Out) = x^T (In, N) * dy (N, Out)
 //                     A = x^T: op N, lda In;  B = dy buffer seen as dy^T (Out, N): op T, ldb Out;
 //                     C = dW^T: ldc In;  m = In, n = Out, k = N
-#include <climits>
-
-#include "kernels/args.h"
+// The dispatcher (kernels/linear.cpp) has checked devices, dtypes and shapes.
 #include "kernels/cuda/cuda_state.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/linear.h"
@@ -56,20 +54,8 @@ struct Dims {
   int n, in, out;
 };
 
-Dims linear_dims(const Context& ctx, const Tensor& x, const Tensor& w, const char* op) {
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, w, op, "w");
-  expect_float(x, op, "x");
-  expect_dtype(w, x.dtype(), op, "w");
-  LS_CHECK(x.rank() == 2, op << ": x must be (N, In), got " << x.shape().str());
-  LS_CHECK(w.rank() == 2, op << ": w must be (Out, In), got " << w.shape().str());
-  LS_CHECK(x.dim(1) == w.dim(1), op << ": x " << x.shape().str() << " and w " << w.shape().str()
-                                    << " disagree on In");
-  for (int64_t d : {x.dim(0), x.dim(1), w.dim(0)})
-    LS_CHECK(d > 0 && d <= INT_MAX, op << ": sizes must be in [1, 2^31-1], got x " << x.shape().str()
-                                       << " w " << w.shape().str());
-  return {int(x.dim(0)), int(x.dim(1)), int(w.dim(0))};
-}
+// x (N, In) and w (Out, In), already checked by the dispatcher (kernels/linear.cpp).
+Dims linear_dims(const Tensor& x, const Tensor& w) { return {int(x.dim(0)), int(x.dim(1)), int(w.dim(0))}; }
 
 // C (m, n) = op(A) (m, k) * op(B) (k, n), column-major, all of one dtype, fp32 accumulation.
 void gemm(Context& ctx, DType dt, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -83,16 +69,7 @@ void gemm(Context& ctx, DType dt, cublasOperation_t ta, cublasOperation_t tb, in
 }  // namespace
 
 void linear_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  const char* op = "linear_forward";
-  const Dims d = linear_dims(ctx, x, w, op);
-  expect_on(ctx, y, op, "y");
-  expect_dtype(y, x.dtype(), op, "y");
-  expect_shape(y, {d.n, d.out}, op, "y");
-  if (bias) {
-    expect_on(ctx, *bias, op, "bias");
-    expect_dtype(*bias, DType::f32, op, "bias");
-    expect_shape(*bias, {d.out}, op, "bias");
-  }
+  const Dims d = linear_dims(x, w);
   gemm(ctx, x.dtype(), CUBLAS_OP_T, CUBLAS_OP_N, d.out, d.n, d.in, w.raw(), d.in, x.raw(), d.in, y.raw(), d.out);
   if (!bias) return;
   const int64_t total = int64_t(d.n) * d.out;
@@ -105,24 +82,7 @@ void linear_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor
 
 void linear_backward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx,
                      Tensor& dw, Tensor* dbias) {
-  const char* op = "linear_backward";
-  const Dims d = linear_dims(ctx, x, w, op);
-  expect_on(ctx, dy, op, "dy");
-  expect_dtype(dy, x.dtype(), op, "dy");
-  expect_shape(dy, {d.n, d.out}, op, "dy");
-  expect_on(ctx, dw, op, "dw");
-  expect_dtype(dw, x.dtype(), op, "dw");
-  expect_shape(dw, w.shape(), op, "dw");
-  if (dx) {
-    expect_on(ctx, *dx, op, "dx");
-    expect_dtype(*dx, x.dtype(), op, "dx");
-    expect_shape(*dx, x.shape(), op, "dx");
-  }
-  if (dbias) {
-    expect_on(ctx, *dbias, op, "dbias");
-    expect_dtype(*dbias, DType::f32, op, "dbias");
-    expect_shape(*dbias, {d.out}, op, "dbias");
-  }
+  const Dims d = linear_dims(x, w);
   const DType dt = x.dtype();
   if (dx) gemm(ctx, dt, CUBLAS_OP_N, CUBLAS_OP_N, d.in, d.n, d.out, w.raw(), d.in, dy.raw(), d.out, dx->raw(), d.in);
   gemm(ctx, dt, CUBLAS_OP_N, CUBLAS_OP_T, d.in, d.out, d.n, x.raw(), d.in, dy.raw(), d.out, dw.raw(), d.in);

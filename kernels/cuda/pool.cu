@@ -7,7 +7,7 @@
 // Max-pool backward is a gather, not a scatter: one thread per input element visits the windows
 // that contain it (in p, then q order), and adds dy of each window whose first maximum it is.
 // No atomics, so dx is deterministic and bit-identical to the CPU's order of summation.
-#include "kernels/args.h"
+// The dispatcher (kernels/pool.cpp) has checked devices, dtypes and shapes.
 #include "kernels/pool.h"
 #include "kernels/cuda/cuda_state.h"
 #include "kernels/cuda/launch.cuh"
@@ -114,15 +114,6 @@ __global__ void global_avgpool_backward_kernel(const T* __restrict__ dy, T* __re
   }
 }
 
-void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
-  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.shape().str());
-  LS_CHECK(s.window >= 1 && s.stride >= 1 && s.pad >= 0 && s.pad < s.window,
-           op << ": bad pool shape window " << s.window << " stride " << s.stride << " pad " << s.pad
-              << " (need window >= 1, stride >= 1, 0 <= pad < window)");
-  LS_CHECK(x.dim(1) + 2 * s.pad >= s.window && x.dim(2) + 2 * s.pad >= s.window,
-           op << ": window " << s.window << " does not fit the padded input " << x.shape().str());
-}
-
 PoolDims pool_dims(const PoolShape& s, const Tensor& x) {
   return PoolDims{x.dim(0), x.dim(1), x.dim(2), x.dim(3), s.out(static_cast<int>(x.dim(1))),
                   s.out(static_cast<int>(x.dim(2))), s.window, s.stride, s.pad};
@@ -131,14 +122,7 @@ PoolDims pool_dims(const PoolShape& s, const Tensor& x) {
 }  // namespace
 
 void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
-  const char* op = "maxpool_forward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_float(x, op, "x");
-  expect_dtype(y, x.dtype(), op, "y");
-  check_pool_shape(shape, x, op);
   const PoolDims d = pool_dims(shape, x);
-  expect_shape(y, Shape{d.N, d.P, d.Q, d.C}, op, "y");
   const int64_t n = y.numel();
   if (n == 0) return;
   LS_FLOAT_DISPATCH(x.dtype(), T, {
@@ -150,20 +134,7 @@ void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tens
 
 void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
                       const Tensor& dy, Tensor& dx) {
-  const char* op = "maxpool_backward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, dx, op, "dx");
-  expect_float(x, op, "x");
-  expect_dtype(y, x.dtype(), op, "y");
-  expect_dtype(dy, x.dtype(), op, "dy");
-  expect_dtype(dx, x.dtype(), op, "dx");
-  check_pool_shape(shape, x, op);
   const PoolDims d = pool_dims(shape, x);
-  expect_shape(y, Shape{d.N, d.P, d.Q, d.C}, op, "y");
-  expect_shape(dy, y.shape(), op, "dy");
-  expect_shape(dx, x.shape(), op, "dx");
   const int64_t n = dx.numel();
   if (n == 0) return;
   LS_FLOAT_DISPATCH(x.dtype(), T, {
@@ -175,14 +146,6 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
 }
 
 void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
-  const char* op = "global_avgpool_forward";
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, y, op, "y");
-  expect_float(x, op, "x");
-  expect_dtype(y, x.dtype(), op, "y");
-  LS_CHECK(x.rank() == 4 && x.dim(1) * x.dim(2) > 0,
-           op << ": x must be (N, H, W, C) with H W > 0, got " << x.shape().str());
-  expect_shape(y, Shape{x.dim(0), x.dim(3)}, op, "y");
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
   if (N * C == 0) return;
   LS_FLOAT_DISPATCH(x.dtype(), T, {
@@ -193,14 +156,6 @@ void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
 }
 
 void global_avgpool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
-  const char* op = "global_avgpool_backward";
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, dx, op, "dx");
-  expect_float(dy, op, "dy");
-  expect_dtype(dx, dy.dtype(), op, "dx");
-  LS_CHECK(dx.rank() == 4 && dx.dim(1) * dx.dim(2) > 0,
-           op << ": dx must be (N, H, W, C) with H W > 0, got " << dx.shape().str());
-  expect_shape(dy, Shape{dx.dim(0), dx.dim(3)}, op, "dy");
   const int64_t N = dx.dim(0), HW = dx.dim(1) * dx.dim(2), C = dx.dim(3);
   const int64_t n = dx.numel();
   if (n == 0) return;
