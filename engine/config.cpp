@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -56,6 +57,18 @@ std::string default_out_dir() {
   return std::string("runs/") + buf;
 }
 
+std::string default_dataset_dir() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v && *v ? v : "";
+  };
+  std::string base = env("LOCKSTEP_CACHE");
+  if (base.empty() && !env("XDG_CACHE_HOME").empty()) base = env("XDG_CACHE_HOME") + "/lockstep";
+  if (base.empty() && !env("HOME").empty()) base = env("HOME") + "/.cache/lockstep";
+  if (base.empty()) base = ".lockstep-cache";
+  return base + "/fashion-mnist";
+}
+
 void TrainConfig::validate() const {
   const bool train = command == Command::train;
 
@@ -73,10 +86,16 @@ void TrainConfig::validate() const {
     if (train) fail("--data", "--data DIR or --synthetic is required");
     fail("--synthetic", "--synthetic is required (lockstep eval reads no dataset yet)");
   }
-  if (!data_dir.empty()) {
+  if (!data_dir.empty() && !default_dataset) {
     std::error_code ec;
     if (!std::filesystem::is_directory(data_dir, ec)) fail("--data", "--data: no such directory '" + data_dir + "'");
   }
+  if (loader_threads < 0) fail("--loader-threads", "--loader-threads must be >= 0 (got " + str(loader_threads) + ")");
+  if (prefetch < 1) fail("--prefetch", "--prefetch must be >= 1 (got " + str(prefetch) + ")");
+  if (bad_images != "skip" && bad_images != "fail")
+    fail("--bad-images", "--bad-images must be skip or fail (got '" + bad_images + "')");
+  if (!(max_bad_fraction >= 0 && max_bad_fraction <= 1))
+    fail("--max-bad-fraction", "--max-bad-fraction must be in [0, 1] (got " + str(max_bad_fraction) + ")");
   if (train) {
     if (synthetic && steps_per_epoch < 1)
       fail("--steps-per-epoch", "--steps-per-epoch must be >= 1 with --synthetic (got " + str(steps_per_epoch) + ")");
@@ -152,6 +171,11 @@ nlohmann::json TrainConfig::to_json() const {
       {"image_size", image_size},
       {"synthetic", synthetic},
       {"data", data_dir},
+      {"default_dataset", default_dataset},
+      {"loader_threads", loader_threads},
+      {"prefetch", prefetch},
+      {"bad_images", bad_images},
+      {"max_bad_fraction", max_bad_fraction},
       {"steps_per_epoch", steps_per_epoch},
       {"eval_steps", eval_steps},
       {"device", device.str()},
@@ -192,6 +216,11 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("image_size", c.image_size);
   get("synthetic", c.synthetic);
   get("data", c.data_dir);
+  get("default_dataset", c.default_dataset);
+  get("loader_threads", c.loader_threads);
+  get("prefetch", c.prefetch);
+  get("bad_images", c.bad_images);
+  get("max_bad_fraction", c.max_bad_fraction);
   get("steps_per_epoch", c.steps_per_epoch);
   get("eval_steps", c.eval_steps);
   if (j.contains("device")) c.device = Device::parse(get_str("device"));

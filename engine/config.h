@@ -40,6 +40,9 @@ enum class Command { train, eval };
 
 // "runs/<UTC now as YYYYmmdd-HHMMSS>".
 std::string default_out_dir();
+// Where the default job keeps Fashion-MNIST: $LOCKSTEP_CACHE, else $XDG_CACHE_HOME/lockstep, else
+// $HOME/.cache/lockstep, else .lockstep-cache; then "/fashion-mnist".
+std::string default_dataset_dir();
 
 struct TrainConfig {
   Command command = Command::train;  // eval checks only what evaluation uses
@@ -53,6 +56,11 @@ struct TrainConfig {
   int64_t steps_per_epoch = 0;  // micro-batches per worker per epoch; required with synthetic,
                                 // 0 = the whole dataset otherwise
   int64_t eval_steps = 0;       // synthetic validation batches per evaluation; 0 = no evaluation
+  bool default_dataset = false; // the default job: Fashion-MNIST, imported into data_dir on first use
+  int loader_threads = 0;       // decode threads per worker; 0 = the cores divided among workers
+  int prefetch = 4;             // batches decoded ahead of each worker
+  std::string bad_images = "skip";  // skip (count, log, go on) | fail (stop at the first)
+  double max_bad_fraction = 0.01;   // more bad images than this in an epoch stops the run
 
   // devices and batch
   Device device = Device::cuda();

@@ -51,9 +51,17 @@ cxxopts::Options train_options() {
   add_common(o, d, d.eval_steps);
   // clang-format off
   o.add_options("data")
-    ("data", "ImageNet-style folder (train/ and val/); or --synthetic (default: none)", cxxopts::value<std::string>())
+    ("data", "ImageNet-style folder (train/ and val/); without --data and --synthetic: the default job, "
+             "Fashion-MNIST (default: none)", cxxopts::value<std::string>())
     ("steps-per-epoch", "micro-batches per worker and epoch (0: all data; --synthetic needs >= 1)",
-     cxxopts::value<std::string>()->default_value(show(d.steps_per_epoch)));
+     cxxopts::value<std::string>()->default_value(show(d.steps_per_epoch)))
+    ("loader-threads", "decode threads per worker (0: the cores divided among the workers)",
+     cxxopts::value<std::string>()->default_value(show(d.loader_threads)))
+    ("prefetch", "batches decoded ahead of each worker", cxxopts::value<std::string>()->default_value(show(d.prefetch)))
+    ("bad-images", "skip (count and log unreadable images) or fail (stop at the first)",
+     cxxopts::value<std::string>()->default_value(d.bad_images))
+    ("max-bad-fraction", "stop when more than this fraction of an epoch is bad",
+     cxxopts::value<std::string>()->default_value(show(d.max_bad_fraction)));
   o.add_options("device")
     ("workers", "data-parallel workers", cxxopts::value<std::string>()->default_value(show(d.workers)))
     ("accumulate", "micro-batches per update (global batch = workers x batch-size x accumulate)",
@@ -189,6 +197,22 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
     c.precision = c.device.is_cuda() ? DType::bf16 : DType::f32;
 }
 
+// The default job (no --data, no --synthetic): Fashion-MNIST from Debian's dataset-fashion-mnist,
+// imported once into the cache folder, on a CIFAR-style resnet20 at its native 28 px, for one
+// epoch unless told otherwise. Any option given explicitly still wins.
+void apply_default_job(const Reader& in, TrainConfig& c, std::ostream& notes) {
+  c.default_dataset = true;
+  c.data_dir = engine::default_dataset_dir();
+  if (!in.given("arch")) c.arch = "resnet20";
+  if (!in.given("classes")) c.classes = 10;
+  if (!in.given("image-size")) c.image_size = 28;
+  if (!in.given("epochs")) c.epochs = 1;
+  if (!in.given("batch-size")) c.batch_size = 64;
+  if (!in.given("warmup-epochs")) c.warmup_epochs = std::min<double>(c.warmup_epochs, c.epochs);
+  notes << "lockstep train: no --data or --synthetic; the default job: Fashion-MNIST (" << c.data_dir << "), "
+        << c.arch << " at " << c.image_size << " px, " << c.epochs << " epoch(s)\n";
+}
+
 }  // namespace
 
 std::string train_help() { return help_text(train_options()); }
@@ -207,6 +231,10 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   read_common(in, c, notes, "train");
   if (in.given("data")) c.data_dir = in.text("data");
   c.steps_per_epoch = in.as_i64("steps-per-epoch");
+  c.loader_threads = in.as_int("loader-threads");
+  c.prefetch = in.as_int("prefetch");
+  c.bad_images = in.text("bad-images");
+  c.max_bad_fraction = in.as_double("max-bad-fraction");
   c.workers = in.as_int("workers");
   c.accumulate = in.as_int("accumulate");
   c.epochs = in.as_int("epochs");
@@ -232,6 +260,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.zero_init_residual = !in.flag("no-zero-init-residual");
   if (in.given("out")) c.out_dir = in.text("out");
   c.log_every = in.as_int("log-every");
+  if (!c.synthetic && c.data_dir.empty()) apply_default_job(in, c, notes);
   c.validate();
   return c;
 }
