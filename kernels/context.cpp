@@ -52,6 +52,12 @@ void Context::synchronize() {
 #endif
 }
 
+void Context::make_current() {
+#if LOCKSTEP_HAVE_CUDA
+  if (cuda_) cuda::set_device(cuda_->device);
+#endif
+}
+
 CudaState& Context::cuda() const {
   LS_CHECK(cuda_ != nullptr, "Context on " << device_.str() << " has no CUDA state");
   return *cuda_;

@@ -45,6 +45,9 @@ class Context {
 
   // Waits for all work queued on this context's streams (a no-op on CPU).
   void synchronize();
+  // Makes this context's GPU the calling thread's current device (a no-op on CPU). A worker
+  // thread calls it once before it runs anything.
+  void make_current();
 
   // CUDA streams and handles; throws on a CPU context.
   CudaState& cuda() const;

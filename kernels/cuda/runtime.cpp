@@ -97,6 +97,8 @@ void destroy_state(CudaState* s) noexcept {
     if (st) cudaStreamDestroy(st);
 }
 
+void set_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
+
 void synchronize(CudaState& s) {
   CUDA_CHECK(cudaSetDevice(s.device));
   CUDA_CHECK(cudaStreamSynchronize(s.compute));

@@ -24,6 +24,7 @@ void pinned_free(void* p) noexcept;
 std::unique_ptr<CudaState> make_state(int device);
 void destroy_state(CudaState* s) noexcept;
 void synchronize(CudaState& s);
+void set_device(int device);
 // Copies between any two of host and this context's device, ordered on the compute stream.
 void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 void fill_bytes(Context& ctx, void* dst, int byte, size_t bytes);
