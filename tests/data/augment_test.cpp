@@ -233,5 +233,23 @@ TEST(Resize, MatchesADirectBoxAverageWhenShrinkingByAnInteger) {
     }
 }
 
+TEST(Resize, ArbitraryBoxesStayInsideTheSource) {
+  // Boxes the loader may produce after mapping onto a DCT-scaled image: fractional, touching or
+  // slightly crossing the border, tiny or larger than the image. Every output is a weighted mean
+  // of source pixels, so it lies within the source's range (and valgrind sees no stray read).
+  const int w = 23, h = 17;
+  std::vector<uint8_t> src(size_t(w) * h * 3);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(60 + (i * 7919) % 100);
+  uint32_t s = 5;
+  auto u = [&] { return ((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0; };
+  for (int t = 0; t < 500; ++t) {
+    CropBox b{u() * w - 1, u() * h - 1, 0.01 + u() * w * 1.2, 0.01 + u() * h * 1.2, u() < 0.5};
+    const int dw = 1 + int(u() * 40), dh = 1 + int(u() * 40);
+    std::vector<uint8_t> out(size_t(dw) * dh * 3);
+    resize_crop(src.data(), w, h, b, out.data(), dw, dh);
+    for (uint8_t v : out) ASSERT_TRUE(v >= 60 && v < 160) << int(v);
+  }
+}
+
 }  // namespace
 }  // namespace lockstep::data
