@@ -23,8 +23,13 @@ struct AugmentSpec {
   double val_crop_fraction = 0.875;
 };
 
+// Draws come from Philox4x32-10 keyed by the seed, with counter epoch << 40 | index << 4 | block
+// (epoch < 2^24, index < 2^36): blocks 0..9 serve the ten tries, block 10 the flip (augment.cpp).
+// x, y, w, h are whole pixels with 0 <= x, x + w <= width (and likewise y, h).
 CropBox random_resized_crop(int width, int height, const AugmentSpec& spec, uint64_t seed, uint64_t epoch,
                             uint64_t index);
+// A centred square of side val_crop_fraction * min(width, height), in fractional pixels: what
+// Resize(size / fraction) + CenterCrop(size) keeps, up to torchvision's integer rounding.
 CropBox center_crop(int width, int height, int size, const AugmentSpec& spec);
 
 // Resamples `box` (in src pixel coordinates) of src (sh, sw, 3) into dst (dh, dw, 3), mirrored

@@ -47,7 +47,9 @@ class Decoder {
   // Decodes the whole image. A JPEG is scaled by the smallest DCT factor m/8 (m = 1..8) whose
   // result is still at least min_width x min_height (when the original is at least that); with
   // both 0, or for PNG, it decodes at full size. Returns the scale applied (result width /
-  // original width), 1 for none. Throws DecodeError.
+  // original width), 1 for none. TJSCALED rounds each side up (ceil(side * m / 8)), so the exact
+  // factor of each axis is out.width / width and out.height / height; they differ by under one
+  // pixel's worth, and a crop box is best mapped with each axis's own. Throws DecodeError.
   double decode(const uint8_t* data, size_t size, Image& out, int min_width = 0, int min_height = 0);
 
   // Reads a whole file into `buffer` (reused); throws DataError naming the path on failure.
