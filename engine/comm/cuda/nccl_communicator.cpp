@@ -327,7 +327,7 @@ void NcclCommunicator::barrier(Context& ctx) {
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicators(const std::vector<int>& devices,
                                                                    const NcclOptions& options) {
   const GpuStatus& gpus = gpu_status();
-  LS_CHECK(gpus.available, "make_nccl_group: no usable GPU: " << gpus.reason);
+  LS_CHECK(gpus.available, "make_nccl_group: " << gpus.reason);
   LS_CHECK(!devices.empty(), "make_nccl_group: no devices given");
   for (size_t i = 0; i < devices.size(); ++i) {
     LS_CHECK(devices[i] >= 0 && devices[i] < gpus.count,
