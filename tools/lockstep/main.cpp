@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/run.h"
+#include "tools/lockstep/cli_bench_comm.h"
 #include "tools/lockstep/cli_train.h"
 
 namespace {
@@ -18,6 +19,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  train    train a ResNet (lockstep train --help)\n"
     "  eval     evaluate a ResNet on synthetic data (lockstep eval --help)\n"
+    "  bench    bench comm: all-reduce bandwidth (lockstep bench comm --help)\n"
     "\n"
     "  lockstep --help | --version\n";
 
@@ -36,6 +38,20 @@ int dispatch(int argc, char** argv) {
     std::cout << "lockstep " << LOCKSTEP_VERSION << (cuda_backend_built() ? " (CUDA backend)" : " (CPU only)")
               << "\n";
     return 0;
+  }
+  if (cmd == "bench") {
+    const std::string what = argc > 2 ? argv[2] : "";
+    try {
+      if (what == "comm") return cli::run_bench_comm(cli::parse_bench_comm_args(argc - 2, argv + 2), std::cout);
+    } catch (const cli::HelpRequested& h) {
+      std::cout << h.text;
+      return 0;
+    } catch (const engine::ConfigError& e) {
+      std::cerr << "lockstep bench " << what << ": " << e.what() << "\n";
+      return 2;
+    }
+    std::cerr << "lockstep bench: unknown benchmark '" << what << "' (known: comm)\n";
+    return 2;
   }
   if (cmd != "train" && cmd != "eval") {
     std::cerr << "lockstep: unknown command '" << cmd << "'\n" << kUsage;

@@ -1,0 +1,24 @@
+// Creating the N communicators of one group together: one per worker, handed out by rank.
+//   make_local_group(n, options): threads of this process (CPU workers, or workers sharing GPUs).
+//   make_nccl_group(devices):     one NCCL rank per GPU in `devices`, created on the calling
+//                                  thread (see engine/comm/cuda/nccl_communicator.h); throws a
+//                                  clear Error in a build without the CUDA backend or without a GPU.
+// Communicator i has rank i. They may be moved to their worker threads; the group's shared state
+// lives until the last of them is destroyed, so no rank's resources vanish under a waiting peer.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/comm/communicator.h"
+#include "engine/comm/cuda/nccl_communicator.h"
+#include "engine/comm/local_communicator.h"
+
+namespace lockstep::engine {
+
+std::vector<std::unique_ptr<Communicator>> make_local_group(int n, LocalOptions options = {});
+
+std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int>& devices,
+                                                           NcclOptions options = {});
+
+}  // namespace lockstep::engine
