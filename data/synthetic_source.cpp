@@ -18,6 +18,7 @@ uint64_t sample_key(uint64_t seed, uint64_t stream) { return kSampleKey ^ (seed 
 SyntheticSource::SyntheticSource(const SyntheticSpec& s) : spec_(s) {
   LS_CHECK(s.classes >= 1 && s.image_size >= 1 && s.batch >= 1 && s.batches_per_epoch >= 1,
            "synthetic data: classes, image size, batch and batches per epoch must be positive");
+  LS_CHECK(s.world >= 1 && s.rank >= 0 && s.rank < s.world, "synthetic data: rank " << s.rank << " of " << s.world);
   const int64_t pixels = int64_t(s.image_size) * s.image_size * 3;
   // A class's template: its own mean colour plus a sinusoidal grating of its own frequency and
   // orientation. Both survive global average pooling (the colour directly, the grating through
@@ -92,7 +93,7 @@ const HostBatch& SyntheticSource::next() {
   uint8_t* fl = static_cast<uint8_t*>(flips_.data());
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < spec_.batch; ++b)
-    make_sample(epoch_, position_ * spec_.batch + b, px + b * n, lb + b, fl + b);
+    make_sample(epoch_, (position_ * spec_.world + spec_.rank) * spec_.batch + b, px + b * n, lb + b, fl + b);
   ++position_;
   return batch_;
 }

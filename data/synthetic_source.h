@@ -3,6 +3,8 @@
 // class's template plus Gaussian pixel noise, clamped to 0..255, with a random horizontal flip.
 // Labels are uniform over the classes. With the default noise the classes overlap enough to
 // need training and little enough that a small net fits them.
+// Sharding: batch b of worker r holds global samples ((b * world + r) * batch + i), so the union of
+// the workers' batches b is exactly what one worker with world x batch would see as its batch b.
 #pragma once
 
 #include <vector>
@@ -20,7 +22,8 @@ struct SyntheticSpec {
   uint64_t seed = 0;
   float noise = 48.0f;         // pixel noise standard deviation (0..255 scale)
   bool flips = true;
-  uint64_t stream = 0;         // distinct streams (train / val / per worker) draw distinct samples
+  uint64_t stream = 0;         // distinct streams (train / val) draw distinct samples
+  int rank = 0, world = 1;     // worker `rank` of `world` takes its slice of each global batch
 };
 
 class SyntheticSource : public BatchSource {

@@ -57,6 +57,15 @@ std::string default_out_dir() {
   return std::string("runs/") + buf;
 }
 
+std::vector<Device> TrainConfig::worker_devices() const {
+  std::vector<Device> out;
+  if (device.is_cpu()) return std::vector<Device>(static_cast<size_t>(workers), Device::cpu());
+  std::vector<int> gpus = devices.empty() ? std::vector<int>{device.index} : devices;
+  for (int g : gpus)
+    for (int k = 0; k < workers_per_gpu; ++k) out.push_back(Device::cuda(g));
+  return out;
+}
+
 std::string default_dataset_dir() {
   auto env = [](const char* name) -> std::string {
     const char* v = std::getenv(name);
@@ -117,6 +126,24 @@ void TrainConfig::validate() const {
     fail("--precision", "--precision " + precision_name(precision) +
                             " needs --device cuda; the CPU backend computes in fp32 (use --precision fp32)");
   if (workers < 1) fail("--workers", "--workers must be >= 1 (got " + str(workers) + ")");
+  if (workers_per_gpu < 1) fail("--workers-per-gpu", "--workers-per-gpu must be >= 1 (got " + str(workers_per_gpu) + ")");
+  if (device.is_cpu() && (!devices.empty() || workers_per_gpu != 1))
+    fail(devices.empty() ? "--workers-per-gpu" : "--gpus", "--gpus, --devices and --workers-per-gpu need --device cuda");
+  if (device.is_cuda()) {
+    const GpuStatus& gpu = gpu_status();
+    for (size_t i = 0; i < devices.size(); ++i) {
+      if (devices[i] < 0 || (gpu.available && devices[i] >= gpu.count))
+        fail("--devices", "--devices: GPU " + str(devices[i]) + " does not exist (" + str(gpu.count) + " present)");
+      for (size_t j = 0; j < i; ++j)
+        if (devices[j] == devices[i]) fail("--devices", "--devices lists GPU " + str(devices[i]) + " twice");
+    }
+    const int64_t expect = int64_t(devices.empty() ? 1 : devices.size()) * workers_per_gpu;
+    if (workers != expect)
+      fail("--workers", "--workers " + str(workers) + " disagrees with the GPUs: " + str(expect) +
+                            " (GPUs x --workers-per-gpu)");
+  }
+  if (!(bucket_mb > 0)) fail("--bucket-mb", "--bucket-mb must be > 0 (got " + str(bucket_mb) + ")");
+  if (!(comm_timeout_s > 0)) fail("--comm-timeout", "--comm-timeout must be > 0 seconds (got " + str(comm_timeout_s) + ")");
   if (batch_size <= 0) fail("--batch-size", "--batch-size must be > 0 (got " + str(batch_size) + ")");
   if (log_every < 1) fail("--log-every", "--log-every must be >= 1 (got " + str(log_every) + ")");
   if (out_dir.empty()) fail("--out", "--out must not be empty");
@@ -180,6 +207,11 @@ nlohmann::json TrainConfig::to_json() const {
       {"eval_steps", eval_steps},
       {"device", device.str()},
       {"workers", workers},
+      {"devices", devices},
+      {"workers_per_gpu", workers_per_gpu},
+      {"bucket_mb", bucket_mb},
+      {"overlap", overlap},
+      {"comm_timeout_s", comm_timeout_s},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -225,6 +257,11 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("eval_steps", c.eval_steps);
   if (j.contains("device")) c.device = Device::parse(get_str("device"));
   get("workers", c.workers);
+  get("devices", c.devices);
+  get("workers_per_gpu", c.workers_per_gpu);
+  get("bucket_mb", c.bucket_mb);
+  get("overlap", c.overlap);
+  get("comm_timeout_s", c.comm_timeout_s);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -64,7 +65,12 @@ struct TrainConfig {
 
   // devices and batch
   Device device = Device::cuda();
-  int workers = 1;
+  int workers = 1;               // all workers; on CUDA = devices x workers_per_gpu
+  std::vector<int> devices;     // GPUs of a multi-GPU run (--gpus N -> 0..N-1, or --devices 0,2,3)
+  int workers_per_gpu = 1;      // >1: several workers share each GPU (LocalCommunicator; for tests)
+  double bucket_mb = 25;        // gradient bucket cap (the first bucket is 1 MB)
+  bool overlap = true;          // all-reduce buckets while backward runs (--no-overlap: after it)
+  double comm_timeout_s = 600;  // how long a worker waits for its peers before the run fails
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only
@@ -95,6 +101,9 @@ struct TrainConfig {
   // Throws ConfigError naming the first invalid option. Consults gpu_status() for cuda.
   void validate() const;
   int64_t global_batch() const { return int64_t{workers} * batch_size * accumulate; }
+  // The device of each worker, by rank: cpu for CPU runs; on CUDA each of `devices` (or the
+  // --device GPU) repeated workers_per_gpu times.
+  std::vector<Device> worker_devices() const;
   // The schedule's inputs, given the optimizer updates in one epoch.
   ScheduleConfig schedule_config(int64_t updates_per_epoch) const;
 

@@ -65,7 +65,8 @@ void RunLog::write_line(const nlohmann::json& j) {
 void RunLog::log_step(const StepRecord& r) {
   write_line({{"type", "step"}, {"epoch", r.epoch}, {"step", r.step}, {"update", r.update},
               {"lr", number(r.lr)}, {"loss", number(r.loss)}, {"top1", number(r.top1)},
-              {"top5", number(r.top5)}, {"img_per_s", number(r.img_per_s)}, {"time", number(r.time)}});
+              {"top5", number(r.top5)}, {"img_per_s", number(r.img_per_s)}, {"time", number(r.time)},
+              {"comm_s", number(r.comm_s)}, {"wait_s", number(r.wait_s)}});
 }
 
 void RunLog::log_eval(const EvalRecord& r) {
@@ -79,7 +80,8 @@ void RunLog::log_summary(const RunSummary& s) {
                    {"images", s.images}, {"seconds", number(s.seconds)},
                    {"img_per_s", number(s.seconds > 0 ? s.images / s.seconds : 0.0)},
                    {"final_loss", number(s.final_loss)}, {"final_top1", number(s.final_top1)},
-                   {"skipped_updates", s.skipped_updates}};
+                   {"skipped_updates", s.skipped_updates}, {"workers", s.workers},
+                   {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)}};
   if (s.has_eval)
     j["eval"] = {{"loss", number(s.last_eval.loss)}, {"top1", number(s.last_eval.top1)},
                  {"top5", number(s.last_eval.top5)}, {"samples", s.last_eval.samples}};
@@ -151,6 +153,9 @@ void Progress::summary(const RunSummary& s) {
     os_ << "eval:  loss " << fixed(s.last_eval.loss, 4) << "  top-1 " << fixed(100 * s.last_eval.top1, 2)
         << "%  top-5 " << fixed(100 * s.last_eval.top5, 2) << "%\n";
   if (s.skipped_updates > 0) os_ << "skipped updates (fp16 overflow): " << s.skipped_updates << "\n";
+  if (s.workers > 1 || s.comm_seconds > 0 || s.wait_seconds > 0)
+    os_ << "workers: " << s.workers << "; per worker: exposed communication " << format_duration(s.comm_seconds)
+        << ", waiting for data " << format_duration(s.wait_seconds) << "\n";
   if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
   os_ << std::flush;
 }

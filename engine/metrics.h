@@ -28,6 +28,8 @@ struct StepRecord {
   double top5 = 0;
   double img_per_s = 0;  // global images per second since the last record
   double time = 0;
+  double comm_s = 0;     // exposed (not overlapped) communication since the last record, rank 0
+  double wait_s = 0;     // time waiting for data since the last record, rank 0
 };
 
 struct EvalRecord {
@@ -50,6 +52,9 @@ struct RunSummary {
   bool has_eval = false;
   EvalRecord last_eval;
   int64_t skipped_updates = 0; // fp16 overflow skips
+  int workers = 1;
+  double comm_seconds = 0;     // exposed communication, rank 0
+  double wait_seconds = 0;     // waiting for data, rank 0
   std::string out_dir;
 };
 

@@ -2,11 +2,15 @@
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "data/synthetic_source.h"
+#include "engine/comm/group.h"
+#include "kernels/threads.h"
 
 namespace lockstep::engine {
 
@@ -19,6 +23,21 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 // Streams of the synthetic data: training and validation samples never coincide.
 constexpr uint64_t kTrainStream = 0, kValStream = 1;
+
+// NCCL when every worker has a GPU of its own; otherwise threads meeting in host memory.
+std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, const std::vector<Device>& devices) {
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.comm_timeout_s * 1000));
+  if (devices.front().is_cuda() && c.workers_per_gpu == 1 && devices.size() > 1) {
+    std::vector<int> ids;
+    for (const Device& d : devices) ids.push_back(d.index);
+    NcclOptions o;
+    o.timeout = timeout;
+    return make_nccl_group(ids, o);
+  }
+  LocalOptions o;
+  o.timeout = timeout;
+  return make_local_group(static_cast<int>(devices.size()), o);
+}
 }  // namespace
 
 WorkerOptions worker_options(const TrainConfig& c) {
@@ -41,131 +60,242 @@ WorkerOptions worker_options(const TrainConfig& c) {
 }
 
 Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progress_(progress) {
-  if (c.workers != 1)
-    throw ConfigError("--workers", "--workers " + std::to_string(c.workers) +
-                                       ": this build trains with one worker (multi-worker training is not in it yet)");
   if (!c.synthetic)
     throw ConfigError("--data", "--data: this build has no dataset loader yet; use --synthetic");
-  worker_ = std::make_unique<Worker>(c.device, worker_options(c));
-  progress_.message(worker_->model().memory_plan().str());
+  const std::vector<Device> devices = c.worker_devices();
+  const int world = static_cast<int>(devices.size());
+  cpu_threads_ = std::max(1, available_cores() / world);
+  for (int r = 0; r < world; ++r) workers_.push_back(std::make_unique<Worker>(devices[r], worker_options(c)));
+  comms_ = make_group(c, devices);
+  if (world > 1) {
+    ReducerOptions ro;
+    ro.bucket_mb = c.bucket_mb;
+    ro.overlap = c.overlap;
+    for (int r = 0; r < world; ++r) {
+      reducers_.push_back(std::make_unique<Reducer>(workers_[r]->ctx(), workers_[r]->model().params(), *comms_[r], ro));
+      workers_[r]->model().params().set_sink(reducers_[r].get());
+    }
+  }
+  progress_.message(workers_[0]->model().memory_plan().str() + (world > 1 ? " per worker" : ""));
+  if (world > 1) {
+    std::ostringstream os;
+    os << "workers: " << world << " (" << comms_[0]->kind() << "), global batch " << c.global_batch() << ", "
+       << reducers_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
+    if (devices[0].is_cpu()) os << ", " << cpu_threads_ << " CPU thread(s) each";
+    progress_.message(os.str());
+  }
 
-  SyntheticSpec spec;
-  spec.classes = c.classes;
-  spec.image_size = c.image_size;
-  spec.batch = c.batch_size;
-  spec.seed = c.seed;
-  std::unique_ptr<BatchSource> train, val;
+  for (int r = 0; r < world; ++r) {
+    SyntheticSpec spec;
+    spec.classes = c.classes;
+    spec.image_size = c.image_size;
+    spec.batch = c.batch_size;
+    spec.seed = c.seed;
+    spec.rank = r;
+    spec.world = world;
+    std::unique_ptr<BatchSource> train, val;
+    if (c.command == Command::train) {
+      spec.batches_per_epoch = c.steps_per_epoch;
+      spec.stream = kTrainStream;
+      train = std::make_unique<SyntheticSource>(spec);
+    }
+    if (c.eval_steps > 0) {
+      spec.batches_per_epoch = c.eval_steps;
+      spec.stream = kValStream;
+      spec.flips = false;
+      val = std::make_unique<SyntheticSource>(spec);
+    }
+    workers_[r]->set_sources(std::move(train), std::move(val));
+  }
   if (c.command == Command::train) {
-    spec.batches_per_epoch = c.steps_per_epoch;
-    spec.stream = kTrainStream;
-    train = std::make_unique<SyntheticSource>(spec);
-    updates_per_epoch_ = updates_per_epoch(train->batches_per_epoch(), c.accumulate);
+    updates_per_epoch_ = updates_per_epoch(workers_[0]->train_source()->batches_per_epoch(), c.accumulate);
     schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
     progress_.message("schedule: " + schedule_->describe());
   }
-  if (c.eval_steps > 0) {
-    spec.batches_per_epoch = c.eval_steps;
-    spec.stream = kValStream;
-    spec.flips = false;
-    val = std::make_unique<SyntheticSource>(spec);
+}
+
+Trainer::~Trainer() {
+  for (auto& w : workers_) w->model().params().set_sink(nullptr);
+}
+
+void Trainer::on_every_worker(const std::function<void(int)>& f) {
+  std::mutex m;
+  int failed_rank = -1;
+  std::string reason;
+  auto body = [&](int r) {
+    try {
+      workers_[r]->ctx().make_current();
+      set_cpu_threads(cpu_threads_);
+      f(r);
+    } catch (const std::exception& e) {
+      {
+        std::lock_guard<std::mutex> lock(m);
+        if (failed_rank < 0) {
+          failed_rank = r;
+          reason = e.what();
+        }
+      }
+      comms_[r]->abort("worker " + std::to_string(r) + " failed: " + e.what());
+    }
+  };
+  if (world() == 1) {
+    body(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world(); ++r) threads.emplace_back(body, r);
+    for (auto& t : threads) t.join();
   }
-  worker_->set_sources(std::move(train), std::move(val));
+  if (failed_rank >= 0) {
+    if (world() == 1) throw Error(reason);
+    throw Error("worker " + std::to_string(failed_rank) + " failed: " + reason);
+  }
+}
+
+struct Trainer::Shared {
+  std::unique_ptr<RunLog> log;
+  RunSummary summary;
+  Clock::time_point start;
+};
+
+EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time) {
+  Worker& w = *workers_[r];
+  if (world() > 1) comms_[r]->all_reduce(w.ctx(), w.model().params().buffers(), ReduceOp::average);
+  Stats s = w.all_reduce_stats(*comms_[r], w.evaluate_all());
+  EvalRecord e;
+  e.epoch = epoch;
+  e.update = update;
+  e.samples = s.samples;
+  e.loss = s.loss();
+  e.top1 = s.top1_acc();
+  e.top5 = s.top5_acc();
+  e.time = time;
+  return e;
 }
 
 EvalRecord Trainer::evaluate(int epoch, int64_t update, double time) {
-  Stats s = worker_->evaluate_all();
-  EvalRecord r;
-  r.epoch = epoch;
-  r.update = update;
-  r.samples = s.samples;
-  r.loss = s.loss();
-  r.top1 = s.top1_acc();
-  r.top5 = s.top5_acc();
-  r.time = time;
-  return r;
+  LS_CHECK(workers_[0]->val_source() != nullptr, "evaluate: no validation data (--eval-steps 0)");
+  EvalRecord out;
+  on_every_worker([&](int r) {
+    EvalRecord e = evaluate_rank(r, epoch, update, time);
+    if (r == 0) out = e;
+  });
+  return out;
 }
 
-RunSummary Trainer::run() {
-  BatchSource* train = worker_->train_source();
-  LS_CHECK(train != nullptr, "Trainer::run: built for evaluation only");
-  RunLog log(config_.out_dir);
-  log.write_config(config_.to_json());
-  const auto start = Clock::now();
+void Trainer::train_rank(int r, Shared& sh) {
+  Worker& w = *workers_[r];
+  Communicator& comm = *comms_[r];
+  Reducer* red = reducers_.empty() ? nullptr : reducers_[r].get();
+  Context& ctx = w.ctx();
+  nets::ParamTable& params = w.model().params();
+  // Every replica starts from rank 0's weights and statistics.
+  if (world() > 1) {
+    comm.broadcast(ctx, params.params(), 0);
+    comm.broadcast(ctx, params.buffers(), 0);
+    w.model().parameters_updated(ctx);
+  }
+  BatchSource* train = w.train_source();
   const int K = config_.accumulate;
   const int64_t steps = updates_per_epoch_ * K;  // a trailing partial accumulation is not run
   const int64_t total_steps = steps * config_.epochs;
   const float loss_grad_scale = 1.f / static_cast<float>(int64_t{config_.batch_size} * K);
+  const int64_t global_images_per_step = int64_t{config_.batch_size} * world();
 
-  RunSummary summary;
-  summary.out_dir = config_.out_dir;
   int64_t update = 0, images = 0, images_at_log = 0;
+  double comm_window = 0, comm_total = 0;
   auto last_log = Clock::now();
   float lr = 0.f;
   for (int epoch = 1; epoch <= config_.epochs; ++epoch) {
     train->start_epoch(epoch - 1);
     for (int64_t step = 1; step <= steps; ++step) {
+      if (step_hook_) step_hook_(r, epoch, step);
       const int micro = static_cast<int>((step - 1) % K);
-      worker_->train_micro_batch(micro > 0, loss_grad_scale);
-      images += config_.batch_size;
-      if (micro == K - 1) {
+      const bool last = micro == K - 1;
+      if (red) red->begin_step(last);
+      w.train_micro_batch(micro > 0, loss_grad_scale);
+      images += global_images_per_step;
+      if (last) {
+        if (red) {
+          red->finish(ctx);
+          comm_window += red->exposed_seconds();
+        }
         lr = schedule_->lr(update);
-        worker_->update(lr, 1.f);
+        w.update(lr, 1.f);
         ++update;
       }
       if (step % config_.log_every == 0 || step == steps) {
-        Stats s = worker_->take_train_stats();  // the device read-back
+        Stats s = w.all_reduce_stats(comm, w.take_train_stats());  // the device read-back
+        if (!std::isfinite(s.loss())) {
+          std::ostringstream os;
+          os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step
+             << " (lr " << lr << "); try a lower --base-lr or a longer --warmup-epochs";
+          throw Error(os.str());
+        }
+        if (r != 0) continue;
         const double dt = seconds_since(last_log);
         last_log = Clock::now();
-        StepRecord r;
-        r.epoch = epoch;
-        r.step = step;
-        r.update = update;
-        r.lr = lr;
-        r.loss = s.loss();
-        r.top1 = s.top1_acc();
-        r.top5 = s.top5_acc();
-        r.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
-        r.time = seconds_since(start);
+        StepRecord rec;
+        rec.epoch = epoch;
+        rec.step = step;
+        rec.update = update;
+        rec.lr = lr;
+        rec.loss = s.loss();
+        rec.top1 = s.top1_acc();
+        rec.top5 = s.top5_acc();
+        rec.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
+        rec.time = seconds_since(sh.start);
+        rec.comm_s = comm_window;
+        comm_total += comm_window;
+        comm_window = 0;
         images_at_log = images;
-        log.log_step(r);
+        sh.log->log_step(rec);
         ProgressState p;
         p.epoch = epoch;
         p.epochs = config_.epochs;
         p.step = step;
         p.steps = steps;
-        p.img_per_s = r.img_per_s;
-        p.loss = r.loss;
-        p.top1 = r.top1;
+        p.img_per_s = rec.img_per_s;
+        p.loss = rec.loss;
+        p.top1 = rec.top1;
         p.lr = lr;
-        const int64_t done = (epoch - 1) * steps + step;
-        p.eta_s = eta_seconds(done, total_steps, r.time);
+        p.eta_s = eta_seconds((epoch - 1) * steps + step, total_steps, rec.time);
         progress_.update(p);
-        summary.final_loss = r.loss;
-        summary.final_top1 = r.top1;
-        if (!std::isfinite(r.loss)) {
-          std::ostringstream os;
-          os << "training diverged: the loss is " << r.loss << " at epoch " << epoch << ", step " << step
-             << " (lr " << lr << "); try a lower --base-lr or a longer --warmup-epochs";
-          throw Error(os.str());
-        }
+        sh.summary.final_loss = rec.loss;
+        sh.summary.final_top1 = rec.top1;
       }
     }
-    if (worker_->val_source()) {
-      EvalRecord e = evaluate(epoch, update, seconds_since(start));
-      log.log_eval(e);
-      progress_.eval(e);
-      summary.has_eval = true;
-      summary.last_eval = e;
+    if (w.val_source()) {
+      EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start));
+      if (r == 0) {
+        sh.log->log_eval(e);
+        progress_.eval(e);
+        sh.summary.has_eval = true;
+        sh.summary.last_eval = e;
+      }
     }
   }
-  summary.epochs = config_.epochs;
-  summary.updates = update;
-  summary.images = images;
-  summary.seconds = seconds_since(start);
-  summary.skipped_updates = worker_->loss_scaler().skipped();
-  log.log_summary(summary);
-  progress_.summary(summary);
-  return summary;
+  if (r == 0) {
+    sh.summary.updates = update;
+    sh.summary.images = images;
+    sh.summary.comm_seconds = comm_total;
+    sh.summary.skipped_updates = w.loss_scaler().skipped();
+  }
+}
+
+RunSummary Trainer::run() {
+  LS_CHECK(workers_[0]->train_source() != nullptr, "Trainer::run: built for evaluation only");
+  Shared sh;
+  sh.log = std::make_unique<RunLog>(config_.out_dir);
+  sh.log->write_config(config_.to_json());
+  sh.summary.out_dir = config_.out_dir;
+  sh.summary.workers = world();
+  sh.start = Clock::now();
+  on_every_worker([&](int r) { train_rank(r, sh); });
+  sh.summary.epochs = config_.epochs;
+  sh.summary.seconds = seconds_since(sh.start);
+  sh.log->log_summary(sh.summary);
+  progress_.summary(sh.summary);
+  return sh.summary;
 }
 
 }  // namespace lockstep::engine

@@ -1,14 +1,23 @@
-// Trainer: drives a run from a validated TrainConfig — builds the worker, the batch sources,
-// the learning-rate schedule and the run log, then loops epochs of micro-batches and updates,
-// reads loss and accuracy back every --log-every steps, evaluates after each epoch when a
-// validation source exists, and returns the summary. A loss that turns non-finite stops the
-// run with an error naming where (a diverged run only burns compute).
+// Trainer: drives a run from a validated TrainConfig. It builds one Worker per device (one
+// thread each), their communicators (NCCL for one worker per GPU, the local host-memory group for
+// CPU workers or workers sharing a GPU) and reducers, the batch sources (each worker its shard),
+// the learning-rate schedule (fed the global batch) and the run log; then every worker thread
+// loops epochs of micro-batches and updates in lockstep. Rank 0's weights are broadcast first so
+// every replica starts identical; BN running statistics are averaged before each evaluation;
+// evaluation is distributed and its counts summed. Loss and accuracy are read back every
+// --log-every steps and summed over workers; rank 0 logs. A loss that turns non-finite stops the
+// run with an error naming where. A failure in any worker aborts the communicators, so no
+// other worker hangs, and the run fails with "worker r failed: <reason>".
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <vector>
 
+#include "engine/comm/communicator.h"
 #include "engine/config.h"
 #include "engine/metrics.h"
+#include "engine/reducer.h"
 #include "engine/schedule.h"
 #include "engine/worker.h"
 
@@ -20,17 +29,35 @@ WorkerOptions worker_options(const TrainConfig& c);
 class Trainer {
  public:
   Trainer(const TrainConfig& config, Progress& progress);
+  ~Trainer();
   RunSummary run();
-  // One evaluation pass over the validation source (if any); also used by `lockstep eval`.
+  // One distributed evaluation pass over the validation shards; also `lockstep eval`.
   EvalRecord evaluate(int epoch, int64_t update, double time);
-  Worker& worker() { return *worker_; }
+
+  int world() const { return static_cast<int>(workers_.size()); }
+  Worker& worker(int rank = 0) { return *workers_.at(rank); }
+  Reducer* reducer(int rank) { return reducers_.empty() ? nullptr : reducers_.at(rank).get(); }
+  // Called by every worker thread before each micro-batch (rank, epoch, step): for tests that
+  // inject failures and for straggler experiments.
+  void set_step_hook(std::function<void(int, int, int64_t)> hook) { step_hook_ = std::move(hook); }
 
  private:
+  struct Shared;  // what the worker threads of one run share
+  void train_rank(int rank, Shared& shared);
+  EvalRecord evaluate_rank(int rank, int epoch, int64_t update, double time);
+  // Runs f(rank) on one thread per worker; the first failure aborts the group and is rethrown
+  // as "worker r failed: <reason>" after every thread has stopped.
+  void on_every_worker(const std::function<void(int)>& f);
+
   TrainConfig config_;
   Progress& progress_;
-  std::unique_ptr<Worker> worker_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Communicator>> comms_;
+  std::vector<std::unique_ptr<Reducer>> reducers_;
   std::unique_ptr<LrSchedule> schedule_;
   int64_t updates_per_epoch_ = 0;
+  int cpu_threads_ = 1;
+  std::function<void(int, int, int64_t)> step_hook_;
 };
 
 }  // namespace lockstep::engine

@@ -1,5 +1,6 @@
 #include "engine/worker.h"
 
+#include "engine/comm/communicator.h"
 #include "kernels/cast.h"
 #include "kernels/copy.h"
 #include "kernels/loss.h"
@@ -23,6 +24,7 @@ Worker::Worker(Device device, const WorkerOptions& o)
   train_stats_ = OwnedTensor(device, {3}, DType::f32);
   eval_stats_ = OwnedTensor(device, {3}, DType::f32);
   overflow_ = OwnedTensor(device, {1}, DType::i32);
+  reduce_buf_ = OwnedTensor(device, {4}, DType::f32);
   zero(ctx_, train_stats_);
   zero(ctx_, eval_stats_);
 }
@@ -92,6 +94,26 @@ void Worker::evaluate(const HostBatch& batch) {
   Tensor lb = labels.slice(0, n);
   softmax_cross_entropy(ctx_, lv, lb, 0.f, 1.f, nullptr, eval_stats_);
   eval_samples_ += n;
+}
+
+Stats Worker::all_reduce_stats(Communicator& comm, const Stats& s) {
+  if (comm.size() == 1) return s;
+  OwnedTensor host(Device::cpu(), {4}, DType::f32);
+  float* h = host.data<float>();
+  h[0] = static_cast<float>(s.loss_sum);
+  h[1] = static_cast<float>(s.top1);
+  h[2] = static_cast<float>(s.top5);
+  h[3] = static_cast<float>(s.samples);
+  copy(ctx_, host, reduce_buf_);
+  comm.all_reduce(ctx_, reduce_buf_, ReduceOp::sum);
+  ctx_.synchronize();  // the comm stream's result, before the host reads it
+  copy(ctx_, reduce_buf_, host);
+  Stats r;
+  r.loss_sum = h[0];
+  r.top1 = h[1];
+  r.top5 = h[2];
+  r.samples = static_cast<int64_t>(h[3]);
+  return r;
 }
 
 Stats Worker::take(OwnedTensor& stats, int64_t& samples) {

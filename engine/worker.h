@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "data/batch_source.h"
+#include "engine/comm/communicator.h"
 #include "engine/loss_scaler.h"
 #include "engine/optimizer.h"
 #include "kernels/normalize.h"
@@ -60,6 +61,8 @@ class Worker {
   // Evaluation of one batch (its first `count` samples) with the running BN statistics.
   void evaluate(const HostBatch& batch);
 
+  // Sums `s` over the workers of `comm` (a small device round trip; at log time only).
+  Stats all_reduce_stats(Communicator& comm, const Stats& s);
   Stats take_train_stats() { return take(train_stats_, train_samples_); }
   Stats take_eval_stats() { return take(eval_stats_, eval_samples_); }
 
@@ -83,6 +86,7 @@ class Worker {
   OwnedTensor dlogits_;                   // (N, classes), compute dtype
   OwnedTensor train_stats_, eval_stats_;  // f32 (3): loss sum, top-1, top-5
   OwnedTensor overflow_;                  // i32 (1): fp16 gradient overflow flag
+  OwnedTensor reduce_buf_;                // f32 (4): stats being summed across workers
   int64_t train_samples_ = 0, eval_samples_ = 0;
 };
 

@@ -13,6 +13,9 @@ const std::vector<ArchInfo>& known_archs() {
       {"resnet32", ArchFamily::cifar, 32, 8, 32, 10},      {"resnet44", ArchFamily::cifar, 44, 8, 32, 10},
       {"resnet56", ArchFamily::cifar, 56, 8, 32, 10},      {"resnet110", ArchFamily::cifar, 110, 8, 32, 10},
       {"tiny", ArchFamily::tiny, 0, 4, 32, 10},
+      // BatchNorm-free (conv 3x3 s2 -> ReLU -> pool -> fc): distributed runs equal one big batch
+      // exactly only without per-worker batch statistics, so the equivalence tests use it.
+      {"tiny_nobn", ArchFamily::tiny_nobn, 0, 2, 32, 10},
   };
   return archs;
 }

@@ -7,7 +7,7 @@
 
 namespace lockstep::nets {
 
-enum class ArchFamily { imagenet, cifar, tiny };
+enum class ArchFamily { imagenet, cifar, tiny, tiny_nobn };
 
 struct ArchInfo {
   std::string name;     // "resnet50"

@@ -112,8 +112,10 @@ void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
 
 // ---- Stem ----
 
-Stem::Stem(int in_c, int out_c, int kernel, int stride, bool pool)
-    : conv_("conv1", in_c, out_c, kernel, stride, kernel / 2), bn_("bn1", out_c, /*relu=*/true), pool_(pool) {}
+Stem::Stem(int in_c, int out_c, int kernel, int stride, bool pool, bool batchnorm)
+    : conv_("conv1", in_c, out_c, kernel, stride, kernel / 2), pool_(pool) {
+  if (batchnorm) bn_.emplace("bn1", out_c, /*relu=*/true);
+}
 
 Shape Stem::setup(SetupContext& s, const Shape& in) {
   acts_ = &s.acts;
@@ -121,7 +123,8 @@ Shape Stem::setup(SetupContext& s, const Shape& in) {
   s.temps.rewind();
   Shape a = conv_.setup(s, in);
   conv_out_ = s.acts.add(a, s.dtype);
-  bn_.setup(s, a);
+  if (bn_) bn_->setup(s, a);
+  else relu_out_ = s.acts.add(a, s.dtype);
   t_grad_ = s.temps.add(a, s.dtype);
   if (!pool_) return a;
   Shape p{a[0], pool_shape_.out(static_cast<int>(a[1])), pool_shape_.out(static_cast<int>(a[2])), a[3]};
@@ -134,7 +137,12 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
   x_ = x;
   Tensor a = resolve(acts_, conv_out_);
   conv_.forward(ctx, x, a);
-  y_ = bn_.forward(ctx, a, nullptr, mode);
+  if (bn_) {
+    y_ = bn_->forward(ctx, a, nullptr, mode);
+  } else {
+    y_ = resolve(acts_, relu_out_);
+    relu_forward(ctx, a, y_);
+  }
   if (pool_) {
     Tensor p = resolve(acts_, pool_out_);
     maxpool_forward(ctx, pool_shape_, y_, p);
@@ -146,8 +154,11 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
 void Stem::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
   LS_CHECK(dx == nullptr, "stem: the input image has no gradient");
   Tensor g = resolve(temps_, t_grad_);
-  if (pool_) maxpool_backward(ctx, pool_shape_, bn_.output(), resolve(acts_, pool_out_), dy, g);
-  bn_.backward(ctx, resolve(acts_, conv_out_), pool_ ? g : dy, g, nullptr);
+  Tensor act = bn_ ? bn_->output() : resolve(acts_, relu_out_);
+  if (pool_) maxpool_backward(ctx, pool_shape_, act, resolve(acts_, pool_out_), dy, g);
+  const Tensor& up = pool_ ? g : dy;
+  if (bn_) bn_->backward(ctx, resolve(acts_, conv_out_), up, g, nullptr);
+  else relu_backward(ctx, act, up, g);
   conv_.backward(ctx, x_, g, nullptr);
 }
 

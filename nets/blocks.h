@@ -51,10 +51,10 @@ class ResidualBlock : public Layer {
 };
 
 // conv1 -> bn1 + ReLU [-> 3x3 s2 max pool]: ImageNet's 7x7 s2 stem with pooling, or the 3x3 s1
-// stem of the CIFAR and tiny nets.
+// stem of the CIFAR and tiny nets. Without batchnorm (the BatchNorm-free test net), conv1 -> ReLU.
 class Stem : public Layer {
  public:
-  Stem(int in_c, int out_c, int kernel, int stride, bool pool);
+  Stem(int in_c, int out_c, int kernel, int stride, bool pool, bool batchnorm = true);
   Shape setup(SetupContext& s, const Shape& in) override;
   const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) override;
   void backward(Context& ctx, const Tensor& dy, Tensor* dx) override;
@@ -62,10 +62,10 @@ class Stem : public Layer {
 
  private:
   Conv2d conv_;
-  BatchNorm2d bn_;
+  std::optional<BatchNorm2d> bn_;
   bool pool_;
   PoolShape pool_shape_{3, 2, 1};
-  int conv_out_ = -1, pool_out_ = -1, t_grad_ = -1;
+  int conv_out_ = -1, relu_out_ = -1, pool_out_ = -1, t_grad_ = -1;
   TensorStore* acts_ = nullptr;
   TensorStore* temps_ = nullptr;
   Tensor x_, y_;

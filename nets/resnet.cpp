@@ -79,6 +79,10 @@ Model::Model(const ModelOptions& o) : opt_(o), arch_(find_arch(o.arch)) {
       }
       break;
     }
+    case ArchFamily::tiny_nobn:
+      layers_.push_back(std::make_unique<Stem>(3, 16, 3, 2, false, /*batchnorm=*/false));
+      c = 16;
+      break;
     case ArchFamily::tiny:
       layers_.push_back(std::make_unique<Stem>(3, 8, 3, 1, false));
       add_block(ResidualBlock::basic("layer1.0", 8, 8, 1));

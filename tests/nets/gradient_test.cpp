@@ -29,8 +29,10 @@ struct Net {
   }
 };
 
-TEST(TinyNet, BackwardMatchesFiniteDifferences) {
-  Net n(Device::cpu(), "tiny", 5, 8, 3, DType::f32);
+class NetGradient : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NetGradient, BackwardMatchesFiniteDifferences) {
+  Net n(Device::cpu(), GetParam(), 5, 8, 3, DType::f32);
   Model& m = n.model;
   // No zero-init: every path must carry gradient.
   m.init(n.ctx, 11, /*zero_init_residual=*/false);
@@ -55,6 +57,8 @@ TEST(TinyNet, BackwardMatchesFiniteDifferences) {
     test::expect_gradient(loss, p + s.offset, s.numel(), g, s.name.c_str(), o);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(SmallNets, NetGradient, ::testing::Values("tiny", "tiny_nobn"));
 
 TEST(TinyNet, AccumulationAddsMicroBatches) {
   Net n(Device::cpu(), "tiny", 4, 8, 2, DType::f32);

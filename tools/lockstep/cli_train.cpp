@@ -63,7 +63,17 @@ cxxopts::Options train_options() {
     ("max-bad-fraction", "stop when more than this fraction of an epoch is bad",
      cxxopts::value<std::string>()->default_value(show(d.max_bad_fraction)));
   o.add_options("device")
-    ("workers", "data-parallel workers", cxxopts::value<std::string>()->default_value(show(d.workers)))
+    ("workers", "data-parallel workers (CPU: --device cpu --workers N; CUDA: derived from the GPUs)",
+     cxxopts::value<std::string>()->default_value(show(d.workers)))
+    ("gpus", "train on GPUs 0..N-1, one worker thread each", cxxopts::value<std::string>())
+    ("devices", "train on these GPUs, e.g. 0,2,3", cxxopts::value<std::string>())
+    ("workers-per-gpu", "workers sharing each GPU (through host memory; for tests)",
+     cxxopts::value<std::string>()->default_value(show(d.workers_per_gpu)))
+    ("bucket-mb", "gradient bucket size in MB (the first bucket is 1 MB)",
+     cxxopts::value<std::string>()->default_value(show(d.bucket_mb)))
+    ("no-overlap", "all-reduce after backward instead of during it (for comparison)")
+    ("comm-timeout", "seconds a worker waits for its peers before the run fails",
+     cxxopts::value<std::string>()->default_value(show(d.comm_timeout_s)))
     ("accumulate", "micro-batches per update (global batch = workers x batch-size x accumulate)",
      cxxopts::value<std::string>()->default_value(show(d.accumulate)));
   o.add_options("schedule")
@@ -197,6 +207,22 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
     c.precision = c.device.is_cuda() ? DType::bf16 : DType::f32;
 }
 
+// "0,2,3" -> {0, 2, 3}; throws ConfigError naming --devices.
+std::vector<int> parse_device_list(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int v = -1;
+    auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || v < 0)
+      throw ConfigError("--devices", "--devices must be GPU indices like 0,2,3 (got '" + text + "')");
+    out.push_back(v);
+  }
+  if (out.empty()) throw ConfigError("--devices", "--devices must list at least one GPU");
+  return out;
+}
+
 // The default job (no --data, no --synthetic): Fashion-MNIST from Debian's dataset-fashion-mnist,
 // imported once into the cache folder, on a CIFAR-style resnet20 at its native 28 px, for one
 // epoch unless told otherwise. Any option given explicitly still wins.
@@ -236,6 +262,21 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.bad_images = in.text("bad-images");
   c.max_bad_fraction = in.as_double("max-bad-fraction");
   c.workers = in.as_int("workers");
+  c.workers_per_gpu = in.as_int("workers-per-gpu");
+  c.bucket_mb = in.as_double("bucket-mb");
+  c.overlap = !in.flag("no-overlap");
+  c.comm_timeout_s = in.as_double("comm-timeout");
+  if (in.given("gpus") && in.given("devices")) throw ConfigError("--devices", "--gpus and --devices contradict each other");
+  if (in.given("gpus")) {
+    const int n = in.as_int("gpus");
+    if (n < 1) throw ConfigError("--gpus", "--gpus must be >= 1 (got " + std::to_string(n) + ")");
+    for (int i = 0; i < n; ++i) c.devices.push_back(i);
+  }
+  if (in.given("devices")) c.devices = parse_device_list(in.text("devices"));
+  if ((in.given("gpus") || in.given("devices") || in.given("workers-per-gpu")) && !in.given("device"))
+    c.device = Device::cuda(c.devices.empty() ? 0 : c.devices.front());
+  if (c.device.is_cuda() && !in.given("workers"))
+    c.workers = static_cast<int>(c.devices.empty() ? 1 : c.devices.size()) * c.workers_per_gpu;
   c.accumulate = in.as_int("accumulate");
   c.epochs = in.as_int("epochs");
   c.base_lr = in.as_double("base-lr");
