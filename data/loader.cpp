@@ -204,7 +204,7 @@ struct Loader::Impl {
   }
 
   void run() {
-    Decoder decoder;
+    auto decoder = std::make_unique<Decoder>();
     std::vector<uint8_t> file;
     Image image;
     std::unique_lock<std::mutex> lock(m);
@@ -258,7 +258,7 @@ struct Loader::Impl {
     resize_crop(image.pixels.data(), image.width, image.height, box, dst, size, size);
   }
 
-  void process(const Task& t, int64_t ep, Decoder& decoder, std::vector<uint8_t>& file, Image& image,
+  void process(const Task& t, int64_t ep, std::unique_ptr<Decoder>& decoder, std::vector<uint8_t>& file, Image& image,
                std::vector<BadRecord>& bad, std::exception_ptr& error) const {
     const auto n = static_cast<int64_t>(index.samples.size());
     const int64_t pixels = int64_t{cfg.image_size} * cfg.image_size * 3;
@@ -270,10 +270,14 @@ struct Loader::Impl {
       for (int64_t tries = 0; tries < n; ++tries) {
         current = (t.sample + tries) % n;
         try {
-          decode_into(current, t.sample, ep, decoder, file, image, dst);
+          decode_into(current, t.sample, ep, *decoder, file, image, dst);
           *label = index.samples[static_cast<size_t>(current)].label;
           return;
         } catch (const DataError& e) {
+          // A fresh decoder after a failure: TurboJPEG 2.1 can leave a handle whose header read
+          // failed unable to read the next header, which would make the outcome depend on which
+          // thread saw the bad file before.
+          decoder = std::make_unique<Decoder>();
           if (tries == 0) bad.push_back({index.samples[static_cast<size_t>(current)].path.string(), e.what()});
           if (cfg.bad_images == BadImagePolicy::fail) return;
         }
