@@ -13,14 +13,18 @@
 //    then converts with R = (255 - C) * (255 - K) / 255).
 //  - JPEG warnings: libjpeg recovers from many oddities (extraneous bytes before a marker, a
 //    corrupt restart interval, ...) and TurboJPEG reports them as TJERR_WARNING; those decodes
-//    are kept, as PIL and torchvision keep them. The one family of warnings that is treated as an
-//    error is truncation: "Premature end of JPEG file" and "premature end of data segment".
-//    libjpeg fills the missing part of a truncated image with grey; a training sample that is
-//    half grey is worse than a skipped one (PIL likewise refuses truncated files unless
-//    LOAD_TRUNCATED_IMAGES is set). TurboJPEG keeps only the last warning's text, and these two
-//    are the last ones libjpeg emits for a truncated stream (the end-of-file warning comes from
-//    the source manager, the end-of-segment one from the entropy decoder that then starves), so
-//    matching "premature end" in the last message catches truncation in either order.
+//    are kept, as PIL and torchvision keep them. Truncation is the exception: libjpeg fills the
+//    missing part with grey, and a half-grey training sample is worse than a skipped one (PIL
+//    likewise refuses truncated files unless LOAD_TRUNCATED_IMAGES is set). A JPEG counts as
+//    truncated when (a) no EOI marker (FF D9) follows its first SOS marker — entropy-coded data
+//    never contains FF D9 (FF is stuffed as FF 00), so only a real end of image matches — or
+//    (b) libjpeg's warning says "Premature end of JPEG file" / "premature end of data segment"
+//    (scan data cut short with an EOI pasted after it). TurboJPEG keeps only the first warning's
+//    text, which is why (a) is checked structurally rather than by message: a file with an
+//    earlier harmless warning and a truncated tail is still refused. A file that lacks only its
+//    EOI is refused too: the rule is "the image ends where the format says it ends". The one
+//    case left through: an earlier harmless warning AND scan data cut with an EOI pasted after
+//    it (the first warning hides (b)); that needs tj3's warning API, not in libjpeg-turbo 2.1.
 //  - DCT scaling: the smallest m/8 (m = 1..8, each checked against tjGetScalingFactors) whose
 //    scaled size still covers the request; see decode.h.
 //  - PNG: palette, gray, gray+alpha, RGBA and 16-bit inputs all become 8-bit RGB: png_set_expand,
@@ -177,6 +181,28 @@ struct PngWriter {
   PngWriter& operator=(const PngWriter&) = delete;
 };
 
+// Rule (a) above: true when an EOI marker follows the first SOS. Walks the marker segments up to
+// the SOS (APPn payloads may hold any bytes, EXIF thumbnails included); returns true when the
+// header cannot be walked, leaving that error to libjpeg's own, more precise message.
+bool jpeg_ends_after_scan(const uint8_t* d, size_t n) {
+  size_t i = 2;  // after SOI
+  while (true) {
+    while (i < n && d[i] != 0xFF) ++i;  // tolerate stray bytes, as libjpeg does (with a warning)
+    while (i < n && d[i] == 0xFF) ++i;  // fill bytes
+    if (i >= n) return true;
+    const uint8_t marker = d[i++];
+    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length
+    if (marker == 0xD9 || i + 2 > n) return true;  // EOI before any scan, or cut: libjpeg reports it
+    const size_t len = (size_t(d[i]) << 8) | d[i + 1];
+    if (marker == 0xDA) break;
+    i += len;
+  }
+  const size_t sos = i;
+  for (size_t j = n; j >= sos + 2; --j)
+    if (d[j - 2] == 0xFF && d[j - 1] == 0xD9) return true;
+  return false;
+}
+
 ImageInfo png_info(const uint8_t* data, size_t size) {
   // Signature (8), IHDR length (4), "IHDR", width, height: big-endian.
   if (size < 24 || std::memcmp(data + 12, "IHDR", 4) != 0) throw DecodeError("PNG header is truncated or has no IHDR");
@@ -273,7 +299,7 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
 
   tjhandle tj = impl_->tj.get();
   const auto jpeg_size = static_cast<unsigned long>(size);
-  // A warning is fatal only when it says the data ran out (see the header comment).
+  // A warning is fatal only when it says the data ran out (rule (b) in the header comment).
   auto failed = [&](int rc) {
     if (rc == 0) return false;
     if (tjGetErrorCode(tj) != TJERR_WARNING) return true;
@@ -283,6 +309,8 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
   if (failed(tjDecompressHeader3(tj, data, jpeg_size, &w, &h, &subsamp, &colorspace)))
     throw DecodeError("bad JPEG header: " + tj_message(tj));
   check_limits(limits_, w, h, "JPEG");
+  if (!jpeg_ends_after_scan(data, size))
+    throw DecodeError("truncated JPEG: no end-of-image marker after the scan data (Premature end of JPEG file)");
 
   int m = 8;
   if (min_width > 0 || min_height > 0)

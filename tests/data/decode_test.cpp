@@ -322,6 +322,39 @@ TEST(DecodeBad, JpegTruncatedAtHalfIsAnErrorNotGreyFill) {
   }
 }
 
+TEST(DecodeBad, TruncationAfterAnEarlierHarmlessWarningIsStillAnError) {
+  // TurboJPEG keeps only the first warning's text ("extraneous bytes" here), so truncation is
+  // detected from the structure: no end-of-image marker after the scan.
+  auto j = sample_jpeg();
+  const size_t sos = find_marker(j, 0xDA);
+  j.insert(j.begin() + static_cast<std::ptrdiff_t>(sos), {0x00, 0x00});
+  Decoder dec;
+  Image img;
+  dec.decode(j.data(), j.size(), img);  // whole: accepted, with a warning
+  std::vector<uint8_t> half(j.begin(), j.begin() + static_cast<std::ptrdiff_t>(j.size() * 3 / 4));
+  std::string msg = decode_error([&] { dec.decode(half.data(), half.size(), img); });
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  // Cut scan data with an EOI pasted after it: libjpeg's "premature end of data segment".
+  auto pasted = sample_jpeg();
+  pasted.resize(pasted.size() * 3 / 4);
+  pasted.push_back(0xFF);
+  pasted.push_back(0xD9);
+  msg = decode_error([&] { dec.decode(pasted.data(), pasted.size(), img); });
+  EXPECT_NE(msg.find("premature end"), std::string::npos) << msg;
+  // Trailing bytes after the EOI are fine (many cameras append some).
+  auto tail = sample_jpeg();
+  tail.insert(tail.end(), 100, 0x00);
+  dec.decode(tail.data(), tail.size(), img);
+  EXPECT_EQ(img.width, 256);
+  // An EXIF-like APP1 segment holding FF D9 bytes does not count as the image's end.
+  auto app = sample_jpeg();
+  const std::vector<uint8_t> app1 = {0xFF, 0xE1, 0x00, 0x08, 0xFF, 0xD9, 0xFF, 0xD9, 0xFF, 0xDA};
+  app.insert(app.begin() + 2, app1.begin(), app1.end());
+  dec.decode(app.data(), app.size(), img);
+  app.resize(app.size() / 2);
+  decode_error([&] { dec.decode(app.data(), app.size(), img); });
+}
+
 TEST(DecodeBad, HeaderClaiming65000SquaredIsRefusedBeforeAllocation) {
   auto j = sample_jpeg(16, 16);
   const size_t sof = find_marker(j, 0xC0);
