@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """torchvision's loader on the same folder and augmentation as `lockstep bench data`.
 
 Needs Debian's python3-torchvision (with python3-torch and python3-pil), which
 tools/setup-deps.sh does NOT install (about 1 GB installed):
     sudo apt-get install --no-install-recommends python3-torchvision
 
-    python3 tools/reference/torchvision_loader.py --data DIR --loader-threads T \
+    /usr/bin/python3 tools/reference/torchvision_loader.py --data DIR --loader-threads T \
         [--image-size 224] [--batch-size 64] [--batches 20] [--warmup 3]
 
 ImageFolder(DIR/train or DIR) + DataLoader(num_workers=T, shuffle) with
