@@ -15,6 +15,7 @@ packages=(
   libturbojpeg0-dev      # libjpeg-turbo's TurboJPEG API (DCT-scaled decode, CMYK, encode)
   dataset-fashion-mnist  # the default training job's data (IDX files)
   libpng-dev             # PNG decoding (ImageNet has PNGs named .JPEG)
+  zlib1g-dev             # gzip'd IDX files (MNIST, Fashion-MNIST)
 )
 
 missing=()

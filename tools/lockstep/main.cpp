@@ -8,7 +8,8 @@
 #include <string>
 
 #include "engine/run.h"
-#include "tools/lockstep/cli_bench_comm.h"
+#include "tools/lockstep/cli_bench_data.h"
+#include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
 
 namespace {
@@ -19,7 +20,8 @@ constexpr const char* kUsage =
     "commands:\n"
     "  train    train a ResNet (lockstep train --help)\n"
     "  eval     evaluate a ResNet on synthetic data (lockstep eval --help)\n"
-    "  bench    bench comm: all-reduce bandwidth (lockstep bench comm --help)\n"
+    "  dataset  import-idx, make-synthetic, inspect (lockstep dataset --help)\n"
+    "  bench    comm: all-reduce bandwidth; data: loader throughput (lockstep bench comm|data --help)\n"
     "\n"
     "  lockstep --help | --version\n";
 
@@ -39,26 +41,14 @@ int dispatch(int argc, char** argv) {
               << "\n";
     return 0;
   }
-  if (cmd == "bench") {
-    const std::string what = argc > 2 ? argv[2] : "";
-    try {
-      if (what == "comm") return cli::run_bench_comm(cli::parse_bench_comm_args(argc - 2, argv + 2), std::cout);
-    } catch (const cli::HelpRequested& h) {
-      std::cout << h.text;
-      return 0;
-    } catch (const engine::ConfigError& e) {
-      std::cerr << "lockstep bench " << what << ": " << e.what() << "\n";
-      return 2;
-    }
-    std::cerr << "lockstep bench: unknown benchmark '" << what << "' (known: comm)\n";
-    return 2;
-  }
-  if (cmd != "train" && cmd != "eval") {
+  if (cmd != "train" && cmd != "eval" && cmd != "dataset" && cmd != "bench") {
     std::cerr << "lockstep: unknown command '" << cmd << "'\n" << kUsage;
     return 2;
   }
   try {
     if (cmd == "train") return engine::run_train(cli::parse_train_args(argc - 1, argv + 1));
+    if (cmd == "dataset") return cli::run_dataset(argc - 1, argv + 1, std::cout);
+    if (cmd == "bench") return cli::run_bench(argc - 1, argv + 1, std::cout);
     return engine::run_eval(cli::parse_eval_args(argc - 1, argv + 1));
   } catch (const cli::HelpRequested& h) {
     std::cout << h.text;
