@@ -237,6 +237,21 @@ struct Decoder::Impl {
   TjHandle tj;
   std::vector<uint8_t> cmyk;    // scratch for CMYK/YCCK JPEGs: (h, w, 4)
   std::vector<int> dct_eighths;  // m such that m/8 is a supported scaling factor, ascending
+
+  [[noreturn]] void fail(const std::string& what) { throw DecodeError(what + tj_message(tj.get())); }
+  // After a failed or refused JPEG, TurboJPEG's handle can stay in a bad state (the next good
+  // header then reads as 0x0), so it is renewed before the error leaves: what a Decoder does next
+  // never depends on what it failed on before.
+  template <typename F>
+  auto renewing_on_error(F&& f) {
+    try {
+      return f();
+    } catch (const DecodeError&) {
+      tj.reset(tjInitDecompress());
+      if (!tj) throw DecodeError("tjInitDecompress failed: " + tj_message(nullptr));
+      throw;
+    }
+  }
 };
 
 Decoder::Decoder(DecodeLimits limits) : impl_(std::make_unique<Impl>()), limits_(limits) {
@@ -263,12 +278,14 @@ ImageInfo Decoder::info(const uint8_t* data, size_t size) {
     return i;
   }
   if (fmt != ImageFormat::jpeg) throw DecodeError(size == 0 ? "empty file" : "not a JPEG or PNG file");
-  int w = 0, h = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(impl_->tj.get(), data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0 &&
-      (tjGetErrorCode(impl_->tj.get()) != TJERR_WARNING || w <= 0 || h <= 0))
-    throw DecodeError("bad JPEG header: " + tj_message(impl_->tj.get()));
-  check_limits(limits_, w, h, "JPEG");
-  return {ImageFormat::jpeg, w, h};
+  return impl_->renewing_on_error([&] {
+    int w = 0, h = 0, subsamp = 0, colorspace = 0;
+    if (tjDecompressHeader3(impl_->tj.get(), data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0 &&
+        (tjGetErrorCode(impl_->tj.get()) != TJERR_WARNING || w <= 0 || h <= 0))
+      impl_->fail("bad JPEG header: ");
+    check_limits(limits_, w, h, "JPEG");
+    return ImageInfo{ImageFormat::jpeg, w, h};
+  });
 }
 
 double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_width, int min_height) {
@@ -297,6 +314,10 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
     return 1.0;
   }
 
+  return impl_->renewing_on_error([&] { return decode_jpeg(data, size, out, min_width, min_height); });
+}
+
+double Decoder::decode_jpeg(const uint8_t* data, size_t size, Image& out, int min_width, int min_height) {
   tjhandle tj = impl_->tj.get();
   const auto jpeg_size = static_cast<unsigned long>(size);
   // A warning is fatal only when it says the data ran out (rule (b) in the header comment).
@@ -307,7 +328,7 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
   };
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   if (failed(tjDecompressHeader3(tj, data, jpeg_size, &w, &h, &subsamp, &colorspace)))
-    throw DecodeError("bad JPEG header: " + tj_message(tj));
+    impl_->fail("bad JPEG header: ");
   check_limits(limits_, w, h, "JPEG");
   if (!jpeg_ends_after_scan(data, size))
     throw DecodeError("truncated JPEG: no end-of-image marker after the scan data (Premature end of JPEG file)");
@@ -329,7 +350,7 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     impl_->cmyk.resize(npix * 4);
     if (failed(tjDecompress2(tj, data, jpeg_size, impl_->cmyk.data(), sw, 0, sh, TJPF_CMYK, 0)))
-      throw DecodeError("bad JPEG data: " + tj_message(tj));
+      impl_->fail("bad JPEG data: ");
     const uint8_t* in = impl_->cmyk.data();
     uint8_t* o = out.pixels.data();
     for (size_t i = 0; i < npix; ++i, in += 4, o += 3) {
@@ -338,7 +359,7 @@ double Decoder::decode(const uint8_t* data, size_t size, Image& out, int min_wid
     }
   } else {
     if (failed(tjDecompress2(tj, data, jpeg_size, out.pixels.data(), sw, 0, sh, TJPF_RGB, 0)))
-      throw DecodeError("bad JPEG data: " + tj_message(tj));
+      impl_->fail("bad JPEG data: ");
   }
   out.width = sw;
   out.height = sh;

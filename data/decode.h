@@ -56,6 +56,7 @@ class Decoder {
   static void read_file(const std::filesystem::path& path, std::vector<uint8_t>& buffer);
 
  private:
+  double decode_jpeg(const uint8_t* data, size_t size, Image& out, int min_width, int min_height);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   DecodeLimits limits_;

@@ -101,6 +101,8 @@ void TrainConfig::validate() const {
   }
   if (loader_threads < 0) fail("--loader-threads", "--loader-threads must be >= 0 (got " + str(loader_threads) + ")");
   if (prefetch < 1) fail("--prefetch", "--prefetch must be >= 1 (got " + str(prefetch) + ")");
+  if (!(crop_scale_min > 0 && crop_scale_min <= 1))
+    fail("--crop-scale", "--crop-scale must be in (0, 1] (got " + str(crop_scale_min) + ")");
   if (bad_images != "skip" && bad_images != "fail")
     fail("--bad-images", "--bad-images must be skip or fail (got '" + bad_images + "')");
   if (!(max_bad_fraction >= 0 && max_bad_fraction <= 1))
@@ -201,6 +203,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"default_dataset", default_dataset},
       {"loader_threads", loader_threads},
       {"prefetch", prefetch},
+      {"crop_scale_min", crop_scale_min},
       {"bad_images", bad_images},
       {"max_bad_fraction", max_bad_fraction},
       {"steps_per_epoch", steps_per_epoch},
@@ -251,6 +254,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("default_dataset", c.default_dataset);
   get("loader_threads", c.loader_threads);
   get("prefetch", c.prefetch);
+  get("crop_scale_min", c.crop_scale_min);
   get("bad_images", c.bad_images);
   get("max_bad_fraction", c.max_bad_fraction);
   get("steps_per_epoch", c.steps_per_epoch);

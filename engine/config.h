@@ -60,6 +60,7 @@ struct TrainConfig {
   bool default_dataset = false; // the default job: Fashion-MNIST, imported into data_dir on first use
   int loader_threads = 0;       // decode threads per worker; 0 = the cores divided among workers
   int prefetch = 4;             // batches decoded ahead of each worker
+  double crop_scale_min = 0.08; // random-resized crop: smallest area fraction (Inception's 0.08)
   std::string bad_images = "skip";  // skip (count, log, go on) | fail (stop at the first)
   double max_bad_fraction = 0.01;   // more bad images than this in an epoch stops the run
 

@@ -3,11 +3,15 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <optional>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "data/idx.h"
+#include "data/loader.h"
 #include "data/synthetic_source.h"
 #include "engine/comm/group.h"
 #include "kernels/threads.h"
@@ -38,6 +42,26 @@ std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, cons
   o.timeout = timeout;
   return make_local_group(static_cast<int>(devices.size()), o);
 }
+
+// The default job's data: Debian's Fashion-MNIST IDX files imported once into the cache folder.
+void ensure_default_dataset(const TrainConfig& c, Progress& progress) {
+  const std::filesystem::path src = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(src / "train-images-idx3-ubyte.gz"))
+    throw ConfigError("--data", "the default job needs Fashion-MNIST in " + src.string() +
+                                    " (Debian's dataset-fashion-mnist; tools/setup-deps.sh installs it), or give --data DIR");
+  for (const char* split : {"train", "val"}) {
+    const std::string prefix = std::string(split) == "train" ? "train" : "t10k";
+    data::IdxImport spec;
+    spec.images = src / (prefix + "-images-idx3-ubyte.gz");
+    spec.labels = src / (prefix + "-labels-idx1-ubyte.gz");
+    spec.root = c.data_dir;
+    spec.split = split;
+    spec.class_names = data::fashion_mnist_class_names();
+    if (!std::filesystem::exists(std::filesystem::path(c.data_dir) / split))
+      progress.message(std::string("importing Fashion-MNIST ") + split + " into " + c.data_dir + " (once)");
+    data::import_idx(spec);
+  }
+}
 }  // namespace
 
 WorkerOptions worker_options(const TrainConfig& c) {
@@ -60,8 +84,6 @@ WorkerOptions worker_options(const TrainConfig& c) {
 }
 
 Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progress_(progress) {
-  if (!c.synthetic)
-    throw ConfigError("--data", "--data: this build has no dataset loader yet; use --synthetic");
   const std::vector<Device> devices = c.worker_devices();
   const int world = static_cast<int>(devices.size());
   cpu_threads_ = std::max(1, available_cores() / world);
@@ -85,14 +107,31 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     progress_.message(os.str());
   }
 
-  for (int r = 0; r < world; ++r) {
+  if (c.synthetic) {
+    make_synthetic_sources();
+  } else {
+    if (c.default_dataset) ensure_default_dataset(c, progress_);
+    make_loader_sources();
+  }
+  if (c.command == Command::train) {
+    int64_t micro_batches = workers_[0]->train_source()->batches_per_epoch();
+    if (!c.synthetic && c.steps_per_epoch > 0) micro_batches = std::min(micro_batches, c.steps_per_epoch);
+    updates_per_epoch_ = updates_per_epoch(micro_batches, c.accumulate);
+    schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
+    progress_.message("schedule: " + schedule_->describe());
+  }
+}
+
+void Trainer::make_synthetic_sources() {
+  const TrainConfig& c = config_;
+  for (int r = 0; r < world(); ++r) {
     SyntheticSpec spec;
     spec.classes = c.classes;
     spec.image_size = c.image_size;
     spec.batch = c.batch_size;
     spec.seed = c.seed;
     spec.rank = r;
-    spec.world = world;
+    spec.world = world();
     std::unique_ptr<BatchSource> train, val;
     if (c.command == Command::train) {
       spec.batches_per_epoch = c.steps_per_epoch;
@@ -107,10 +146,46 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     }
     workers_[r]->set_sources(std::move(train), std::move(val));
   }
-  if (c.command == Command::train) {
-    updates_per_epoch_ = updates_per_epoch(workers_[0]->train_source()->batches_per_epoch(), c.accumulate);
-    schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
-    progress_.message("schedule: " + schedule_->describe());
+}
+
+void Trainer::make_loader_sources() {
+  const TrainConfig& c = config_;
+  const std::filesystem::path root = c.data_dir;
+  const bool split = std::filesystem::is_directory(root / "train");
+  data::FolderIndex train_index = data::scan_folder(split ? root / "train" : root);
+  for (const std::string& p : train_index.problems) progress_.message("data: skipped " + p);
+  if (static_cast<int>(train_index.classes.size()) != c.classes)
+    throw ConfigError("--classes", "--classes " + std::to_string(c.classes) + " but " + train_index.root.string() +
+                                       " has " + std::to_string(train_index.classes.size()) + " class folders");
+  std::optional<data::FolderIndex> val_index;
+  if (split && std::filesystem::is_directory(root / "val")) val_index = data::scan_folder(root / "val", &train_index.classes);
+  data::LoaderConfig lc;
+  lc.image_size = c.image_size;
+  lc.batch = c.batch_size;
+  lc.world = world();
+  lc.seed = c.seed;
+  lc.threads = c.loader_threads > 0 ? c.loader_threads : std::max(1, available_cores() / world());
+  lc.prefetch = c.prefetch;
+  lc.bad_images = c.bad_images == "fail" ? data::BadImagePolicy::fail : data::BadImagePolicy::skip;
+  lc.max_bad_fraction = c.max_bad_fraction;
+  lc.augment.scale_min = c.crop_scale_min;
+  std::ostringstream os;
+  os << "data: " << train_index.samples.size() << " training images in " << train_index.classes.size() << " classes";
+  if (val_index) os << ", " << val_index->samples.size() << " validation images";
+  os << "; " << lc.threads << " decode thread(s) per worker";
+  progress_.message(os.str());
+  for (int r = 0; r < world(); ++r) {
+    lc.rank = r;
+    std::unique_ptr<BatchSource> train, val;
+    if (c.command == Command::train) {
+      lc.train = true;
+      train = std::make_unique<data::Loader>(train_index, lc);
+    }
+    if (val_index) {
+      lc.train = false;
+      val = std::make_unique<data::Loader>(*val_index, lc);
+    }
+    workers_[r]->set_sources(std::move(train), std::move(val));
   }
 }
 

@@ -43,6 +43,8 @@ class Trainer {
 
  private:
   struct Shared;  // what the worker threads of one run share
+  void make_synthetic_sources();
+  void make_loader_sources();
   void train_rank(int rank, Shared& shared);
   EvalRecord evaluate_rank(int rank, int epoch, int64_t update, double time);
   // Runs f(rank) on one thread per worker; the first failure aborts the group and is rethrown

@@ -86,6 +86,7 @@ bool Worker::update(float lr, float grad_scale) {
 }
 
 void Worker::evaluate(const HostBatch& batch) {
+  if (batch.count == 0) return;  // a worker whose share of the validation set ran out
   const Tensor& x = upload_and_normalize(batch);
   const Tensor& logits = model_.forward(ctx_, x, nets::Mode::eval);
   const Tensor& labels = ctx_.is_cuda() ? labels_.view() : batch.labels;

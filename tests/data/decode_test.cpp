@@ -322,6 +322,24 @@ TEST(DecodeBad, JpegTruncatedAtHalfIsAnErrorNotGreyFill) {
   }
 }
 
+// A failure must not poison the Decoder: the next good image decodes as on a fresh one (the
+// loader's results would otherwise depend on which thread had met a bad file before).
+TEST(DecodeBad, AFailureLeavesTheDecoderUsable) {
+  auto good = sample_jpeg();
+  const size_t sos = find_marker(good, 0xDA);
+  for (size_t cut : {size_t(10), sos - 4, good.size() / 2}) {
+    std::vector<uint8_t> bad(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(cut));
+    Decoder dec;
+    Image img, fresh;
+    if (cut < sos) decode_error([&] { dec.info(bad.data(), bad.size()); });  // a cut header
+    EXPECT_EQ(dec.info(good.data(), good.size()).width, 256) << "cut at " << cut;
+    decode_error([&] { dec.decode(bad.data(), bad.size(), img); });
+    dec.decode(good.data(), good.size(), img);
+    Decoder().decode(good.data(), good.size(), fresh);
+    EXPECT_EQ(img.pixels, fresh.pixels) << "cut at " << cut;
+  }
+}
+
 TEST(DecodeBad, TruncationAfterAnEarlierHarmlessWarningIsStillAnError) {
   // TurboJPEG keeps only the first warning's text ("extraneous bytes" here), so truncation is
   // detected from the structure: no end-of-image marker after the scan.

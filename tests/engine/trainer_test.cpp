@@ -97,14 +97,6 @@ TEST(Trainer, AccumulationAndLarsTrain) {
   EXPECT_LT(losses.back(), 0.5 * losses.front()) << out.str();
 }
 
-TEST(Trainer, RejectsWhatThisBuildCannotDoYet) {
-  std::ostringstream out;
-  Progress progress(out, false);
-  TrainConfig c = tiny_config("reject");
-  c.workers = 2;
-  EXPECT_THROW(Trainer(c, progress), ConfigError);
-}
-
 TEST(Optimizer, WeightDecayOnlyOnConvAndFcWeightsUnlessAsked) {
   Context ctx(Device::cpu());
   nets::ModelOptions mo;
