@@ -25,6 +25,8 @@ class BatchSource {
   virtual void start_epoch(int64_t epoch) = 0;
   // The next batch of the epoch; the tensors stay valid until the next call.
   virtual const HostBatch& next() = 0;
+  // Seconds next() has spent waiting for batches so far (0 for sources that never wait).
+  virtual double wait_seconds() const { return 0; }
 };
 
 }  // namespace lockstep::data

@@ -61,6 +61,7 @@ class Loader : public BatchSource {
   // Resumes at batch `position` of `epoch`.
   void start_epoch(int64_t epoch, int64_t position);
   const HostBatch& next() override;
+  double wait_seconds() const override { return stats().wait_seconds; }
 
   const FolderIndex& index() const;
   LoaderStats stats() const;

@@ -87,7 +87,15 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
   const std::vector<Device> devices = c.worker_devices();
   const int world = static_cast<int>(devices.size());
   cpu_threads_ = std::max(1, available_cores() / world);
-  for (int r = 0; r < world; ++r) workers_.push_back(std::make_unique<Worker>(devices[r], worker_options(c)));
+  for (int r = 0; r < world; ++r) {
+    try {
+      workers_.push_back(std::make_unique<Worker>(devices[r], worker_options(c)));
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("cudaMalloc") == std::string::npos) throw;
+      throw Error("worker " + std::to_string(r) + " on " + devices[r].str() + ": out of memory setting up " + c.arch +
+                  " at --batch-size " + std::to_string(c.batch_size) + " (" + e.what() + "); lower --batch-size");
+    }
+  }
   comms_ = make_group(c, devices);
   if (world > 1) {
     ReducerOptions ro;
@@ -277,7 +285,7 @@ void Trainer::train_rank(int r, Shared& sh) {
   const int64_t global_images_per_step = int64_t{config_.batch_size} * world();
 
   int64_t update = 0, images = 0, images_at_log = 0;
-  double comm_window = 0, comm_total = 0;
+  double comm_window = 0, comm_total = 0, wait_at_log = train->wait_seconds();
   auto last_log = Clock::now();
   float lr = 0.f;
   for (int epoch = 1; epoch <= config_.epochs; ++epoch) {
@@ -320,6 +328,8 @@ void Trainer::train_rank(int r, Shared& sh) {
         rec.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
         rec.time = seconds_since(sh.start);
         rec.comm_s = comm_window;
+        rec.wait_s = train->wait_seconds() - wait_at_log;
+        wait_at_log = train->wait_seconds();
         comm_total += comm_window;
         comm_window = 0;
         images_at_log = images;
@@ -353,6 +363,7 @@ void Trainer::train_rank(int r, Shared& sh) {
     sh.summary.updates = update;
     sh.summary.images = images;
     sh.summary.comm_seconds = comm_total;
+    sh.summary.wait_seconds = train->wait_seconds();
     sh.summary.skipped_updates = w.loss_scaler().skipped();
   }
 }

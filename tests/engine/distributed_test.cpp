@@ -72,6 +72,22 @@ TEST(Distributed, AccumulationEqualsTheBigBatch) {
   EXPECT_LT(rel_diff(trained_params(nobn_config("a22", 2, 2, 2)), big), 1e-5);  // both at once
 }
 
+// Several workers sharing one GPU (host-staged LocalCommunicator) against one CPU worker.
+TEST(Distributed, WorkersSharingAGpuMatchTheCpu) {
+  LS_REQUIRE_GPU();
+  const std::vector<float> cpu = trained_params(nobn_config("g1", 1, 8, 1));
+  TrainConfig c = nobn_config("g2", 2, 4, 1);
+  c.device = Device::cuda(0);
+  c.workers_per_gpu = 2;
+  c.validate();
+  std::ostringstream out;
+  Progress progress(out, false);
+  Trainer t(c, progress);
+  t.run();
+  Worker& w = t.worker(0);
+  EXPECT_LT(rel_diff(test::to_host_f32(w.ctx(), w.model().params().params()), cpu), 1e-4);
+}
+
 TEST(Distributed, ReplicasStayIdentical) {
   TrainConfig c = nobn_config("same", 3, 4, 1);
   c.arch = "tiny";  // with BatchNorm: replicas differ in batch statistics, never in weights
