@@ -3,7 +3,10 @@
 # and tool binaries from a build made here, and the shared libraries they need that a GPU
 # machine lacks (OpenBLAS, gfortran, gomp...). cuDNN, NCCL, cuBLAS and the CUDA runtime are NOT
 # packed: the GPU machine has them (toolkit and PyTorch's nvidia/* wheels), and they are large.
-# Usage: tools/device/bundle.sh [build-dir]   then run the device tool with carry [".device"].
+# The folder is also packed as .device.tar.xz (about 8 MB instead of 56: the device tool carries
+# at most 64 MiB with the working tree).
+# Usage: tools/device/bundle.sh [build-dir]; then on the device, with carry [".device.tar.xz"]:
+#   tar xJf .device.tar.xz && bash .device/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -18,5 +21,6 @@ for b in .device/bin/*; do
   done
 done
 cp tools/device/check.sh .device/
-du -sh .device | awk '{print "bundle: .device is " $1}'
+tar cJf .device.tar.xz .device
+du -sh .device .device.tar.xz | awk '{print "bundle: " $2 " is " $1}'
 ls .device/bin
