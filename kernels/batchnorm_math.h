@@ -3,7 +3,7 @@
 // gradient mask, the backward element, the statistics finalization with the running-stat
 // update, and the Welford / Chan moment updates the CUDA reductions use (the CPU backend sums
 // in double with two passes instead; the tests check that the float Welford/Chan path agrees).
-// Also the argument checks both backends run before touching memory.
+// The argument checks run once, in the dispatcher (kernels/batchnorm.cpp).
 //
 // Backward is written per channel with mean_g = sum(g) / M and mean_gx = sum(g * xhat) / M:
 //   dx = gamma * invstd * (g - mean_g - xhat * mean_gx)
@@ -13,9 +13,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/args.h"
-#include "kernels/batchnorm.h"
 #include "kernels/half.h"
+#include "kernels/tensor.h"
 
 namespace lockstep::bn {
 
@@ -95,73 +94,7 @@ LS_HD void chan_merge(Moments& a, const Moments& b) {
   a.n = n;
 }
 
-// ---- Argument checks both backends run before touching memory (host only) ----
-
 // Rows per channel, M = N * H * W.
 inline int64_t rows_of(const Shape& x) { return x[0] * x[1] * x[2]; }
-
-inline void check_shape(const Shape& x, DType dtype, const char* op) {
-  LS_CHECK(x.rank() == 4, op << ": x must be (N, H, W, C), got " << x.str());
-  LS_CHECK(x.numel() > 0, op << ": x must not be empty, got " << x.str());
-  LS_CHECK(is_floating(dtype), op << ": x must be f32, bf16 or f16, got " << dtype_name(dtype));
-}
-
-inline void check_args(const BatchNormArgs& a, const char* op) {
-  LS_CHECK(std::isfinite(a.eps) && a.eps > 0.f, op << ": eps must be finite and > 0, got " << a.eps);
-  LS_CHECK(a.momentum >= 0.f && a.momentum <= 1.f,
-           op << ": momentum must be in [0, 1], got " << a.momentum);
-}
-
-// x matches the plan; an activation-like tensor t matches x's shape and dtype.
-inline void check_x(const Context& ctx, const BatchNormPlan& plan, const Tensor& x, const char* op) {
-  check_shape(plan.x, plan.dtype, op);
-  expect_on(ctx, x, op, "x");
-  LS_CHECK(x.shape() == plan.x && x.dtype() == plan.dtype,
-           op << ": x is " << dtype_name(x.dtype()) << x.shape().str() << " but the plan was made for "
-              << dtype_name(plan.dtype) << plan.x.str());
-}
-inline void check_like_x(const Context& ctx, const Tensor& t, const Tensor& x, const char* op,
-                         const char* name) {
-  expect_on(ctx, t, op, name);
-  expect_dtype(t, x.dtype(), op, name);
-  expect_shape(t, x.shape(), op, name);
-}
-// A per-channel f32 tensor of shape (C).
-inline void check_channel(const Context& ctx, const Tensor& t, const Tensor& x, const char* op,
-                          const char* name) {
-  expect_on(ctx, t, op, name);
-  expect_dtype(t, DType::f32, op, name);
-  expect_shape(t, Shape{x.dim(3)}, op, name);
-}
-
-inline void check_forward(const Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
-                          const Tensor& x, const Tensor* residual, const Tensor& gamma,
-                          const Tensor& beta, const Tensor& y, const char* op) {
-  check_args(args, op);
-  check_x(ctx, plan, x, op);
-  if (residual) check_like_x(ctx, *residual, x, op, "residual");
-  check_channel(ctx, gamma, x, op, "gamma");
-  check_channel(ctx, beta, x, op, "beta");
-  check_like_x(ctx, y, x, op, "y");
-}
-
-// y is read (for the ReLU mask) only when args.relu; without ReLU it may be an empty Tensor.
-inline void check_backward(const Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
-                           const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
-                           const Tensor& save_mean, const Tensor& save_invstd, const Tensor& dx,
-                           const Tensor* dresidual, const Tensor& dgamma, const Tensor& dbeta,
-                           const char* op) {
-  check_args(args, op);
-  check_x(ctx, plan, x, op);
-  if (args.relu) check_like_x(ctx, y, x, op, "y");
-  check_like_x(ctx, dy, x, op, "dy");
-  check_like_x(ctx, dx, x, op, "dx");
-  if (dresidual) check_like_x(ctx, *dresidual, x, op, "dresidual");
-  check_channel(ctx, gamma, x, op, "gamma");
-  check_channel(ctx, save_mean, x, op, "save_mean");
-  check_channel(ctx, save_invstd, x, op, "save_invstd");
-  check_channel(ctx, dgamma, x, op, "dgamma");
-  check_channel(ctx, dbeta, x, op, "dbeta");
-}
 
 }  // namespace lockstep::bn

@@ -1,9 +1,14 @@
-// Dispatch for 2-D convolution, and the shape checks shared by both backends.
+// Dispatch for 2-D convolution, and the checks shared by both backends: the shape is valid, and
+// every tensor is on the context's device with the plan's dtype and shape. They run here, before
+// the backend is chosen; each backend adds only its own plan checks (made for this backend or
+// device, its workspace) and the CPU its f32-only check.
 #include "kernels/conv.h"
 
 #include <climits>
+#include <initializer_list>
 #include <sstream>
 
+#include "kernels/args.h"
 #include "kernels/dispatch.h"
 
 namespace lockstep {
@@ -49,22 +54,56 @@ void validate(const ConvShape& s) {
                                                      << s.str());
 }
 
+namespace {
+
+// Which of the conv's three shapes a tensor (or its gradient) has.
+enum class Role { x, w, y };
+struct Arg {
+  const Tensor& t;
+  Role role;
+  const char* name;
+};
+
+Shape shape_of(const ConvShape& s, Role r) {
+  return r == Role::x ? s.x_shape() : r == Role::w ? s.w_shape() : s.y_shape();
+}
+
+// Validates the plan's shape first (the expected shapes divide by the strides), then checks each
+// tensor's device, dtype (the plan's) and shape, in the order given.
+void check_tensors(const Context& ctx, const ConvPlan& plan, const char* op,
+                   std::initializer_list<Arg> args) {
+  validate(plan.shape);
+  for (const Arg& a : args) {
+    expect_on(ctx, a.t, op, a.name);
+    expect_dtype(a.t, plan.dtype, op, a.name);
+    expect_shape(a.t, shape_of(plan.shape, a.role), op, a.name);
+  }
+}
+
+}  // namespace
+
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
                      size_t workspace_limit) {
+  validate(shape);
   LS_DISPATCH(ctx, plan_conv2d, ctx, shape, dtype, search, workspace_limit);
 }
 
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
+  check_tensors(ctx, plan, "conv2d_forward", {{x, Role::x, "x"}, {w, Role::w, "w"}, {y, Role::y, "y"}});
   LS_DISPATCH(ctx, conv2d_forward, ctx, plan, x, w, y);
 }
 
 void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w,
                           Tensor& dx) {
+  check_tensors(ctx, plan, "conv2d_backward_data",
+                {{dy, Role::y, "dy"}, {w, Role::w, "w"}, {dx, Role::x, "dx"}});
   LS_DISPATCH(ctx, conv2d_backward_data, ctx, plan, dy, w, dx);
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy,
                             Tensor& dw) {
+  check_tensors(ctx, plan, "conv2d_backward_filter",
+                {{x, Role::x, "x"}, {dy, Role::y, "dy"}, {dw, Role::w, "dw"}});
   LS_DISPATCH(ctx, conv2d_backward_filter, ctx, plan, x, dy, dw);
 }
 

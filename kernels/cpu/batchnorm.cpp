@@ -2,6 +2,8 @@
 // passes (mean, then squared deviations), scanning rows in memory order with C accumulators
 // taken from the workspace the plan reserved (2 * C doubles); the element math is the shared
 // kernels/batchnorm_math.h that the CUDA kernels use too.
+// The dispatcher (kernels/batchnorm.cpp) has checked args, devices, dtypes and shapes; only f32
+// and the workspace are checked here.
 #include "kernels/batchnorm.h"
 
 #include "kernels/args.h"
@@ -21,7 +23,6 @@ double* scratch(const Context& ctx, const Shape& x, const char* op) {
 }  // namespace
 
 BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
-  bn::check_shape(x, dtype, "plan_batchnorm");
   LS_CHECK(dtype == DType::f32, "plan_batchnorm: the CPU backend computes in f32, got " << dtype_name(dtype));
   BatchNormPlan plan{x, dtype, scratch_bytes(x)};
   ctx.reserve_workspace(plan.workspace_bytes);
@@ -33,11 +34,6 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                              Tensor& save_mean, Tensor& save_invstd, Tensor& y) {
   const char* op = "batchnorm_forward_train";
-  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
-  bn::check_channel(ctx, running_mean, x, op, "running_mean");
-  bn::check_channel(ctx, running_var, x, op, "running_var");
-  bn::check_channel(ctx, save_mean, x, op, "save_mean");
-  bn::check_channel(ctx, save_invstd, x, op, "save_invstd");
   expect_cpu_f32({&x, &y}, op);
   const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
   double* mean = scratch(ctx, x.shape(), op);
@@ -77,9 +73,6 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, Tensor& y) {
   const char* op = "batchnorm_forward_infer";
-  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
-  bn::check_channel(ctx, running_mean, x, op, "running_mean");
-  bn::check_channel(ctx, running_var, x, op, "running_var");
   expect_cpu_f32({&x, &y}, op);
   const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
   const float* px = x.data<float>();
@@ -103,8 +96,6 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
                         const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
                         Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
   const char* op = "batchnorm_backward";
-  bn::check_backward(ctx, plan, args, x, y, dy, gamma, save_mean, save_invstd, dx, dresidual,
-                     dgamma, dbeta, op);
   expect_cpu_f32({&x, &dy, &dx}, op);
   const int64_t m = bn::rows_of(x.shape()), c_n = x.dim(3);
   double* sum_g = scratch(ctx, x.shape(), op);

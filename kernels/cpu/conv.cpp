@@ -9,6 +9,8 @@
 // A 1x1 stride-1 unpadded conv's column matrix is the image itself (HW, C), so it needs no
 // scratch and skips im2col / col2im. Otherwise the plan reserves one image's column matrix in
 // the context workspace.
+// The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
+// f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
 
 #include <algorithm>
@@ -68,23 +70,34 @@ void col2im_add(const ConvShape& s, const float* dcol, float* dx) {
     }
 }
 
-void check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
-  validate(plan.shape);
+// One image's GEMM sizes: y_n is (PQ, K), col (PQ, RSC); x_image and y_image are the strides
+// between images of x and y.
+struct Gemm {
+  int pq, rsc;
+  int64_t x_image, y_image;
+  bool pointwise;
+};
+
+// Checks what only the CPU backend needs of a plan and returns its GEMM sizes.
+Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
+  const ConvShape& s = plan.shape;
   LS_CHECK(plan.dtype == DType::f32, op << ": the CPU backend computes in f32, plan is for "
                                         << dtype_name(plan.dtype));
   LS_CHECK(plan.backend == nullptr, op << ": the plan holds cuDNN state: it was made for a CUDA context");
   // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
   // made elsewhere can never make im2col write past the workspace.
-  const size_t need = is_pointwise(plan.shape) ? 0 : size_t(col_elements(plan.shape)) * sizeof(float);
+  const bool pointwise = is_pointwise(s);
+  const size_t need = pointwise ? 0 : size_t(col_elements(s)) * sizeof(float);
   LS_CHECK(ctx.workspace_bytes() >= need,
            op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
               << need << " (was the plan made on another context?)");
+  const int pq = s.out_h() * s.out_w();
+  return {pq, s.r * s.s * s.c, int64_t(s.h) * s.w * s.c, int64_t(pq) * s.k, pointwise};
 }
 
 }  // namespace
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch, size_t) {
-  validate(shape);
   LS_CHECK(dtype == DType::f32, "plan_conv2d: the CPU backend computes in f32, got " << dtype_name(dtype));
   ConvPlan plan;
   plan.shape = shape;
@@ -97,76 +110,50 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 }
 
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
-  const char* op = "conv2d_forward";
   const ConvShape& s = plan.shape;
-  check_plan(ctx, plan, op);
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, w, op, "w");
-  expect_on(ctx, y, op, "y");
+  const char* op = "conv2d_forward";
+  const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
-  expect_shape(x, s.x_shape(), op, "x");
-  expect_shape(w, s.w_shape(), op, "w");
-  expect_shape(y, s.y_shape(), op, "y");
-  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
-  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
-  const bool pointwise = is_pointwise(s);
   float* col = static_cast<float*>(ctx.workspace());
   for (int n = 0; n < s.n; ++n) {
-    const float* xn = x.data<float>() + n * x_image;
-    if (!pointwise) im2col(s, xn, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, PQ, s.k, RSC, 1.0f, pointwise ? xn : col,
-                RSC, w.data<float>(), RSC, 0.0f, y.data<float>() + n * y_image, s.k);
+    const float* xn = x.data<float>() + n * g.x_image;
+    if (!g.pointwise) im2col(s, xn, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.pq, s.k, g.rsc, 1.0f,
+                g.pointwise ? xn : col, g.rsc, w.data<float>(), g.rsc, 0.0f,
+                y.data<float>() + n * g.y_image, s.k);
   }
 }
 
 void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
-  const char* op = "conv2d_backward_data";
   const ConvShape& s = plan.shape;
-  check_plan(ctx, plan, op);
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, w, op, "w");
-  expect_on(ctx, dx, op, "dx");
+  const char* op = "conv2d_backward_data";
+  const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
-  expect_shape(dy, s.y_shape(), op, "dy");
-  expect_shape(w, s.w_shape(), op, "w");
-  expect_shape(dx, s.x_shape(), op, "dx");
-  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
-  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
-  const bool pointwise = is_pointwise(s);
   float* dcol = static_cast<float*>(ctx.workspace());
   for (int n = 0; n < s.n; ++n) {
-    float* dxn = dx.data<float>() + n * x_image;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PQ, RSC, s.k, 1.0f,
-                dy.data<float>() + n * y_image, s.k, w.data<float>(), RSC, 0.0f,
-                pointwise ? dxn : dcol, RSC);
-    if (pointwise) continue;
-    std::fill(dxn, dxn + x_image, 0.0f);
+    float* dxn = dx.data<float>() + n * g.x_image;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.pq, g.rsc, s.k, 1.0f,
+                dy.data<float>() + n * g.y_image, s.k, w.data<float>(), g.rsc, 0.0f,
+                g.pointwise ? dxn : dcol, g.rsc);
+    if (g.pointwise) continue;
+    std::fill(dxn, dxn + g.x_image, 0.0f);
     col2im_add(s, dcol, dxn);
   }
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
-  const char* op = "conv2d_backward_filter";
   const ConvShape& s = plan.shape;
-  check_plan(ctx, plan, op);
-  expect_on(ctx, x, op, "x");
-  expect_on(ctx, dy, op, "dy");
-  expect_on(ctx, dw, op, "dw");
+  const char* op = "conv2d_backward_filter";
+  const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &dy, &dw}, op);
-  expect_shape(x, s.x_shape(), op, "x");
-  expect_shape(dy, s.y_shape(), op, "dy");
-  expect_shape(dw, s.w_shape(), op, "dw");
-  const int PQ = s.out_h() * s.out_w(), RSC = s.r * s.s * s.c;
-  const int64_t x_image = int64_t(s.h) * s.w * s.c, y_image = int64_t(PQ) * s.k;
-  const bool pointwise = is_pointwise(s);
   float* col = static_cast<float*>(ctx.workspace());
   for (int n = 0; n < s.n; ++n) {
-    const float* xn = x.data<float>() + n * x_image;
-    if (!pointwise) im2col(s, xn, col);
+    const float* xn = x.data<float>() + n * g.x_image;
+    if (!g.pointwise) im2col(s, xn, col);
     // The first image overwrites dW (beta 0), the rest accumulate into it.
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, RSC, PQ, 1.0f,
-                dy.data<float>() + n * y_image, s.k, pointwise ? xn : col, RSC, n == 0 ? 0.0f : 1.0f,
-                dw.data<float>(), RSC);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, g.rsc, g.pq, 1.0f,
+                dy.data<float>() + n * g.y_image, s.k, g.pointwise ? xn : col, g.rsc,
+                n == 0 ? 0.0f : 1.0f, dw.data<float>(), g.rsc);
   }
 }
 

@@ -26,7 +26,8 @@
 // kernel (which also writes dresidual = g). dx may alias dy: each element is read, then written
 // by the same thread, so the dx kernel's pointers are not __restrict__.
 // The per-element and per-channel arithmetic is kernels/batchnorm_math.h, shared with the CPU.
-#include "kernels/args.h"
+// The dispatcher (kernels/batchnorm.cpp) has checked args, devices, dtypes and shapes; only the
+// grid size and the workspace are checked here.
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_math.h"
 #include "kernels/cuda/cuda_state.h"
@@ -267,7 +268,6 @@ float* fptr(Tensor& t) { return static_cast<float*>(t.raw()); }
 }  // namespace
 
 BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
-  bn::check_shape(x, dtype, "plan_batchnorm");
   BatchNormPlan plan{x, dtype, geometry_for(x).workspace_bytes()};
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
@@ -278,11 +278,6 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                              Tensor& save_mean, Tensor& save_invstd, Tensor& y) {
   const char* op = "batchnorm_forward_train";
-  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
-  bn::check_channel(ctx, running_mean, x, op, "running_mean");
-  bn::check_channel(ctx, running_var, x, op, "running_var");
-  bn::check_channel(ctx, save_mean, x, op, "save_mean");
-  bn::check_channel(ctx, save_invstd, x, op, "save_invstd");
   const Geometry g = geometry_for(x.shape());
   float* part_mean = workspace_floats(ctx, g, op);
   float* part_m2 = part_mean + g.chunks * g.channels;
@@ -307,10 +302,6 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& x, const Tensor* residual, const Tensor& gamma,
                              const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, Tensor& y) {
-  const char* op = "batchnorm_forward_infer";
-  bn::check_forward(ctx, plan, args, x, residual, gamma, beta, y, op);
-  bn::check_channel(ctx, running_mean, x, op, "running_mean");
-  bn::check_channel(ctx, running_var, x, op, "running_var");
   const Geometry g = geometry_for(x.shape());
   cudaStream_t st = stream(ctx);
   LS_FLOAT_DISPATCH(x.dtype(), T, {
@@ -327,8 +318,6 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
                         const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
                         Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
   const char* op = "batchnorm_backward";
-  bn::check_backward(ctx, plan, args, x, y, dy, gamma, save_mean, save_invstd, dx, dresidual,
-                     dgamma, dbeta, op);
   const Geometry g = geometry_for(x.shape());
   float* part_g = workspace_floats(ctx, g, op);
   float* part_gx = part_g + g.chunks * g.channels;

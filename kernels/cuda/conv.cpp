@@ -16,6 +16,8 @@
 //    algorithms are preferred (ALGO_0 / ALGO_3 accumulate with atomics): a run must repeat
 //    bit for bit; a non-deterministic one is taken only when no deterministic one fits.
 //  - The workspace is the largest of the three, reserved on the context at plan time.
+// The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
+// the plan (made for cuDNN on this device, its workspace) is checked here.
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -23,7 +25,6 @@
 #include <sstream>
 #include <vector>
 
-#include "kernels/args.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/cuda_state.h"
@@ -196,18 +197,10 @@ const CudnnConv& backend_of(const Context& ctx, const ConvPlan& plan, const char
   return c;
 }
 
-void expect_tensor(const Context& ctx, const Tensor& t, const Shape& s, DType dt, const char* op,
-                   const char* name) {
-  expect_on(ctx, t, op, name);
-  expect_dtype(t, dt, op, name);
-  expect_shape(t, s, op, name);
-}
-
 }  // namespace
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
                      size_t workspace_limit) {
-  validate(shape);
   const cudnnDataType_t type = cudnn_type(dtype);
   cudnnHandle_t h = ctx.cuda().cudnn;
 
@@ -332,36 +325,21 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 }
 
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
-  const char* op = "conv2d_forward";
-  const CudnnConv& c = backend_of(ctx, plan, op);
-  const ConvShape& s = plan.shape;
-  expect_tensor(ctx, x, s.x_shape(), plan.dtype, op, "x");
-  expect_tensor(ctx, w, s.w_shape(), plan.dtype, op, "w");
-  expect_tensor(ctx, y, s.y_shape(), plan.dtype, op, "y");
+  const CudnnConv& c = backend_of(ctx, plan, "conv2d_forward");
   const float one = 1.0f, zero = 0.0f;  // float scalars: the compute type is CUDNN_DATA_FLOAT
   CUDNN_CHECK(cudnnConvolutionForward(ctx.cuda().cudnn, &one, c.x, x.raw(), c.w, w.raw(), c.fwd_conv, c.fwd,
                                       ctx.workspace(), c.fwd_ws, &zero, c.y, y.raw()));
 }
 
 void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
-  const char* op = "conv2d_backward_data";
-  const CudnnConv& c = backend_of(ctx, plan, op);
-  const ConvShape& s = plan.shape;
-  expect_tensor(ctx, dy, s.y_shape(), plan.dtype, op, "dy");
-  expect_tensor(ctx, w, s.w_shape(), plan.dtype, op, "w");
-  expect_tensor(ctx, dx, s.x_shape(), plan.dtype, op, "dx");
+  const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_data");
   const float one = 1.0f, zero = 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn, &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
                                            c.bwd_data, ctx.workspace(), c.bwd_data_ws, &zero, c.x, dx.raw()));
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
-  const char* op = "conv2d_backward_filter";
-  const CudnnConv& c = backend_of(ctx, plan, op);
-  const ConvShape& s = plan.shape;
-  expect_tensor(ctx, x, s.x_shape(), plan.dtype, op, "x");
-  expect_tensor(ctx, dy, s.y_shape(), plan.dtype, op, "dy");
-  expect_tensor(ctx, dw, s.w_shape(), plan.dtype, op, "dw");
+  const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_filter");
   const float one = 1.0f, zero = 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cuda().cudnn, &one, c.x, x.raw(), c.y, dy.raw(),
                                              c.bwd_filter_conv, c.bwd_filter, ctx.workspace(), c.bwd_filter_ws,
