@@ -2,6 +2,8 @@
 // option as the user types it; valid configs pass; to_json/from_json round-trip.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -76,6 +78,8 @@ struct Invalid {
   std::function<void(TrainConfig&)> change;
 };
 
+void PrintTo(const Invalid& v, std::ostream* os) { *os << v.option; }
+
 class ConfigInvalid : public ::testing::TestWithParam<Invalid> {};
 
 TEST_P(ConfigInvalid, ThrowsNamingTheOption) {
@@ -132,7 +136,15 @@ INSTANTIATE_TEST_SUITE_P(
         Invalid{"--data", [](TrainConfig& c) { c.data_dir = "/tmp"; }},
         Invalid{"--data", [](TrainConfig& c) { c.synthetic = false; c.data_dir = "/no/such/lockstep/dir"; }},
         Invalid{"--synthetic", [](TrainConfig& c) { c.command = Command::eval; c.synthetic = false; }},
-        Invalid{"--eval-steps", [](TrainConfig& c) { c.command = Command::eval; c.eval_steps = 0; }}));
+        Invalid{"--eval-steps", [](TrainConfig& c) { c.command = Command::eval; c.eval_steps = 0; }}),
+    // "--batch-size" -> "batch_size_3": readable test names (gtest allows only [A-Za-z0-9_]).
+    [](const ::testing::TestParamInfo<Invalid>& info) {
+      std::string name;
+      for (const char* p = info.param.option; *p; ++p)
+        if (std::isalnum(static_cast<unsigned char>(*p))) name += *p;
+        else if (!name.empty() && name.back() != '_') name += '_';
+      return name + "_" + std::to_string(info.index);
+    });
 
 TEST(Config, MessagesSayWhy) {
   TrainConfig c = cpu_config();
