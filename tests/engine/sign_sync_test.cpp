@@ -137,7 +137,9 @@ class SignSyncModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SignSyncModel, EqualsScalarSignumBitForBit) {
   const Case k = GetParam();
-  TrainConfig c = sign_config("sign", k.workers, k.exchange);
+  // A folder per case: ctest runs the cases in parallel processes.
+  TrainConfig c = sign_config("sign-" + std::to_string(k.workers) + std::string(sign_exchange_kind_name(k.exchange)),
+                              k.workers, k.exchange);
   std::ostringstream out;
   Progress progress(out, false);
   Trainer t(c, progress);

@@ -84,7 +84,7 @@ cxxopts::Options train_options() {
      cxxopts::value<std::string>()->default_value(show(d.accumulate)));
   o.add_options("schedule")
     ("epochs", "training epochs", cxxopts::value<std::string>()->default_value(show(d.epochs)))
-    ("base-lr", "learning rate at global batch 256 (--sync sign: " + show(kSignBaseLr) + ", not scaled with the batch)", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
+    ("base-lr", "learning rate at global batch 256 (sign: " + show(kSignBaseLr) + ", unscaled)", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
     ("no-lr-scaling", "use --base-lr as is instead of base-lr x global batch / 256 (default: scaling on)")
     ("warmup-epochs", "epochs of per-update linear warmup from base-lr to the scaled rate (the default is capped at --epochs)",
      cxxopts::value<std::string>()->default_value(show(d.warmup_epochs)))
