@@ -46,6 +46,34 @@ OptimizerKind parse_optimizer(std::string_view text) {
   throw Error("unknown optimizer '" + std::string(text) + "' (expected sgd or lars)");
 }
 
+std::string_view sync_name(SyncKind k) { return k == SyncKind::allreduce ? "allreduce" : "sign"; }
+
+SyncKind parse_sync(std::string_view text) {
+  if (text == "allreduce") return SyncKind::allreduce;
+  if (text == "sign") return SyncKind::sign;
+  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce or sign)");
+}
+
+std::string_view sign_exchange_kind_name(SignExchangeKind k) {
+  switch (k) {
+    case SignExchangeKind::allgather: return "allgather";
+    case SignExchangeKind::sharded: return "sharded";
+    default: return "auto";
+  }
+}
+
+SignExchangeKind parse_sign_exchange(std::string_view text) {
+  if (text == "auto") return SignExchangeKind::auto_;
+  if (text == "allgather") return SignExchangeKind::allgather;
+  if (text == "sharded") return SignExchangeKind::sharded;
+  throw Error("unknown sign exchange '" + std::string(text) + "' (expected allgather, sharded or auto)");
+}
+
+SignExchangeKind TrainConfig::resolved_sign_exchange() const {
+  if (sign_exchange != SignExchangeKind::auto_) return sign_exchange;
+  return workers > 2 ? SignExchangeKind::sharded : SignExchangeKind::allgather;
+}
+
 std::string_view command_name(Command c) { return c == Command::train ? "train" : "eval"; }
 
 std::string default_out_dir() {
@@ -177,6 +205,21 @@ void TrainConfig::validate() const {
     fail("--lars-eta", "--lars-eta must be a finite number > 0 (got " + str(lars_eta) + ")");
   if (!(label_smoothing >= 0 && label_smoothing < 1))
     fail("--label-smoothing", "--label-smoothing must be in [0, 1) (got " + str(label_smoothing) + ")");
+
+  // sync
+  if (!(sign_momentum >= 0 && sign_momentum < 1))
+    fail("--sign-momentum", "--sign-momentum must be in [0, 1) (got " + str(sign_momentum) + ")");
+  if (sign_warmup_steps < 0)
+    fail("--sign-warmup-steps", "--sign-warmup-steps must be >= 0 (got " + str(sign_warmup_steps) + ")");
+  if (sync == SyncKind::sign) {
+    if (optimizer != OptimizerKind::sgd)
+      fail("--optimizer", "--sync sign has its own update (Signum); it cannot be combined with --optimizer " +
+                              std::string(optimizer_name(optimizer)));
+    if (nesterov) fail("--nesterov", "--nesterov does not apply to --sync sign (use --sign-momentum)");
+    if (precision == DType::f16)
+      fail("--precision", "--sync sign does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
+    if (workers > 255) fail("--workers", "--sync sign votes over at most 255 workers (got " + str(workers) + ")");
+  }
 }
 
 ScheduleConfig TrainConfig::schedule_config(int64_t updates_per_epoch) const {
@@ -215,6 +258,10 @@ nlohmann::json TrainConfig::to_json() const {
       {"bucket_mb", bucket_mb},
       {"overlap", overlap},
       {"comm_timeout_s", comm_timeout_s},
+      {"sync", sync_name(sync)},
+      {"sign_momentum", sign_momentum},
+      {"sign_exchange", sign_exchange_kind_name(sign_exchange)},
+      {"sign_warmup_steps", sign_warmup_steps},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -266,6 +313,10 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("bucket_mb", c.bucket_mb);
   get("overlap", c.overlap);
   get("comm_timeout_s", c.comm_timeout_s);
+  if (j.contains("sync")) c.sync = parse_sync(get_str("sync"));
+  get("sign_momentum", c.sign_momentum);
+  if (j.contains("sign_exchange")) c.sign_exchange = parse_sign_exchange(get_str("sign_exchange"));
+  get("sign_warmup_steps", c.sign_warmup_steps);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

@@ -39,6 +39,15 @@ OptimizerKind parse_optimizer(std::string_view text);  // throws lockstep::Error
 
 enum class Command { train, eval };
 
+// How workers agree on an update (engine/sync/): average the gradients, or majority-vote signs.
+enum class SyncKind { allreduce, sign };
+std::string_view sync_name(SyncKind k);          // "allreduce", "sign"
+SyncKind parse_sync(std::string_view text);      // throws lockstep::Error
+// --sign-exchange: auto = sharded for more than 2 workers, allgather otherwise.
+enum class SignExchangeKind { auto_, allgather, sharded };
+std::string_view sign_exchange_kind_name(SignExchangeKind k);  // "auto", "allgather", "sharded"
+SignExchangeKind parse_sign_exchange(std::string_view text);   // throws lockstep::Error
+
 // "runs/<UTC now as YYYYmmdd-HHMMSS>".
 std::string default_out_dir();
 // Where the default job keeps Fashion-MNIST: $LOCKSTEP_CACHE, else $XDG_CACHE_HOME/lockstep, else
@@ -72,6 +81,10 @@ struct TrainConfig {
   double bucket_mb = 25;        // gradient bucket cap (the first bucket is 1 MB)
   bool overlap = true;          // all-reduce buckets while backward runs (--no-overlap: after it)
   double comm_timeout_s = 600;  // how long a worker waits for its peers before the run fails
+  SyncKind sync = SyncKind::allreduce;
+  double sign_momentum = 0.9;   // Signum's beta; 0 = signSGD (--sync sign)
+  SignExchangeKind sign_exchange = SignExchangeKind::auto_;
+  int64_t sign_warmup_steps = 0;  // updates exchanged uncompressed before the vote takes over
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only
@@ -102,6 +115,8 @@ struct TrainConfig {
   // Throws ConfigError naming the first invalid option. Consults gpu_status() for cuda.
   void validate() const;
   int64_t global_batch() const { return int64_t{workers} * batch_size * accumulate; }
+  // --sign-exchange resolved: auto is sharded for workers > 2, allgather otherwise.
+  SignExchangeKind resolved_sign_exchange() const;
   // The device of each worker, by rank: cpu for CPU runs; on CUDA each of `devices` (or the
   // --device GPU) repeated workers_per_gpu times.
   std::vector<Device> worker_devices() const;

@@ -66,7 +66,8 @@ void RunLog::log_step(const StepRecord& r) {
   write_line({{"type", "step"}, {"epoch", r.epoch}, {"step", r.step}, {"update", r.update},
               {"lr", number(r.lr)}, {"loss", number(r.loss)}, {"top1", number(r.top1)},
               {"top5", number(r.top5)}, {"img_per_s", number(r.img_per_s)}, {"time", number(r.time)},
-              {"comm_s", number(r.comm_s)}, {"wait_s", number(r.wait_s)}});
+              {"comm_s", number(r.comm_s)}, {"wait_s", number(r.wait_s)}, {"bytes_sent", r.bytes_sent},
+              {"bytes_received", r.bytes_received}});
 }
 
 void RunLog::log_eval(const EvalRecord& r) {
@@ -81,7 +82,8 @@ void RunLog::log_summary(const RunSummary& s) {
                    {"img_per_s", number(s.seconds > 0 ? s.images / s.seconds : 0.0)},
                    {"final_loss", number(s.final_loss)}, {"final_top1", number(s.final_top1)},
                    {"skipped_updates", s.skipped_updates}, {"workers", s.workers},
-                   {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)}};
+                   {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)},
+                   {"sync", s.sync}, {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received}};
   if (s.has_eval)
     j["eval"] = {{"loss", number(s.last_eval.loss)}, {"top1", number(s.last_eval.top1)},
                  {"top5", number(s.last_eval.top5)}, {"samples", s.last_eval.samples}};
@@ -156,6 +158,10 @@ void Progress::summary(const RunSummary& s) {
   if (s.workers > 1 || s.comm_seconds > 0 || s.wait_seconds > 0)
     os_ << "workers: " << s.workers << "; per worker: exposed communication " << format_duration(s.comm_seconds)
         << ", waiting for data " << format_duration(s.wait_seconds) << "\n";
+  if (s.workers > 1 || s.sync != "allreduce")
+    os_ << "sync: " << s.sync << "; per worker: sent " << s.bytes_sent << " bytes, received " << s.bytes_received
+        << " bytes" << (s.updates > 0 ? " (" + std::to_string(s.bytes_sent / s.updates) + " sent per update)" : "")
+        << "\n";
   if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
   os_ << std::flush;
 }

@@ -30,6 +30,8 @@ struct StepRecord {
   double time = 0;
   double comm_s = 0;     // exposed (not overlapped) communication since the last record, rank 0
   double wait_s = 0;     // time waiting for data since the last record, rank 0
+  int64_t bytes_sent = 0;      // bytes rank 0 sent through its communicator since the last record
+  int64_t bytes_received = 0;  // (engine/sync/strategy.h: per-collective formulas)
 };
 
 struct EvalRecord {
@@ -55,6 +57,9 @@ struct RunSummary {
   int workers = 1;
   double comm_seconds = 0;     // exposed communication, rank 0
   double wait_seconds = 0;     // waiting for data, rank 0
+  std::string sync = "allreduce";  // the sync mode (engine/sync/)
+  int64_t bytes_sent = 0;      // through the communicator, rank 0, whole run
+  int64_t bytes_received = 0;
   std::string out_dir;
 };
 

@@ -18,6 +18,7 @@ Reducer::Reducer(Context& ctx, nets::ParamTable& params, Communicator& comm, con
 
 void Reducer::begin_step(bool communicate) {
   communicate_ = communicate;
+  if (communicate) bytes_ = {};  // accumulating steps keep the last exchange's figures
   for (size_t b = 0; b < layout_.buckets.size(); ++b) {
     pending_[b] = static_cast<int>(layout_.buckets[b].params.size());
     done_[b] = false;
@@ -32,6 +33,7 @@ void Reducer::launch(Context& ctx, int b) {
   ready_[b]->wait(ctx, Stream::comm);
   Tensor view = params_.grads().slice(bucket.begin, bucket.numel());
   comm_.all_reduce(ctx, view, ReduceOp::average);
+  bytes_ += all_reduce_bytes(bucket.numel() * 4, comm_.size());
   done_[b] = true;
   launched_.push_back(b);
 }

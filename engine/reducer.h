@@ -7,6 +7,8 @@
 // finishes buckets in the same order, so the collectives match across ranks.
 // With overlap off, every exchange is queued in finish(), after backward: the comparison run.
 // Micro-batches that only accumulate (1..K-1 of K) call begin_step(false): no communication.
+// It is the `--sync allreduce` strategy (engine/sync/strategy.h): bytes per step are the ring
+// all-reduce formula, floor(2 (N-1) B / N) each way, summed over buckets of B = 4 x numel bytes.
 #pragma once
 
 #include <memory>
@@ -14,6 +16,7 @@
 
 #include "engine/buckets.h"
 #include "engine/comm/communicator.h"
+#include "engine/sync/strategy.h"
 #include "kernels/event.h"
 #include "nets/params.h"
 
@@ -25,23 +28,25 @@ struct ReducerOptions {
   bool overlap = true;
 };
 
-class Reducer : public nets::GradSink {
+class Reducer : public SyncStrategy {
  public:
   Reducer(Context& ctx, nets::ParamTable& params, Communicator& comm, const ReducerOptions& options);
 
+  std::string_view name() const override { return "allreduce"; }
   // Before each backward: communicate = false while micro-batches only accumulate.
-  void begin_step(bool communicate);
+  void begin_step(bool communicate) override;
   void grad_ready(Context& ctx, int param) override;
   // After backward: queues what is left (all of it without overlap) and makes the compute
   // stream wait for the exchanges. Throws if a bucket never completed (a missing gradient).
-  void finish(Context& ctx);
+  void finish(Context& ctx) override;
 
-  const BucketLayout& layout() const { return layout_; }
+  const BucketLayout& layout() const override { return layout_; }
+  CommBytes last_step_bytes() const override { return bytes_; }
   // Order in which buckets were launched in the last step (for tests and logs).
   const std::vector<int>& launch_order() const { return launched_; }
   // Host time spent inside communication calls during the last finish() (CPU: the exchange
   // itself; CUDA: the final wait), i.e. communication not hidden behind backward.
-  double exposed_seconds() const { return exposed_seconds_; }
+  double exposed_seconds() const override { return exposed_seconds_; }
 
  private:
   void launch(Context& ctx, int bucket);
@@ -57,6 +62,7 @@ class Reducer : public nets::GradSink {
   std::unique_ptr<Event> comm_done_;           // comm -> compute
   bool communicate_ = true;
   double exposed_seconds_ = 0;
+  CommBytes bytes_;
 };
 
 }  // namespace lockstep::engine

@@ -74,6 +74,12 @@ WorkerOptions worker_options(const TrainConfig& c) {
   o.optimizer.kind = c.optimizer == OptimizerKind::lars ? OptimizerConfig::Kind::lars : OptimizerConfig::Kind::sgd;
   o.optimizer.momentum = static_cast<float>(c.momentum);
   o.optimizer.nesterov = c.nesterov;
+  // Sign mode: the strategy keeps the (Signum) momentum; the optimizer applies
+  // x <- x - lr (vote + wd x), which is SGD with momentum 0 (engine/sync/sign_sync.h).
+  if (c.sync == SyncKind::sign) {
+    o.optimizer.momentum = 0.f;
+    o.optimizer.nesterov = false;
+  }
   o.optimizer.weight_decay = static_cast<float>(c.weight_decay);
   o.optimizer.wd_on_bn = c.wd_on_bn;
   o.optimizer.lars_eta = static_cast<float>(c.lars_eta);
@@ -97,20 +103,40 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     }
   }
   comms_ = make_group(c, devices);
-  if (world > 1) {
-    ReducerOptions ro;
-    ro.bucket_mb = c.bucket_mb;
-    ro.overlap = c.overlap;
-    for (int r = 0; r < world; ++r) {
-      reducers_.push_back(std::make_unique<Reducer>(workers_[r]->ctx(), workers_[r]->model().params(), *comms_[r], ro));
-      workers_[r]->model().params().set_sink(reducers_[r].get());
+  ReducerOptions ro;
+  ro.bucket_mb = c.bucket_mb;
+  ro.first_bucket_mb = std::min(ro.first_bucket_mb, c.bucket_mb);  // the first bucket never exceeds the cap
+  ro.overlap = c.overlap;
+  for (int r = 0; r < world; ++r) {
+    Context& ctx = workers_[r]->ctx();
+    nets::ParamTable& params = workers_[r]->model().params();
+    if (c.sync == SyncKind::sign) {
+      SignSyncOptions so;
+      so.momentum = static_cast<float>(c.sign_momentum);
+      so.exchange = c.resolved_sign_exchange() == SignExchangeKind::sharded ? SignExchange::sharded : SignExchange::allgather;
+      so.warmup_steps = c.sign_warmup_steps;
+      so.buckets = ro;
+      syncs_.push_back(std::make_unique<SignSync>(ctx, params, *comms_[r], so));
+    } else if (world > 1) {
+      syncs_.push_back(std::make_unique<Reducer>(ctx, params, *comms_[r], ro));
+    } else {
+      break;
     }
+    params.set_sink(syncs_[r].get());
   }
   progress_.message(workers_[0]->model().memory_plan().str() + (world > 1 ? " per worker" : ""));
+  if (c.sync == SyncKind::sign) {
+    std::ostringstream os;
+    os << "sync: sign (Signum momentum " << c.sign_momentum << ", "
+       << (world > 1 ? std::string(sign_exchange_kind_name(c.resolved_sign_exchange())) + " exchange" : "one worker");
+    if (c.sign_warmup_steps > 0) os << ", " << c.sign_warmup_steps << " all-reduce warmup update(s)";
+    os << ")";
+    progress_.message(os.str());
+  }
   if (world > 1) {
     std::ostringstream os;
     os << "workers: " << world << " (" << comms_[0]->kind() << "), global batch " << c.global_batch() << ", "
-       << reducers_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
+       << syncs_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
     if (devices[0].is_cpu()) os << ", " << cpu_threads_ << " CPU thread(s) each";
     progress_.message(os.str());
   }
@@ -268,7 +294,7 @@ EvalRecord Trainer::evaluate(int epoch, int64_t update, double time) {
 void Trainer::train_rank(int r, Shared& sh) {
   Worker& w = *workers_[r];
   Communicator& comm = *comms_[r];
-  Reducer* red = reducers_.empty() ? nullptr : reducers_[r].get();
+  SyncStrategy* red = syncs_.empty() ? nullptr : syncs_[r].get();
   Context& ctx = w.ctx();
   nets::ParamTable& params = w.model().params();
   // Every replica starts from rank 0's weights and statistics.
@@ -286,6 +312,7 @@ void Trainer::train_rank(int r, Shared& sh) {
 
   int64_t update = 0, images = 0, images_at_log = 0;
   double comm_window = 0, comm_total = 0, wait_at_log = train->wait_seconds();
+  CommBytes bytes_window, bytes_total;
   auto last_log = Clock::now();
   float lr = 0.f;
   for (int epoch = 1; epoch <= config_.epochs; ++epoch) {
@@ -301,6 +328,7 @@ void Trainer::train_rank(int r, Shared& sh) {
         if (red) {
           red->finish(ctx);
           comm_window += red->exposed_seconds();
+          bytes_window += red->last_step_bytes();
         }
         lr = schedule_->lr(update);
         w.update(lr, 1.f);
@@ -330,8 +358,12 @@ void Trainer::train_rank(int r, Shared& sh) {
         rec.comm_s = comm_window;
         rec.wait_s = train->wait_seconds() - wait_at_log;
         wait_at_log = train->wait_seconds();
+        rec.bytes_sent = bytes_window.sent;
+        rec.bytes_received = bytes_window.received;
         comm_total += comm_window;
         comm_window = 0;
+        bytes_total += bytes_window;
+        bytes_window = {};
         images_at_log = images;
         sh.log->log_step(rec);
         ProgressState p;
@@ -363,6 +395,8 @@ void Trainer::train_rank(int r, Shared& sh) {
     sh.summary.updates = update;
     sh.summary.images = images;
     sh.summary.comm_seconds = comm_total;
+    sh.summary.bytes_sent = bytes_total.sent;
+    sh.summary.bytes_received = bytes_total.received;
     sh.summary.wait_seconds = train->wait_seconds();
     sh.summary.skipped_updates = w.loss_scaler().skipped();
   }
@@ -375,6 +409,7 @@ RunSummary Trainer::run() {
   sh.log->write_config(config_.to_json());
   sh.summary.out_dir = config_.out_dir;
   sh.summary.workers = world();
+  sh.summary.sync = std::string(sync_name(config_.sync));
   sh.start = Clock::now();
   on_every_worker([&](int r) { train_rank(r, sh); });
   sh.summary.epochs = config_.epochs;

@@ -1,6 +1,7 @@
 // Trainer: drives a run from a validated TrainConfig. It builds one Worker per device (one
 // thread each), their communicators (NCCL for one worker per GPU, the local host-memory group for
-// CPU workers or workers sharing a GPU) and reducers, the batch sources (each worker its shard),
+// CPU workers or workers sharing a GPU) and sync strategies (engine/sync/: all-reduce reducers,
+// or majority-vote signs, also for one worker), the batch sources (each worker its shard),
 // the learning-rate schedule (fed the global batch) and the run log; then every worker thread
 // loops epochs of micro-batches and updates in lockstep. Rank 0's weights are broadcast first so
 // every replica starts identical; BN running statistics are averaged before each evaluation;
@@ -19,6 +20,7 @@
 #include "engine/metrics.h"
 #include "engine/reducer.h"
 #include "engine/schedule.h"
+#include "engine/sync/sign_sync.h"
 #include "engine/worker.h"
 
 namespace lockstep::engine {
@@ -36,7 +38,11 @@ class Trainer {
 
   int world() const { return static_cast<int>(workers_.size()); }
   Worker& worker(int rank = 0) { return *workers_.at(rank); }
-  Reducer* reducer(int rank) { return reducers_.empty() ? nullptr : reducers_.at(rank).get(); }
+  // The sync strategy of a worker (null for a lone all-reduce worker), and the same as a Reducer
+  // or a SignSync when it is one.
+  SyncStrategy* sync(int rank) { return syncs_.empty() ? nullptr : syncs_.at(rank).get(); }
+  Reducer* reducer(int rank) { return dynamic_cast<Reducer*>(sync(rank)); }
+  SignSync* sign_sync(int rank) { return dynamic_cast<SignSync*>(sync(rank)); }
   // Called by every worker thread before each micro-batch (rank, epoch, step): for tests that
   // inject failures and for straggler experiments.
   void set_step_hook(std::function<void(int, int, int64_t)> hook) { step_hook_ = std::move(hook); }
@@ -55,7 +61,7 @@ class Trainer {
   Progress& progress_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Communicator>> comms_;
-  std::vector<std::unique_ptr<Reducer>> reducers_;
+  std::vector<std::unique_ptr<SyncStrategy>> syncs_;  // one per worker; none for one all-reduce worker
   std::unique_ptr<LrSchedule> schedule_;
   int64_t updates_per_epoch_ = 0;
   int cpu_threads_ = 1;

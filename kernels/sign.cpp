@@ -15,4 +15,8 @@ void sign_vote(Context& ctx, const Tensor& packed, int64_t n_elements, Tensor& v
   LS_DISPATCH(ctx, sign_vote, ctx, packed, n_elements, vote);
 }
 
+void sign_momentum(Context& ctx, float beta, const Tensor& g, Tensor& m) {
+  LS_DISPATCH(ctx, sign_momentum, ctx, beta, g, m);
+}
+
 }  // namespace lockstep

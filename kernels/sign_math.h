@@ -60,6 +60,17 @@ LS_HD uint32_t sign_vote_word(const uint32_t* rows, int64_t stride, int N) {
   return (N % 2 == 0) ? (gt | (eq & rows[0])) : gt;
 }
 
+// Signum's momentum of one element (Bernstein et al.'s code: buf.mul_(beta).add_(1 - beta, g)).
+// Two roundings, no fused multiply-add on the CPU (no -ffp-contract, no FMA target); the CUDA
+// kernel uses __fmul_rn / __fadd_rn so both backends round the same way.
+LS_HD float sign_momentum_element(float beta, float m, float g) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(__fmul_rn(beta, m), __fmul_rn(1.0f - beta, g));
+#else
+  return beta * m + (1.0f - beta) * g;
+#endif
+}
+
 // Host-side argument checks shared by both backends.
 inline void check_sign_pack_args(const Context& ctx, const Tensor& x, const Tensor& packed) {
   expect_on(ctx, x, "sign_pack", "x");
@@ -91,6 +102,15 @@ inline void check_sign_vote_args(const Context& ctx, const Tensor& packed, int64
   LS_CHECK(packed.dim(0) >= 1 && packed.dim(0) <= kSignVoteMaxRows,
            "sign_vote: 1.." << kSignVoteMaxRows << " rows, got " << packed.dim(0));
   expect_numel(vote, words, "sign_vote", "vote");
+}
+
+inline void check_sign_momentum_args(const Context& ctx, float beta, const Tensor& g, const Tensor& m) {
+  expect_on(ctx, g, "sign_momentum", "g");
+  expect_on(ctx, m, "sign_momentum", "m");
+  expect_dtype(g, DType::f32, "sign_momentum", "g");
+  expect_dtype(m, DType::f32, "sign_momentum", "m");
+  expect_numel(m, g.numel(), "sign_momentum", "m");
+  LS_CHECK(beta >= 0.0f && beta < 1.0f, "sign_momentum: beta must be in [0, 1), got " << beta);
 }
 
 }  // namespace lockstep

@@ -1,4 +1,4 @@
-// CPU 1-bit sign ops: pack 32 signs per word, unpack to +1 / -1, majority vote over rows.
+// CPU 1-bit sign ops: momentum, pack 32 signs per word, unpack to +1 / -1, majority vote over rows.
 #include "kernels/sign.h"
 
 #include "kernels/sign_math.h"
@@ -38,6 +38,15 @@ void sign_vote(Context& ctx, const Tensor& packed, int64_t n_elements, Tensor& v
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w)
     out[w] = sign_vote_word(in + w, words, N) & sign_valid_mask(w, n_elements);
+}
+
+void sign_momentum(Context& ctx, float beta, const Tensor& g, Tensor& m) {
+  check_sign_momentum_args(ctx, beta, g, m);
+  const int64_t n = g.numel();
+  const float* gv = g.data<float>();
+  float* mv = m.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) mv[i] = sign_momentum_element(beta, mv[i], gv[i]);
 }
 
 }  // namespace lockstep::cpu

@@ -4,6 +4,7 @@
 //         runs while the warp's first element is in range, so all 32 lanes reach the ballot;
 //         lanes past the end vote 0, which leaves the padding bits 0.
 // unpack: one thread per element.
+// momentum: one thread per element (m = beta * m + (1 - beta) * g, rounded as on the CPU).
 // vote:   one thread per word, bit-sliced counting over the N rows (kernels/sign_math.h);
 //         consecutive threads read consecutive words of each row, so loads are coalesced.
 #include "kernels/sign.h"
@@ -40,6 +41,11 @@ __global__ void sign_vote_kernel(const uint32_t* __restrict__ packed, int N, int
     vote[w] = sign_vote_word(packed + w, words, N) & sign_valid_mask(w, n_elements);
 }
 
+__global__ void sign_momentum_kernel(float beta, const float* __restrict__ g, float* __restrict__ m, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    m[i] = sign_momentum_element(beta, m[i], g[i]);
+}
+
 void sign_pack(Context& ctx, const Tensor& x, Tensor& packed) {
   check_sign_pack_args(ctx, x, packed);
   const int64_t n = x.numel();
@@ -69,6 +75,14 @@ void sign_vote(Context& ctx, const Tensor& packed, int64_t n_elements, Tensor& v
   sign_vote_kernel<<<grid_for(words), kThreads, 0, stream(ctx)>>>(
       packed.data<uint32_t>(), static_cast<int>(packed.dim(0)), words, n_elements,
       vote.data<uint32_t>());
+  CUDA_CHECK_LAUNCH();
+}
+
+void sign_momentum(Context& ctx, float beta, const Tensor& g, Tensor& m) {
+  check_sign_momentum_args(ctx, beta, g, m);
+  const int64_t n = g.numel();
+  if (n == 0) return;
+  sign_momentum_kernel<<<grid_for(n), kThreads, 0, stream(ctx)>>>(beta, g.data<float>(), m.data<float>(), n);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -300,6 +300,46 @@ TEST(SignCuda, VoteMatchesCpu) {
   }
 }
 
+// Signum's momentum, m = beta * m + (1 - beta) * g, against the plain expression, bit for bit;
+// beta = 0 copies g exactly.
+TEST(SignCpu, MomentumMatchesNaive) {
+  Context ctx(Device::cpu());
+  for (int64_t n : kLengths) {
+    for (float beta : {0.0f, 0.9f, 0.5f}) {
+      const std::vector<float> g = test::random_floats(n, 7), m0 = test::random_floats(n, 8);
+      OwnedTensor gt = test::host_tensor({n}, g), mt = test::host_tensor({n}, m0);
+      sign_momentum(ctx, beta, gt, mt);
+      const std::vector<float> got = test::host_values(mt);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = beta * m0[i] + (1.0f - beta) * g[i];
+        ASSERT_EQ(std::memcmp(&got[i], &want, 4), 0) << "n " << n << " beta " << beta << " i " << i;
+        if (beta == 0.0f) {
+          ASSERT_EQ(got[i], g[i]);
+        }
+      }
+    }
+  }
+  OwnedTensor a(Device::cpu(), {3}, DType::f32), b(Device::cpu(), {4}, DType::f32);
+  EXPECT_THROW(sign_momentum(ctx, 0.9f, a, b), Error);
+  EXPECT_THROW(sign_momentum(ctx, 1.0f, a, a), Error);
+}
+
+TEST(SignCuda, MomentumMatchesCpu) {
+  LS_REQUIRE_GPU();
+  Context cpu(Device::cpu());
+  Context gpu(Device::cuda(0));
+  for (int64_t n : kLengths) {
+    const std::vector<float> g = test::random_floats(n, 9), m0 = test::random_floats(n, 10);
+    OwnedTensor gc = test::host_tensor({n}, g), mc = test::host_tensor({n}, m0);
+    OwnedTensor gg(gpu.device(), {n}, DType::f32), mg(gpu.device(), {n}, DType::f32);
+    copy(gpu, gc, gg);
+    copy(gpu, mc, mg);
+    sign_momentum(cpu, 0.9f, gc, mc);
+    sign_momentum(gpu, 0.9f, gg, mg);
+    ASSERT_EQ(test::to_host_f32(gpu, mg), test::host_values(mc)) << "n " << n;
+  }
+}
+
 TEST(SignCuda, ArgumentErrors) {
   LS_REQUIRE_GPU();
   Context gpu(Device::cuda(0));

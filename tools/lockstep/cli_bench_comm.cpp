@@ -14,10 +14,12 @@
 #include <cxxopts.hpp>
 
 #include "engine/comm/group.h"
+#include "engine/sync/strategy.h"
 #include "kernels/context.h"
 #include "kernels/copy.h"
 #include "kernels/half.h"
 #include "kernels/memory.h"
+#include "kernels/sign.h"
 
 namespace lockstep::cli {
 
@@ -38,6 +40,8 @@ cxxopts::Options bench_comm_options() {
     ("iters", "timed iterations per size (after 2 untimed ones, the first of them checked)",
      cxxopts::value<std::string>()->default_value("20"))
     ("dtype", "f32 or bf16", cxxopts::value<std::string>()->default_value("f32"))
+    ("sync", "allreduce (the table above), or sign: all-reduce vs the 1-bit sign exchanges on the same f32 gradient sizes",
+     cxxopts::value<std::string>()->default_value("allreduce"))
     ("h,help", "print this help");
   // clang-format on
   return o;
@@ -131,10 +135,151 @@ BenchCommConfig parse_bench_comm_args(int argc, const char* const* argv, std::os
   if (dt == "f32") c.dtype = DType::f32;
   else if (dt == "bf16") c.dtype = DType::bf16;
   else throw ConfigError("--dtype", "--dtype: expected f32 or bf16, got '" + dt + "'");
+  const std::string sync = r["sync"].as<std::string>();
+  if (sync == "sign") c.sign = true;
+  else if (sync != "allreduce") throw ConfigError("--sync", "--sync: expected allreduce or sign, got '" + sync + "'");
+  if (c.sign && c.dtype != DType::f32) throw ConfigError("--dtype", "--dtype: --sync sign compares f32 gradients");
   return c;
 }
 
+namespace {
+
+// --sync sign: one f32 gradient of d elements per rank; for each method the time of one exchange
+// (the slowest rank's, median over iterations) and the bytes a rank sends and receives by
+// engine/sync/strategy.h's formulas. Sign methods include momentum, pack, vote and unpack.
+// Check: both sign exchanges give every rank the same vote.
+int run_bench_sign(const BenchCommConfig& c, std::ostream& out) {
+  using Clock = std::chrono::steady_clock;
+  const int n = c.ranks;
+  std::vector<int64_t> sizes;
+  for (int64_t b = c.min_bytes; b <= c.max_bytes; b *= 2) sizes.push_back(std::max<int64_t>(4, b / 4 * 4));
+  const int64_t max_d = sizes.back() / 4, max_w = sign_words(max_d), max_s = (max_w + n - 1) / n;
+  std::vector<std::unique_ptr<engine::Communicator>> comms;
+  std::vector<Device> devices;
+  if (c.nccl) {
+    std::vector<int> gpus;
+    for (int g = 0; g < n; ++g) gpus.push_back(g);
+    comms = engine::make_nccl_group(gpus);
+    for (int g : gpus) devices.push_back(Device::cuda(g));
+  } else {
+    comms = engine::make_local_group(n);
+    devices.assign(static_cast<size_t>(n), Device::cpu());
+  }
+  constexpr int kMethods = 3;  // allreduce, sign allgather, sign sharded
+  const char* names[kMethods] = {"allreduce", "sign-allgather", "sign-sharded"};
+  // seconds[method][size][rank][iter]
+  std::vector<std::vector<std::vector<std::vector<double>>>> seconds(
+      kMethods, std::vector<std::vector<std::vector<double>>>(
+                    sizes.size(), std::vector<std::vector<double>>(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(c.iters)))));
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      engine::Communicator& comm = *comms[static_cast<size_t>(r)];
+      try {
+        Context ctx(devices[static_cast<size_t>(r)]);
+        OwnedTensor host(Device::cpu(), Shape{max_d}, DType::f32);
+        OwnedTensor grad(ctx.device(), Shape{max_d}, DType::f32), mom(ctx.device(), Shape{max_d}, DType::f32);
+        OwnedTensor packed(ctx.device(), Shape{n * max_s}, DType::u32), rows(ctx.device(), Shape{n * max_w}, DType::u32);
+        OwnedTensor shard(ctx.device(), Shape{max_s}, DType::u32), vote(ctx.device(), Shape{n * max_s}, DType::u32);
+        OwnedTensor vote_a(Device::cpu(), Shape{max_w}, DType::u32), vote_b(Device::cpu(), Shape{max_w}, DType::u32);
+        zero(ctx, packed);
+        zero(ctx, mom);
+        for (size_t s = 0; s < sizes.size(); ++s) {
+          const int64_t d = sizes[s] / 4, W = sign_words(d), S = (W + n - 1) / n;
+          for (int64_t i = 0; i < d; ++i) host.data<float>()[i] = seeded_value(r, i) + 0.5f;
+          Tensor g = grad.view().slice(0, d), m = mom.view().slice(0, d);
+          copy(ctx, host.view().slice(0, d), g);
+          auto method = [&](int k) {
+            if (k == 0) return comm.all_reduce(ctx, g, engine::ReduceOp::average);
+            sign_momentum(ctx, 0.9f, g, m);
+            Tensor p = packed.view().slice(0, k == 1 ? W : n * S);
+            Tensor pw = p.slice(0, W);
+            sign_pack(ctx, m, pw);
+            if (k == 1) {
+              Tensor rw = rows.view().slice(0, n * W).reshape({n, W});
+              comm.all_gather(ctx, p, rw);
+              Tensor v = vote.view().slice(0, W);
+              sign_vote(ctx, rw, d, v);
+              sign_unpack(ctx, v, g);
+            } else {
+              Tensor rw = rows.view().slice(0, n * S).reshape({n, S});
+              comm.all_to_all(ctx, p, rw);
+              Tensor sv = shard.view().slice(0, S);
+              sign_vote(ctx, rw, S * 32, sv);
+              Tensor v = vote.view().slice(0, n * S);
+              comm.all_gather(ctx, sv, v);
+              sign_unpack(ctx, v.slice(0, W), g);
+            }
+          };
+          for (int k = 0; k < kMethods; ++k) {
+            if (k > 0) {  // the check: the same vote from a fresh momentum, by both exchanges
+              zero(ctx, m);
+              copy(ctx, host.view().slice(0, d), g);
+              method(k);
+              ctx.synchronize();
+              Tensor dst = (k == 1 ? vote_a : vote_b).view().slice(0, W);
+              copy(ctx, vote.view().slice(0, W), dst);
+            }
+            for (int it = 0; it < c.iters + 1; ++it) {  // the first is untimed
+              copy(ctx, host.view().slice(0, d), g);
+              ctx.synchronize();
+              comm.barrier(ctx);
+              auto t0 = Clock::now();
+              method(k);
+              ctx.synchronize();
+              if (it > 0)
+                seconds[static_cast<size_t>(k)][s][static_cast<size_t>(r)][static_cast<size_t>(it - 1)] =
+                    std::chrono::duration<double>(Clock::now() - t0).count();
+            }
+          }
+          if (!std::equal(vote_a.data<uint32_t>(), vote_a.data<uint32_t>() + W, vote_b.data<uint32_t>()))
+            throw Error("bench comm: sign allgather and sharded votes differ at " + std::to_string(sizes[s]) + " bytes");
+        }
+        comm.barrier(ctx);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+        comm.abort("rank " + std::to_string(r) + " failed: " + e.what());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r)
+    if (!errors[static_cast<size_t>(r)].empty() && errors[static_cast<size_t>(r)].find(" aborted: ") == std::string::npos)
+      throw Error(errors[static_cast<size_t>(r)]);
+  for (int r = 0; r < n; ++r)
+    if (!errors[static_cast<size_t>(r)].empty()) throw Error(errors[static_cast<size_t>(r)]);
+
+  out << "lockstep bench comm --sync sign: f32 gradients, " << n << " ranks, " << comms[0]->kind() << " on "
+      << (c.nccl ? "GPUs 0.." + std::to_string(n - 1) : std::string("cpu threads")) << ", " << c.iters
+      << " timed iterations (slowest rank's time; sign includes momentum, pack, vote, unpack; bytes per rank)\n";
+  out << "  grad bytes     elements  method            median(us)      min(us)   sent bytes  recv bytes  check\n";
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    const int64_t d = sizes[s] / 4, W = sign_words(d), S = (W + n - 1) / n;
+    const engine::CommBytes bytes[kMethods] = {
+        engine::all_reduce_bytes(d * 4, n), engine::all_gather_bytes(W * 4, n),
+        [&] { engine::CommBytes b = engine::all_to_all_bytes(n * S * 4, n); b += engine::all_gather_bytes(S * 4, n); return b; }()};
+    for (int k = 0; k < kMethods; ++k) {
+      std::vector<double> t(static_cast<size_t>(c.iters));
+      for (int it = 0; it < c.iters; ++it)
+        for (int r = 0; r < n; ++r)
+          t[static_cast<size_t>(it)] = std::max(t[static_cast<size_t>(it)], seconds[static_cast<size_t>(k)][s][static_cast<size_t>(r)][static_cast<size_t>(it)]);
+      std::sort(t.begin(), t.end());
+      const double median = t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
+      char name[32];
+      std::snprintf(name, sizeof name, "  %-16s", names[k]);
+      out << fmt("%12.0f", static_cast<double>(sizes[s])) << fmt(" %12.0f", static_cast<double>(d)) << name
+          << fmt(" %12.1f", median * 1e6) << fmt(" %12.1f", t.front() * 1e6) << fmt(" %12.0f", static_cast<double>(bytes[k].sent))
+          << fmt(" %11.0f", static_cast<double>(bytes[k].received)) << "  ok\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 int run_bench_comm(const BenchCommConfig& c, std::ostream& out) {
+  if (c.sign) return run_bench_sign(c, out);
   using Clock = std::chrono::steady_clock;
   const int n = c.ranks;
   const size_t esize = dtype_size(c.dtype);

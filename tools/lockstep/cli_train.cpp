@@ -17,6 +17,10 @@ namespace lockstep::cli {
 namespace {
 
 using engine::Command;
+using engine::SyncKind;
+
+// --sync sign's base learning rate when --base-lr is not given (README: "1-bit sign sync").
+constexpr double kSignBaseLr = 1e-4;
 
 // The defaults shown in --help come from a default-constructed TrainConfig, so the help text
 // and the struct cannot disagree.
@@ -80,7 +84,7 @@ cxxopts::Options train_options() {
      cxxopts::value<std::string>()->default_value(show(d.accumulate)));
   o.add_options("schedule")
     ("epochs", "training epochs", cxxopts::value<std::string>()->default_value(show(d.epochs)))
-    ("base-lr", "learning rate at global batch 256", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
+    ("base-lr", "learning rate at global batch 256 (sign: " + show(kSignBaseLr) + ", unscaled)", cxxopts::value<std::string>()->default_value(show(d.base_lr)))
     ("no-lr-scaling", "use --base-lr as is instead of base-lr x global batch / 256 (default: scaling on)")
     ("warmup-epochs", "epochs of per-update linear warmup from base-lr to the scaled rate (the default is capped at --epochs)",
      cxxopts::value<std::string>()->default_value(show(d.warmup_epochs)))
@@ -98,6 +102,16 @@ cxxopts::Options train_options() {
     ("label-smoothing", "label smoothing in [0, 1)", cxxopts::value<std::string>()->default_value(show(d.label_smoothing)))
     ("zero-init-residual", "zero the last BN gamma of each residual block (default: on)")
     ("no-zero-init-residual", "keep the last BN gamma of each residual block at 1");
+  o.add_options("sync")
+    ("sync", "how workers agree: allreduce (average gradients) or sign (majority vote of 1-bit signs, Signum)",
+     cxxopts::value<std::string>()->default_value(std::string(engine::sync_name(d.sync))))
+    ("sign-momentum", "--sync sign: momentum before the sign (0 = signSGD)",
+     cxxopts::value<std::string>()->default_value(show(d.sign_momentum)))
+    ("sign-exchange", "--sync sign: allgather, or sharded (vote shards by all-to-all; ~d/4 bytes per worker whatever N); "
+     "default sharded for more than 2 workers",
+     cxxopts::value<std::string>()->default_value("auto"))
+    ("sign-warmup-steps", "--sync sign: first updates exchanged uncompressed (all-reduce) before the vote",
+     cxxopts::value<std::string>()->default_value(show(d.sign_warmup_steps)));
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
@@ -115,7 +129,7 @@ cxxopts::Options eval_options() {
 
 std::string help_text(cxxopts::Options o) {
   o.set_width(120);  // one line per option on a usual terminal, so defaults are easy to find
-  return o.help({"model", "data", "device", "schedule", "optimizer", "run", "help"});
+  return o.help({"model", "data", "device", "schedule", "optimizer", "sync", "run", "help"});
 }
 
 [[noreturn]] void bad_value(const std::string& flag, const std::string& what, const std::string& text) {
@@ -303,6 +317,19 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.lars_eta = in.as_double("lars-eta");
   c.label_smoothing = in.as_double("label-smoothing");
   c.zero_init_residual = !in.flag("no-zero-init-residual");
+  c.sync = in.as_enum("sync", [](const std::string& t) { return engine::parse_sync(t); });
+  c.sign_momentum = in.as_double("sign-momentum");
+  c.sign_exchange = in.as_enum("sign-exchange", [](const std::string& t) { return engine::parse_sign_exchange(t); });
+  c.sign_warmup_steps = in.as_i64("sign-warmup-steps");
+  if (c.sync == SyncKind::sign) {
+    // A sign step moves every weight by lr whatever the batch, so sign mode has its own base
+    // learning rate and no linear scaling (README: "1-bit sign sync").
+    if (!in.given("base-lr")) c.base_lr = kSignBaseLr;
+    if (!in.flag("no-lr-scaling")) c.lr_scaling = false;
+  } else {
+    for (const char* flag : {"sign-momentum", "sign-exchange", "sign-warmup-steps"})
+      if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync sign");
+  }
   if (in.given("out")) c.out_dir = in.text("out");
   c.log_every = in.as_int("log-every");
   if (!c.synthetic && c.data_dir.empty()) apply_default_job(in, c, notes);
