@@ -2,11 +2,9 @@
 
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <optional>
 #include <filesystem>
 #include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -228,36 +226,11 @@ Trainer::~Trainer() {
 }
 
 void Trainer::on_every_worker(const std::function<void(int)>& f) {
-  std::mutex m;
-  int failed_rank = -1;
-  std::string reason;
-  auto body = [&](int r) {
-    try {
-      workers_[r]->ctx().make_current();
-      set_cpu_threads(cpu_threads_);
-      f(r);
-    } catch (const std::exception& e) {
-      {
-        std::lock_guard<std::mutex> lock(m);
-        if (failed_rank < 0) {
-          failed_rank = r;
-          reason = e.what();
-        }
-      }
-      comms_[r]->abort("worker " + std::to_string(r) + " failed: " + e.what());
-    }
-  };
-  if (world() == 1) {
-    body(0);
-  } else {
-    std::vector<std::thread> threads;
-    for (int r = 0; r < world(); ++r) threads.emplace_back(body, r);
-    for (auto& t : threads) t.join();
-  }
-  if (failed_rank >= 0) {
-    if (world() == 1) throw Error(reason);
-    throw Error("worker " + std::to_string(failed_rank) + " failed: " + reason);
-  }
+  run_on_every_rank(comms_, [&](int r) {
+    workers_[r]->ctx().make_current();
+    set_cpu_threads(cpu_threads_);
+    f(r);
+  });
 }
 
 struct Trainer::Shared {

@@ -1,6 +1,10 @@
 // The group factories; the NCCL one exists only with the CUDA backend.
 #include "engine/comm/group.h"
 
+#include <thread>
+
+#include <mutex>
+
 #include "kernels/error.h"
 
 namespace lockstep::engine {
@@ -26,6 +30,38 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int
   throw Error("make_nccl_group: lockstep was built without its CUDA backend (no NCCL); "
               "use a local group (--device cpu --workers N)");
 #endif
+}
+
+void run_on_every_rank(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f,
+                       const std::string& who) {
+  const int n = static_cast<int>(comms.size());
+  std::mutex m;
+  int failed_rank = -1;
+  std::string reason;
+  auto body = [&](int r) {
+    try {
+      f(r);
+    } catch (const std::exception& e) {
+      {
+        std::lock_guard<std::mutex> lock(m);
+        if (failed_rank < 0) {
+          failed_rank = r;
+          reason = e.what();
+        }
+      }
+      comms[static_cast<size_t>(r)]->abort(who + " " + std::to_string(r) + " failed: " + e.what());
+    }
+  };
+  if (n == 1) {
+    body(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < n; ++r) threads.emplace_back(body, r);
+    for (auto& t : threads) t.join();
+  }
+  if (failed_rank < 0) return;
+  if (n == 1) throw Error(reason);
+  throw Error(who + " " + std::to_string(failed_rank) + " failed: " + reason);
 }
 
 }  // namespace lockstep::engine

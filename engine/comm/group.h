@@ -7,7 +7,9 @@
 // lives until the last of them is destroyed, so no rank's resources vanish under a waiting peer.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/comm/communicator.h"
@@ -20,5 +22,12 @@ std::vector<std::unique_ptr<Communicator>> make_local_group(int n, LocalOptions 
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int>& devices,
                                                            NcclOptions options = {});
+
+// Runs f(rank) on one thread per communicator of the group (on the calling thread when there is
+// one). The first rank to fail aborts the group, so the others stop instead of waiting for it;
+// once every thread has joined, that first failure is rethrown as Error("<who> r failed:
+// <reason>"), or as the bare reason when the group has one rank.
+void run_on_every_rank(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f,
+                       const std::string& who = "worker");
 
 }  // namespace lockstep::engine

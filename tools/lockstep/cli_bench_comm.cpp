@@ -6,9 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
-#include <mutex>
 #include <sstream>
-#include <thread>
 #include <vector>
 
 #include <cxxopts.hpp>
@@ -171,84 +169,69 @@ int run_bench_sign(const BenchCommConfig& c, std::ostream& out) {
   std::vector<std::vector<std::vector<std::vector<double>>>> seconds(
       kMethods, std::vector<std::vector<std::vector<double>>>(
                     sizes.size(), std::vector<std::vector<double>>(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(c.iters)))));
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
-      engine::Communicator& comm = *comms[static_cast<size_t>(r)];
-      try {
-        Context ctx(devices[static_cast<size_t>(r)]);
-        OwnedTensor host(Device::cpu(), Shape{max_d}, DType::f32);
-        OwnedTensor grad(ctx.device(), Shape{max_d}, DType::f32), mom(ctx.device(), Shape{max_d}, DType::f32);
-        OwnedTensor packed(ctx.device(), Shape{n * max_s}, DType::u32), rows(ctx.device(), Shape{n * max_w}, DType::u32);
-        OwnedTensor shard(ctx.device(), Shape{max_s}, DType::u32), vote(ctx.device(), Shape{n * max_s}, DType::u32);
-        OwnedTensor vote_a(Device::cpu(), Shape{max_w}, DType::u32), vote_b(Device::cpu(), Shape{max_w}, DType::u32);
-        zero(ctx, packed);
-        zero(ctx, mom);
-        for (size_t s = 0; s < sizes.size(); ++s) {
-          const int64_t d = sizes[s] / 4, W = sign_words(d), S = (W + n - 1) / n;
-          for (int64_t i = 0; i < d; ++i) host.data<float>()[i] = seeded_value(r, i) + 0.5f;
-          Tensor g = grad.view().slice(0, d), m = mom.view().slice(0, d);
-          copy(ctx, host.view().slice(0, d), g);
-          auto method = [&](int k) {
-            if (k == 0) return comm.all_reduce(ctx, g, engine::ReduceOp::average);
-            sign_momentum(ctx, 0.9f, g, m);
-            Tensor p = packed.view().slice(0, k == 1 ? W : n * S);
-            Tensor pw = p.slice(0, W);
-            sign_pack(ctx, m, pw);
-            if (k == 1) {
-              Tensor rw = rows.view().slice(0, n * W).reshape({n, W});
-              comm.all_gather(ctx, p, rw);
-              Tensor v = vote.view().slice(0, W);
-              sign_vote(ctx, rw, d, v);
-              sign_unpack(ctx, v, g);
-            } else {
-              Tensor rw = rows.view().slice(0, n * S).reshape({n, S});
-              comm.all_to_all(ctx, p, rw);
-              Tensor sv = shard.view().slice(0, S);
-              sign_vote(ctx, rw, S * 32, sv);
-              Tensor v = vote.view().slice(0, n * S);
-              comm.all_gather(ctx, sv, v);
-              sign_unpack(ctx, v.slice(0, W), g);
-            }
-          };
-          for (int k = 0; k < kMethods; ++k) {
-            if (k > 0) {  // the check: the same vote from a fresh momentum, by both exchanges
-              zero(ctx, m);
-              copy(ctx, host.view().slice(0, d), g);
-              method(k);
-              ctx.synchronize();
-              Tensor dst = (k == 1 ? vote_a : vote_b).view().slice(0, W);
-              copy(ctx, vote.view().slice(0, W), dst);
-            }
-            for (int it = 0; it < c.iters + 1; ++it) {  // the first is untimed
-              copy(ctx, host.view().slice(0, d), g);
-              ctx.synchronize();
-              comm.barrier(ctx);
-              auto t0 = Clock::now();
-              method(k);
-              ctx.synchronize();
-              if (it > 0)
-                seconds[static_cast<size_t>(k)][s][static_cast<size_t>(r)][static_cast<size_t>(it - 1)] =
-                    std::chrono::duration<double>(Clock::now() - t0).count();
-            }
+  engine::run_on_every_rank(comms, [&](int r) {
+    engine::Communicator& comm = *comms[static_cast<size_t>(r)];
+      Context ctx(devices[static_cast<size_t>(r)]);
+      OwnedTensor host(Device::cpu(), Shape{max_d}, DType::f32);
+      OwnedTensor grad(ctx.device(), Shape{max_d}, DType::f32), mom(ctx.device(), Shape{max_d}, DType::f32);
+      OwnedTensor packed(ctx.device(), Shape{n * max_s}, DType::u32), rows(ctx.device(), Shape{n * max_w}, DType::u32);
+      OwnedTensor shard(ctx.device(), Shape{max_s}, DType::u32), vote(ctx.device(), Shape{n * max_s}, DType::u32);
+      OwnedTensor vote_a(Device::cpu(), Shape{max_w}, DType::u32), vote_b(Device::cpu(), Shape{max_w}, DType::u32);
+      zero(ctx, packed);
+      zero(ctx, mom);
+      for (size_t s = 0; s < sizes.size(); ++s) {
+        const int64_t d = sizes[s] / 4, W = sign_words(d), S = (W + n - 1) / n;
+        for (int64_t i = 0; i < d; ++i) host.data<float>()[i] = seeded_value(r, i) + 0.5f;
+        Tensor g = grad.view().slice(0, d), m = mom.view().slice(0, d);
+        copy(ctx, host.view().slice(0, d), g);
+        auto method = [&](int k) {
+          if (k == 0) return comm.all_reduce(ctx, g, engine::ReduceOp::average);
+          sign_momentum(ctx, 0.9f, g, m);
+          Tensor p = packed.view().slice(0, k == 1 ? W : n * S);
+          Tensor pw = p.slice(0, W);
+          sign_pack(ctx, m, pw);
+          if (k == 1) {
+            Tensor rw = rows.view().slice(0, n * W).reshape({n, W});
+            comm.all_gather(ctx, p, rw);
+            Tensor v = vote.view().slice(0, W);
+            sign_vote(ctx, rw, d, v);
+            sign_unpack(ctx, v, g);
+          } else {
+            Tensor rw = rows.view().slice(0, n * S).reshape({n, S});
+            comm.all_to_all(ctx, p, rw);
+            Tensor sv = shard.view().slice(0, S);
+            sign_vote(ctx, rw, S * 32, sv);
+            Tensor v = vote.view().slice(0, n * S);
+            comm.all_gather(ctx, sv, v);
+            sign_unpack(ctx, v.slice(0, W), g);
           }
-          if (!std::equal(vote_a.data<uint32_t>(), vote_a.data<uint32_t>() + W, vote_b.data<uint32_t>()))
-            throw Error("bench comm: sign allgather and sharded votes differ at " + std::to_string(sizes[s]) + " bytes");
+        };
+        for (int k = 0; k < kMethods; ++k) {
+          if (k > 0) {  // the check: the same vote from a fresh momentum, by both exchanges
+            zero(ctx, m);
+            copy(ctx, host.view().slice(0, d), g);
+            method(k);
+            ctx.synchronize();
+            Tensor dst = (k == 1 ? vote_a : vote_b).view().slice(0, W);
+            copy(ctx, vote.view().slice(0, W), dst);
+          }
+          for (int it = 0; it < c.iters + 1; ++it) {  // the first is untimed
+            copy(ctx, host.view().slice(0, d), g);
+            ctx.synchronize();
+            comm.barrier(ctx);
+            auto t0 = Clock::now();
+            method(k);
+            ctx.synchronize();
+            if (it > 0)
+              seconds[static_cast<size_t>(k)][s][static_cast<size_t>(r)][static_cast<size_t>(it - 1)] =
+                  std::chrono::duration<double>(Clock::now() - t0).count();
+          }
         }
-        comm.barrier(ctx);
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(r)] = e.what();
-        comm.abort("rank " + std::to_string(r) + " failed: " + e.what());
+        if (!std::equal(vote_a.data<uint32_t>(), vote_a.data<uint32_t>() + W, vote_b.data<uint32_t>()))
+          throw Error("bench comm: sign allgather and sharded votes differ at " + std::to_string(sizes[s]) + " bytes");
       }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < n; ++r)
-    if (!errors[static_cast<size_t>(r)].empty() && errors[static_cast<size_t>(r)].find(" aborted: ") == std::string::npos)
-      throw Error(errors[static_cast<size_t>(r)]);
-  for (int r = 0; r < n; ++r)
-    if (!errors[static_cast<size_t>(r)].empty()) throw Error(errors[static_cast<size_t>(r)]);
+      comm.barrier(ctx);
+  }, "rank");
 
   out << "lockstep bench comm --sync sign: f32 gradients, " << n << " ranks, " << comms[0]->kind() << " on "
       << (c.nccl ? "GPUs 0.." + std::to_string(n - 1) : std::string("cpu threads")) << ", " << c.iters
@@ -303,64 +286,48 @@ int run_bench_comm(const BenchCommConfig& c, std::ostream& out) {
   // seconds[rank][size][iter]
   std::vector<std::vector<std::vector<double>>> seconds(
       static_cast<size_t>(n), std::vector<std::vector<double>>(sizes.size(), std::vector<double>(static_cast<size_t>(c.iters))));
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
-      engine::Communicator& comm = *comms[static_cast<size_t>(r)];
-      try {
-        Context ctx(devices[static_cast<size_t>(r)]);
-        // Setup: one buffer of the largest size on the rank's device, one host copy for checks.
-        OwnedTensor buf(ctx.device(), Shape{max_count}, c.dtype);
-        OwnedTensor host(Device::cpu(), Shape{max_count}, c.dtype);
-        for (size_t s = 0; s < sizes.size(); ++s) {
-          const int64_t count = sizes[s] / static_cast<int64_t>(esize);
-          Tensor h = host.view().slice(0, count), d = buf.view().slice(0, count);
-          for (int64_t i = 0; i < count; ++i) {
-            float v = seeded_value(r, i);
-            if (c.dtype == DType::f32) h.data<float>()[i] = v;
-            else h.data<uint16_t>()[i] = bf16_from_f32(v);
-          }
-          copy(ctx, h, d);
-          ctx.synchronize();
-          comm.all_reduce(ctx, d, engine::ReduceOp::sum);
-          ctx.synchronize();
-          copy(ctx, d, h);
-          for (int64_t i = 0; i < count; ++i) {
-            float want = 0;
-            for (int q = 0; q < n; ++q) want += seeded_value(q, i);
-            float got = c.dtype == DType::f32 ? h.data<float>()[i] : f32_from_bf16(h.data<uint16_t>()[i]);
-            if (got != want) {
-              std::ostringstream os;
-              os << "bench comm: correctness check failed at " << sizes[s] << " bytes on rank " << r
-                 << ": element " << i << " is " << got << ", expected " << want;
-              throw Error(os.str());
-            }
-          }
-          comm.all_reduce(ctx, d, engine::ReduceOp::sum);  // second warm-up
-          for (int it = 0; it < c.iters; ++it) {
-            comm.barrier(ctx);
-            auto t0 = Clock::now();
-            comm.all_reduce(ctx, d, engine::ReduceOp::sum);
-            ctx.synchronize();
-            seconds[static_cast<size_t>(r)][s][static_cast<size_t>(it)] =
-                std::chrono::duration<double>(Clock::now() - t0).count();
+  engine::run_on_every_rank(comms, [&](int r) {
+    engine::Communicator& comm = *comms[static_cast<size_t>(r)];
+      Context ctx(devices[static_cast<size_t>(r)]);
+      // Setup: one buffer of the largest size on the rank's device, one host copy for checks.
+      OwnedTensor buf(ctx.device(), Shape{max_count}, c.dtype);
+      OwnedTensor host(Device::cpu(), Shape{max_count}, c.dtype);
+      for (size_t s = 0; s < sizes.size(); ++s) {
+        const int64_t count = sizes[s] / static_cast<int64_t>(esize);
+        Tensor h = host.view().slice(0, count), d = buf.view().slice(0, count);
+        for (int64_t i = 0; i < count; ++i) {
+          float v = seeded_value(r, i);
+          if (c.dtype == DType::f32) h.data<float>()[i] = v;
+          else h.data<uint16_t>()[i] = bf16_from_f32(v);
+        }
+        copy(ctx, h, d);
+        ctx.synchronize();
+        comm.all_reduce(ctx, d, engine::ReduceOp::sum);
+        ctx.synchronize();
+        copy(ctx, d, h);
+        for (int64_t i = 0; i < count; ++i) {
+          float want = 0;
+          for (int q = 0; q < n; ++q) want += seeded_value(q, i);
+          float got = c.dtype == DType::f32 ? h.data<float>()[i] : f32_from_bf16(h.data<uint16_t>()[i]);
+          if (got != want) {
+            std::ostringstream os;
+            os << "bench comm: correctness check failed at " << sizes[s] << " bytes on rank " << r
+               << ": element " << i << " is " << got << ", expected " << want;
+            throw Error(os.str());
           }
         }
-        comm.barrier(ctx);
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(r)] = e.what();
-        comm.abort("rank " + std::to_string(r) + " failed: " + e.what());
+        comm.all_reduce(ctx, d, engine::ReduceOp::sum);  // second warm-up
+        for (int it = 0; it < c.iters; ++it) {
+          comm.barrier(ctx);
+          auto t0 = Clock::now();
+          comm.all_reduce(ctx, d, engine::ReduceOp::sum);
+          ctx.synchronize();
+          seconds[static_cast<size_t>(r)][s][static_cast<size_t>(it)] =
+              std::chrono::duration<double>(Clock::now() - t0).count();
+        }
       }
-    });
-  }
-  for (auto& t : threads) t.join();
-  // The first rank to fail caused the others' aborts: report it.
-  for (int r = 0; r < n; ++r)
-    if (!errors[static_cast<size_t>(r)].empty() && errors[static_cast<size_t>(r)].find(" aborted: ") == std::string::npos)
-      throw Error(errors[static_cast<size_t>(r)]);
-  for (int r = 0; r < n; ++r)
-    if (!errors[static_cast<size_t>(r)].empty()) throw Error(errors[static_cast<size_t>(r)]);
+      comm.barrier(ctx);
+  }, "rank");
 
   out << "lockstep bench comm: all_reduce sum, " << dtype_name(c.dtype) << ", " << n << " ranks, "
       << comms[0]->kind() << " on " << (c.nccl ? "GPUs 0.." + std::to_string(n - 1) : std::string("cpu threads"))
