@@ -25,6 +25,8 @@ Worker::Worker(Device device, const WorkerOptions& o)
   eval_stats_ = OwnedTensor(device, {3}, DType::f32);
   overflow_ = OwnedTensor(device, {1}, DType::i32);
   reduce_buf_ = OwnedTensor(device, {4}, DType::f32);
+  host_scratch_ = OwnedTensor(Device::cpu(), {4}, DType::f32);
+  host_flag_ = OwnedTensor(Device::cpu(), {1}, DType::i32);
   zero(ctx_, train_stats_);
   zero(ctx_, eval_stats_);
 }
@@ -75,9 +77,8 @@ bool Worker::update(float lr, float grad_scale) {
     // Unscale in place and look for Inf/NaN: the one host read-back per step that fp16 needs.
     zero(ctx_, overflow_);
     scale_and_check_finite(ctx_, model_.params().grads(), unscale, overflow_);
-    OwnedTensor flag(Device::cpu(), {1}, DType::i32);
-    copy(ctx_, overflow_, flag);
-    if (!scaler_.update(*flag.data<int32_t>() != 0)) return false;
+    copy(ctx_, overflow_, host_flag_);
+    if (!scaler_.update(*host_flag_.data<int32_t>() != 0)) return false;
     unscale = 1.f;
   }
   optimizer_->step(ctx_, model_.params(), lr, unscale);
@@ -99,16 +100,15 @@ void Worker::evaluate(const HostBatch& batch) {
 
 Stats Worker::all_reduce_stats(Communicator& comm, const Stats& s) {
   if (comm.size() == 1) return s;
-  OwnedTensor host(Device::cpu(), {4}, DType::f32);
-  float* h = host.data<float>();
+  float* h = host_scratch_.data<float>();
   h[0] = static_cast<float>(s.loss_sum);
   h[1] = static_cast<float>(s.top1);
   h[2] = static_cast<float>(s.top5);
   h[3] = static_cast<float>(s.samples);
-  copy(ctx_, host, reduce_buf_);
+  copy(ctx_, host_scratch_, reduce_buf_);
   comm.all_reduce(ctx_, reduce_buf_, ReduceOp::sum);
   ctx_.synchronize();  // the comm stream's result, before the host reads it
-  copy(ctx_, reduce_buf_, host);
+  copy(ctx_, reduce_buf_, host_scratch_);
   Stats r;
   r.loss_sum = h[0];
   r.top1 = h[1];
@@ -118,7 +118,7 @@ Stats Worker::all_reduce_stats(Communicator& comm, const Stats& s) {
 }
 
 Stats Worker::take(OwnedTensor& stats, int64_t& samples) {
-  OwnedTensor host(Device::cpu(), {3}, DType::f32);
+  Tensor host = host_scratch_.view().slice(0, 3);
   copy(ctx_, stats, host);
   zero(ctx_, stats);
   Stats s;

@@ -87,6 +87,7 @@ class Worker {
   OwnedTensor train_stats_, eval_stats_;  // f32 (3): loss sum, top-1, top-5
   OwnedTensor overflow_;                  // i32 (1): fp16 gradient overflow flag
   OwnedTensor reduce_buf_;                // f32 (4): stats being summed across workers
+  OwnedTensor host_scratch_, host_flag_;  // host f32 (4) and i32 (1): read-backs, allocated once
   int64_t train_samples_ = 0, eval_samples_ = 0;
 };
 
