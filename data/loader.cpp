@@ -72,6 +72,7 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t
 }
 
 struct BadRecord {
+  int k;  // slot in the batch: the order the records are reported in, whatever thread saw them first
   std::string path, reason;
 };
 
@@ -278,7 +279,7 @@ struct Loader::Impl {
           // failed unable to read the next header, which would make the outcome depend on which
           // thread saw the bad file before.
           decoder = std::make_unique<Decoder>();
-          if (tries == 0) bad.push_back({index.samples[static_cast<size_t>(current)].path.string(), e.what()});
+          if (tries == 0) bad.push_back({t.k, index.samples[static_cast<size_t>(current)].path.string(), e.what()});
           if (cfg.bad_images == BadImagePolicy::fail) return;
         }
       }
@@ -332,6 +333,7 @@ struct Loader::Impl {
     }
     ++pos;
     if (s.error) std::rethrow_exception(s.error);
+    std::sort(s.bad.begin(), s.bad.end(), [](const BadRecord& a, const BadRecord& b) { return a.k < b.k; });
     for (const BadRecord& r : s.bad) {
       ++stats.bad_images;
       ++epoch_bad;
