@@ -21,8 +21,10 @@ class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual int64_t batches_per_epoch() const = 0;
-  // Positions the source at the start of `epoch`; batches follow in a fixed order.
-  virtual void start_epoch(int64_t epoch) = 0;
+  // Positions the source at batch `position` of `epoch` (a resumed run); batches follow in a
+  // fixed order, so the rest of the epoch is what an uninterrupted run would have seen.
+  virtual void start_epoch(int64_t epoch, int64_t position) = 0;
+  void start_epoch(int64_t epoch) { start_epoch(epoch, 0); }
   // The next batch of the epoch; the tensors stay valid until the next call.
   virtual const HostBatch& next() = 0;
   // Seconds next() has spent waiting for batches so far (0 for sources that never wait).

@@ -57,9 +57,8 @@ class Loader : public BatchSource {
   ~Loader() override;  // stops and joins the threads
 
   int64_t batches_per_epoch() const override;
-  void start_epoch(int64_t epoch) override { start_epoch(epoch, 0); }
-  // Resumes at batch `position` of `epoch`.
-  void start_epoch(int64_t epoch, int64_t position);
+  using BatchSource::start_epoch;
+  void start_epoch(int64_t epoch, int64_t position) override;
   const HostBatch& next() override;
   double wait_seconds() const override { return stats().wait_seconds; }
 

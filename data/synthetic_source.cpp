@@ -48,9 +48,11 @@ SyntheticSource::SyntheticSource(const SyntheticSpec& s) : spec_(s) {
   batch_.count = s.batch;
 }
 
-void SyntheticSource::start_epoch(int64_t epoch) {
+void SyntheticSource::start_epoch(int64_t epoch, int64_t position) {
+  LS_CHECK(epoch >= 0 && position >= 0 && position <= spec_.batches_per_epoch,
+           "synthetic data: cannot start epoch " << epoch << " at batch " << position << " of " << spec_.batches_per_epoch);
   epoch_ = epoch;
-  position_ = 0;
+  position_ = position;
 }
 
 int SyntheticSource::label_of(int64_t epoch, int64_t index) const {

@@ -30,7 +30,8 @@ class SyntheticSource : public BatchSource {
  public:
   explicit SyntheticSource(const SyntheticSpec& spec);
   int64_t batches_per_epoch() const override { return spec_.batches_per_epoch; }
-  void start_epoch(int64_t epoch) override;
+  using BatchSource::start_epoch;
+  void start_epoch(int64_t epoch, int64_t position) override;
   const HostBatch& next() override;
   // The label and pixels of one sample, for tests: the same as it appears in a batch.
   int label_of(int64_t epoch, int64_t index) const;

@@ -120,8 +120,7 @@ void TrainConfig::validate() const {
   // data
   if (synthetic && !data_dir.empty()) fail("--data", "--data and --synthetic cannot be used together");
   if (!synthetic && data_dir.empty()) {
-    if (train) fail("--data", "--data DIR or --synthetic is required");
-    fail("--synthetic", "--synthetic is required (lockstep eval reads no dataset yet)");
+    fail("--data", "--data DIR or --synthetic is required");
   }
   if (!data_dir.empty() && !default_dataset) {
     std::error_code ec;
@@ -178,6 +177,12 @@ void TrainConfig::validate() const {
   if (log_every < 1) fail("--log-every", "--log-every must be >= 1 (got " + str(log_every) + ")");
   if (out_dir.empty()) fail("--out", "--out must not be empty");
   if (!train) return;
+
+  if (checkpoint_every < 0) fail("--checkpoint-every", "--checkpoint-every must be >= 0 (got " + str(checkpoint_every) + ")");
+  if (keep_last < 0) fail("--keep-last", "--keep-last must be >= 0 (got " + str(keep_last) + ")");
+  if (stop_after < 0) fail("--stop-after", "--stop-after must be >= 0 updates (got " + str(stop_after) + ")");
+  if (!checkpoints && (checkpoint_every > 0 || keep_last > 0))
+    fail("--no-checkpoint", "--no-checkpoint contradicts --checkpoint-every / --keep-last");
 
   if (accumulate < 1) fail("--accumulate", "--accumulate must be >= 1 (got " + str(accumulate) + ")");
   if (synthetic && steps_per_epoch % accumulate != 0)
@@ -283,6 +288,14 @@ nlohmann::json TrainConfig::to_json() const {
       {"seed", seed},
       {"out", out_dir},
       {"log_every", log_every},
+      {"checkpoints", checkpoints},
+      {"checkpoint_every", checkpoint_every},
+      {"checkpoint_in_epochs", checkpoint_in_epochs},
+      {"keep_last", keep_last},
+      {"stop_after", stop_after},
+      {"resume", resume},
+      {"init_from", init_from},
+      {"weights", weights},
   };
 }
 
@@ -337,6 +350,14 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("seed", c.seed);
   get("out", c.out_dir);
   get("log_every", c.log_every);
+  get("checkpoints", c.checkpoints);
+  get("checkpoint_every", c.checkpoint_every);
+  get("checkpoint_in_epochs", c.checkpoint_in_epochs);
+  get("keep_last", c.keep_last);
+  get("stop_after", c.stop_after);
+  get("resume", c.resume);
+  get("init_from", c.init_from);
+  get("weights", c.weights);
   return c;
 }
 

@@ -112,6 +112,16 @@ struct TrainConfig {
   std::string out_dir = default_out_dir();
   int log_every = 10;           // steps between device read-backs of loss/accuracy
 
+  // checkpoints (engine/checkpoint/checkpoint.h): always at the end and on SIGINT/SIGTERM
+  bool checkpoints = true;          // --no-checkpoint: none at all (benchmarks)
+  int64_t checkpoint_every = 0;     // also every N updates (or N epochs); 0 = only at the end
+  bool checkpoint_in_epochs = false;  // --checkpoint-every Ne
+  int keep_last = 0;                // keep the newest K checkpoints; 0 = all
+  int64_t stop_after = 0;           // stop (with a checkpoint) after this many updates of the run; 0 = never
+  std::string resume;               // checkpoint directory to continue from (resolved from --resume)
+  std::string init_from;            // torchvision-named weights to start from (fine-tuning)
+  std::string weights;              // eval: weights to evaluate (a safetensors file or checkpoint)
+
   // Throws ConfigError naming the first invalid option. Consults gpu_status() for cuda.
   void validate() const;
   int64_t global_batch() const { return int64_t{workers} * batch_size * accumulate; }

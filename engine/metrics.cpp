@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/checkpoint/atomic_dir.h"
 #include "kernels/error.h"
 
 namespace lockstep::engine {
@@ -36,14 +37,29 @@ std::string lr_text(double v) {
 
 }  // namespace
 
-RunLog::RunLog(fs::path out_dir) : dir_(std::move(out_dir)) {
+RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update) : dir_(std::move(out_dir)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_))
     throw Error("cannot create run folder '" + dir_.string() + "': " +
                 (ec ? ec.message() : std::string("a file of that name exists")));
   fs::path log = dir_ / "log.jsonl";
-  log_.open(log, std::ios::out | std::ios::trunc);
+  if (resume_update && fs::exists(log)) {
+    std::ifstream in(log);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("update") || !j["update"].is_number_integer()) continue;
+      const std::string type = j.value("type", "");
+      if ((type == "step" || type == "eval" || type == "resume") && j["update"].get<int64_t>() <= *resume_update)
+        kept += line + "\n";
+    }
+    in.close();
+    atomic_write_file(log, kept);
+    log_.open(log, std::ios::out | std::ios::app);
+  } else {
+    log_.open(log, std::ios::out | std::ios::trunc);
+  }
   if (!log_) throw Error("cannot open '" + log.string() + "' for writing");
 }
 
@@ -76,6 +92,10 @@ void RunLog::log_eval(const EvalRecord& r) {
               {"time", number(r.time)}});
 }
 
+void RunLog::log_resume(int64_t update, const std::string& checkpoint) {
+  write_line({{"type", "resume"}, {"update", update}, {"checkpoint", checkpoint}});
+}
+
 void RunLog::log_summary(const RunSummary& s) {
   nlohmann::json j{{"type", "summary"}, {"epochs", s.epochs}, {"updates", s.updates},
                    {"images", s.images}, {"seconds", number(s.seconds)},
@@ -84,6 +104,9 @@ void RunLog::log_summary(const RunSummary& s) {
                    {"skipped_updates", s.skipped_updates}, {"workers", s.workers},
                    {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)},
                    {"sync", s.sync}, {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received}};
+  if (s.stopped) j["stopped"] = true;
+  if (s.start_update > 0) j["resumed_at_update"] = s.start_update;
+  if (!s.checkpoint.empty()) j["checkpoint"] = s.checkpoint;
   if (s.has_eval)
     j["eval"] = {{"loss", number(s.last_eval.loss)}, {"top1", number(s.last_eval.top1)},
                  {"top5", number(s.last_eval.top5)}, {"samples", s.last_eval.samples}};
@@ -148,7 +171,7 @@ void Progress::message(const std::string& line) {
 void Progress::summary(const RunSummary& s) {
   end_live_line();
   double rate = s.seconds > 0 ? s.images / s.seconds : 0.0;
-  os_ << "done: " << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in "
+  os_ << (s.stopped ? "stopped: " : "done: ") << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in "
       << format_duration(s.seconds) << " (" << fixed(rate, 1) << " img/s)\n";
   os_ << "train: loss " << fixed(s.final_loss, 4) << "  top-1 " << fixed(100 * s.final_top1, 2) << "%\n";
   if (s.has_eval)
@@ -162,6 +185,7 @@ void Progress::summary(const RunSummary& s) {
     os_ << "sync: " << s.sync << "; per worker: sent " << s.bytes_sent << " bytes, received " << s.bytes_received
         << " bytes" << (s.updates > 0 ? " (" + std::to_string(s.bytes_sent / s.updates) + " sent per update)" : "")
         << "\n";
+ if (!s.checkpoint.empty()) os_ << "checkpoint: " << s.checkpoint << "\n";
   if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
   os_ << std::flush;
 }

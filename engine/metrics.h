@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iosfwd>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -61,16 +62,22 @@ struct RunSummary {
   int64_t bytes_sent = 0;      // through the communicator, rank 0, whole run
   int64_t bytes_received = 0;
   std::string out_dir;
+  bool stopped = false;        // stopped early (SIGINT/SIGTERM or --stop-after) with a checkpoint
+  int64_t start_update = 0;    // > 0: resumed from a checkpoint after this many updates
+  std::string checkpoint;      // the last checkpoint written, if any
 };
 
 // <out>/log.jsonl: {"type":"step",...} per logged step, {"type":"eval",...} per evaluation,
 // {"type":"summary",...} at the end. Each line is flushed as written, so a crashed run keeps
-// everything it logged. An existing log.jsonl in the folder is replaced.
+// everything it logged. An existing log.jsonl in the folder is replaced, except by a resumed
+// run: it keeps the step and eval records up to the checkpoint's update (dropping what a
+// stopped or crashed run logged after it, which the resumed run logs again), then appends
+// {"type":"resume",...} and its own records.
 class RunLog {
  public:
   // Creates `out_dir` (and parents); throws lockstep::Error naming the folder and the reason
-  // when it cannot, or when log.jsonl cannot be opened.
-  explicit RunLog(std::filesystem::path out_dir);
+  // when it cannot, or when log.jsonl cannot be opened. resume_update: see above.
+  explicit RunLog(std::filesystem::path out_dir, std::optional<int64_t> resume_update = std::nullopt);
 
   const std::filesystem::path& dir() const { return dir_; }
   // Writes <out>/config.json (pretty-printed, replaced if present).
@@ -78,6 +85,7 @@ class RunLog {
   void log_step(const StepRecord& r);
   void log_eval(const EvalRecord& r);
   void log_summary(const RunSummary& s);
+  void log_resume(int64_t update, const std::string& checkpoint);
 
  private:
   void write_line(const nlohmann::json& j);

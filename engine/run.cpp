@@ -1,14 +1,66 @@
 // The entry points of `lockstep train` and `lockstep eval`.
 #include "engine/run.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+
 #include "engine/trainer.h"
 
 namespace lockstep::engine {
 
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+// First SIGINT/SIGTERM: ask the run to stop at the next update with a checkpoint. A second one
+// exits at once (the last complete checkpoint stays valid: they are written atomically).
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop.exchange(true)) _exit(128 + sig);
+  constexpr char kMsg[] =
+      "\nlockstep: stopping after this update and writing a checkpoint (again to quit at once)\n";
+  const ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
+  (void)ignored;
+}
+
+// Installs the handlers for the lifetime of a run and restores the previous ones after.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop = false;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+}  // namespace
+
 int run_train(const TrainConfig& config) {
   Progress progress = Progress::for_stdout();
+  StopSignals signals;
   Trainer trainer(config, progress);
-  trainer.run();
+  trainer.set_stop_flag(&g_stop);
+  RunSummary s = trainer.run();
+  if (s.stopped) {
+    if (s.checkpoint.empty())
+      progress.message("stopped after update " + std::to_string(s.updates) + " (--no-checkpoint: nothing saved)");
+    else
+      progress.message("stopped after update " + std::to_string(s.updates) + "; continue with: lockstep train --resume " +
+                       config.out_dir);
+  }
   return 0;
 }
 

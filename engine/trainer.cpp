@@ -12,6 +12,7 @@
 #include "data/loader.h"
 #include "data/synthetic_source.h"
 #include "engine/comm/group.h"
+#include "engine/trainer_shared.h"
 #include "kernels/threads.h"
 
 namespace lockstep::engine {
@@ -152,6 +153,9 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
     progress_.message("schedule: " + schedule_->describe());
   }
+  if (!c.init_from.empty()) init_from_weights();
+  if (!c.weights.empty()) load_eval_weights();
+  if (!c.resume.empty()) restore(open_checkpoint(c.resume));
 }
 
 void Trainer::make_synthetic_sources() {
@@ -184,13 +188,18 @@ void Trainer::make_loader_sources() {
   const TrainConfig& c = config_;
   const std::filesystem::path root = c.data_dir;
   const bool split = std::filesystem::is_directory(root / "train");
-  data::FolderIndex train_index = data::scan_folder(split ? root / "train" : root);
+  // Evaluation reads only the validation images: root/val, or root itself without a split.
+  const bool eval_only = c.command == Command::eval;
+  const std::filesystem::path index_root =
+      eval_only ? (std::filesystem::is_directory(root / "val") ? root / "val" : root) : split ? root / "train" : root;
+  data::FolderIndex train_index = data::scan_folder(index_root);
   for (const std::string& p : train_index.problems) progress_.message("data: skipped " + p);
   if (static_cast<int>(train_index.classes.size()) != c.classes)
     throw ConfigError("--classes", "--classes " + std::to_string(c.classes) + " but " + train_index.root.string() +
                                        " has " + std::to_string(train_index.classes.size()) + " class folders");
   std::optional<data::FolderIndex> val_index;
-  if (split && std::filesystem::is_directory(root / "val")) val_index = data::scan_folder(root / "val", &train_index.classes);
+  if (eval_only) val_index = train_index;
+  else if (split && std::filesystem::is_directory(root / "val")) val_index = data::scan_folder(root / "val", &train_index.classes);
   data::LoaderConfig lc;
   lc.image_size = c.image_size;
   lc.batch = c.batch_size;
@@ -202,8 +211,9 @@ void Trainer::make_loader_sources() {
   lc.max_bad_fraction = c.max_bad_fraction;
   lc.augment.scale_min = c.crop_scale_min;
   std::ostringstream os;
-  os << "data: " << train_index.samples.size() << " training images in " << train_index.classes.size() << " classes";
-  if (val_index) os << ", " << val_index->samples.size() << " validation images";
+  if (eval_only) os << "data: " << val_index->samples.size() << " validation images in " << train_index.classes.size() << " classes";
+  else os << "data: " << train_index.samples.size() << " training images in " << train_index.classes.size() << " classes";
+  if (val_index && !eval_only) os << ", " << val_index->samples.size() << " validation images";
   os << "; " << lc.threads << " decode thread(s) per worker";
   progress_.message(os.str());
   for (int r = 0; r < world(); ++r) {
@@ -232,12 +242,6 @@ void Trainer::on_every_worker(const std::function<void(int)>& f) {
     f(r);
   });
 }
-
-struct Trainer::Shared {
-  std::unique_ptr<RunLog> log;
-  RunSummary summary;
-  Clock::time_point start;
-};
 
 EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time) {
   Worker& w = *workers_[r];
@@ -270,8 +274,9 @@ void Trainer::train_rank(int r, Shared& sh) {
   SyncStrategy* red = syncs_.empty() ? nullptr : syncs_[r].get();
   Context& ctx = w.ctx();
   nets::ParamTable& params = w.model().params();
-  // Every replica starts from rank 0's weights and statistics.
-  if (world() > 1) {
+  // Every replica starts from rank 0's weights and statistics (a resumed run has loaded each
+  // rank's own, which the broadcast would overwrite).
+  if (world() > 1 && config_.resume.empty()) {
     comm.broadcast(ctx, params.params(), 0);
     comm.broadcast(ctx, params.buffers(), 0);
     w.model().parameters_updated(ctx);
@@ -283,20 +288,30 @@ void Trainer::train_rank(int r, Shared& sh) {
   const float loss_grad_scale = 1.f / static_cast<float>(int64_t{config_.batch_size} * K);
   const int64_t global_images_per_step = int64_t{config_.batch_size} * world();
 
-  int64_t update = 0, images = 0, images_at_log = 0;
+  int64_t update = start_.update, images = start_.images, bn_batches = start_.bn_batches;
+  const int64_t images_start = images;
+  int64_t images_at_log = images;
   double comm_window = 0, comm_total = 0, wait_at_log = train->wait_seconds();
   CommBytes bytes_window, bytes_total;
   auto last_log = Clock::now();
-  float lr = 0.f;
-  for (int epoch = 1; epoch <= config_.epochs; ++epoch) {
-    train->start_epoch(epoch - 1);
-    for (int64_t step = 1; step <= steps; ++step) {
+  float lr = start_.lr;
+  bool stopped = false;
+  auto checkpoint_due = [&](bool epoch_end, int epoch) {
+    if (!config_.checkpoints || config_.checkpoint_every <= 0) return false;
+    if (config_.checkpoint_in_epochs) return epoch_end && epoch % config_.checkpoint_every == 0;
+    return update % config_.checkpoint_every == 0;
+  };
+  for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
+    const int64_t first = epoch == start_.epoch ? start_.step : 0;
+    train->start_epoch(epoch - 1, first);
+    for (int64_t step = first + 1; step <= steps; ++step) {
       if (step_hook_) step_hook_(r, epoch, step);
       const int micro = static_cast<int>((step - 1) % K);
       const bool last = micro == K - 1;
       if (red) red->begin_step(last);
       w.train_micro_batch(micro > 0, loss_grad_scale);
       images += global_images_per_step;
+      ++bn_batches;
       if (last) {
         if (red) {
           red->finish(ctx);
@@ -315,45 +330,60 @@ void Trainer::train_rank(int r, Shared& sh) {
              << " (lr " << lr << "); try a lower --base-lr or a longer --warmup-epochs";
           throw Error(os.str());
         }
-        if (r != 0) continue;
-        const double dt = seconds_since(last_log);
-        last_log = Clock::now();
-        StepRecord rec;
-        rec.epoch = epoch;
-        rec.step = step;
-        rec.update = update;
-        rec.lr = lr;
-        rec.loss = s.loss();
-        rec.top1 = s.top1_acc();
-        rec.top5 = s.top5_acc();
-        rec.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
-        rec.time = seconds_since(sh.start);
-        rec.comm_s = comm_window;
-        rec.wait_s = train->wait_seconds() - wait_at_log;
-        wait_at_log = train->wait_seconds();
-        rec.bytes_sent = bytes_window.sent;
-        rec.bytes_received = bytes_window.received;
-        comm_total += comm_window;
-        comm_window = 0;
-        bytes_total += bytes_window;
-        bytes_window = {};
-        images_at_log = images;
-        sh.log->log_step(rec);
-        ProgressState p;
-        p.epoch = epoch;
-        p.epochs = config_.epochs;
-        p.step = step;
-        p.steps = steps;
-        p.img_per_s = rec.img_per_s;
-        p.loss = rec.loss;
-        p.top1 = rec.top1;
-        p.lr = lr;
-        p.eta_s = eta_seconds((epoch - 1) * steps + step, total_steps, rec.time);
-        progress_.update(p);
-        sh.summary.final_loss = rec.loss;
-        sh.summary.final_top1 = rec.top1;
+        if (r == 0) {
+          const double dt = seconds_since(last_log);
+          last_log = Clock::now();
+          StepRecord rec;
+          rec.epoch = epoch;
+          rec.step = step;
+          rec.update = update;
+          rec.lr = lr;
+          rec.loss = s.loss();
+          rec.top1 = s.top1_acc();
+          rec.top5 = s.top5_acc();
+          rec.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
+          rec.time = seconds_since(sh.start);
+          rec.comm_s = comm_window;
+          rec.wait_s = train->wait_seconds() - wait_at_log;
+          wait_at_log = train->wait_seconds();
+          rec.bytes_sent = bytes_window.sent;
+          rec.bytes_received = bytes_window.received;
+          comm_total += comm_window;
+          comm_window = 0;
+          bytes_total += bytes_window;
+          bytes_window = {};
+          images_at_log = images;
+          sh.log->log_step(rec);
+          sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", update}, {"loss", rec.loss},
+                          {"top1", rec.top1}, {"top5", rec.top5}, {"lr", rec.lr}};
+          ProgressState p;
+          p.epoch = epoch;
+          p.epochs = config_.epochs;
+          p.step = step;
+          p.steps = steps;
+          p.img_per_s = rec.img_per_s;
+          p.loss = rec.loss;
+          p.top1 = rec.top1;
+          p.lr = lr;
+          p.eta_s = eta_seconds((epoch - start_.epoch) * steps + step - start_.step,
+                                total_steps - ((start_.epoch - 1) * steps + start_.step), rec.time);
+          progress_.update(p);
+          sh.summary.final_loss = rec.loss;
+          sh.summary.final_top1 = rec.top1;
+        }
+      }
+      // Mid-epoch checkpoints and stops, at update boundaries only (the epoch's end is below).
+      if (last && step < steps) {
+        const bool stop = should_stop(sh, update);
+        if (config_.checkpoints && (stop || checkpoint_due(false, epoch)))
+          save_checkpoint(r, sh, epoch, step, update, images, bn_batches, lr, false);
+        if (stop) {
+          stopped = true;
+          break;
+        }
       }
     }
+    if (stopped) break;
     if (w.val_source()) {
       EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start));
       if (r == 0) {
@@ -361,31 +391,48 @@ void Trainer::train_rank(int r, Shared& sh) {
         progress_.eval(e);
         sh.summary.has_eval = true;
         sh.summary.last_eval = e;
+        sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
+                        {"top1", e.top1}, {"top5", e.top5}};
       }
     }
+    const bool final_epoch = epoch == config_.epochs;
+    const bool stop = !final_epoch && should_stop(sh, update);
+    if (config_.checkpoints && (final_epoch || stop || checkpoint_due(true, epoch)))
+      save_checkpoint(r, sh, epoch + 1, 0, update, images, bn_batches, lr, final_epoch);
+    stopped = stop;
   }
   if (r == 0) {
     sh.summary.updates = update;
-    sh.summary.images = images;
+    sh.summary.images = images - images_start;
     sh.summary.comm_seconds = comm_total;
     sh.summary.bytes_sent = bytes_total.sent;
     sh.summary.bytes_received = bytes_total.received;
     sh.summary.wait_seconds = train->wait_seconds();
     sh.summary.skipped_updates = w.loss_scaler().skipped();
+    sh.summary.stopped = stopped;
   }
 }
 
 RunSummary Trainer::run() {
   LS_CHECK(workers_[0]->train_source() != nullptr, "Trainer::run: built for evaluation only");
   Shared sh;
-  sh.log = std::make_unique<RunLog>(config_.out_dir);
+  const bool resumed = !config_.resume.empty();
+  sh.log = std::make_unique<RunLog>(config_.out_dir, resumed ? std::optional<int64_t>(start_.update) : std::nullopt);
   sh.log->write_config(config_.to_json());
+  if (resumed) sh.log->log_resume(start_.update, config_.resume);
+  sh.staged.resize(static_cast<size_t>(world()));
   sh.summary.out_dir = config_.out_dir;
+  sh.summary.start_update = start_.update;
   sh.summary.workers = world();
   sh.summary.sync = std::string(sync_name(config_.sync));
   sh.start = Clock::now();
   on_every_worker([&](int r) { train_rank(r, sh); });
   sh.summary.epochs = config_.epochs;
+  if (start_.epoch > config_.epochs) {
+    progress_.message("nothing to train: the checkpoint is at the end of epoch " + std::to_string(config_.epochs) +
+                      " of " + std::to_string(config_.epochs) + " (give a larger --epochs to train on)");
+    sh.summary.updates = start_.update;
+  }
   sh.summary.seconds = seconds_since(sh.start);
   sh.log->log_summary(sh.summary);
   progress_.summary(sh.summary);

@@ -11,9 +11,14 @@
 // other worker hangs, and the run fails with "worker r failed: <reason>".
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
+
+#include "engine/checkpoint/checkpoint.h"
 
 #include "engine/comm/communicator.h"
 #include "engine/config.h"
@@ -46,9 +51,31 @@ class Trainer {
   // Called by every worker thread before each micro-batch (rank, epoch, step): for tests that
   // inject failures and for straggler experiments.
   void set_step_hook(std::function<void(int, int, int64_t)> hook) { step_hook_ = std::move(hook); }
+  // A flag (set by SIGINT/SIGTERM) that stops the run at the next update every worker can reach,
+  // with a checkpoint (ARCHITECTURE decision 11: a stop never loses work).
+  void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
+  // Called at each stage of a checkpoint save (write_checkpoint's stages): crash tests.
+  void set_checkpoint_hook(StageHook hook) { checkpoint_hook_ = std::move(hook); }
+  // Where a resumed run continues: (epoch, micro-batches done in it, updates done).
+  int start_epoch() const { return start_.epoch; }
+  int64_t start_step() const { return start_.step; }
+  int64_t start_update() const { return start_.update; }
 
  private:
   struct Shared;  // what the worker threads of one run share
+  struct Start {
+    int epoch = 1;
+    int64_t step = 0, update = 0, images = 0, bn_batches = 0;
+    float lr = 0;
+  };
+  void init_from_weights();
+  void load_eval_weights();
+  void restore(const LoadedCheckpoint& ck);
+  // Whether every worker stops after `update` (--stop-after, or the stop flag agreed on).
+  bool should_stop(Shared& sh, int64_t update);
+  // Every worker stages its own state, rank 0 writes the checkpoint (after a barrier).
+  void save_checkpoint(int rank, Shared& sh, int next_epoch, int64_t epoch_step, int64_t update, int64_t images,
+                       int64_t bn_batches, float lr, bool finished);
   void make_synthetic_sources();
   void make_loader_sources();
   void train_rank(int rank, Shared& shared);
@@ -66,6 +93,10 @@ class Trainer {
   int64_t updates_per_epoch_ = 0;
   int cpu_threads_ = 1;
   std::function<void(int, int, int64_t)> step_hook_;
+  const std::atomic<bool>* stop_flag_ = nullptr;
+  StageHook checkpoint_hook_;
+  Start start_;
+  std::optional<std::string> resume_note_;  // the resume record for the run log
 };
 
 }  // namespace lockstep::engine

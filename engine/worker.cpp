@@ -117,6 +117,26 @@ Stats Worker::all_reduce_stats(Communicator& comm, const Stats& s) {
   return r;
 }
 
+Stats Worker::pending_train_stats() {
+  Tensor host = host_scratch_.view().slice(0, 3);
+  copy(ctx_, train_stats_, host);
+  Stats s;
+  s.loss_sum = host.data<float>()[0];
+  s.top1 = host.data<float>()[1];
+  s.top5 = host.data<float>()[2];
+  s.samples = train_samples_;
+  return s;
+}
+
+void Worker::restore_train_stats(const Stats& s) {
+  Tensor host = host_scratch_.view().slice(0, 3);
+  host.data<float>()[0] = static_cast<float>(s.loss_sum);
+  host.data<float>()[1] = static_cast<float>(s.top1);
+  host.data<float>()[2] = static_cast<float>(s.top5);
+  copy(ctx_, host, train_stats_);
+  train_samples_ = s.samples;
+}
+
 Stats Worker::take(OwnedTensor& stats, int64_t& samples) {
   Tensor host = host_scratch_.view().slice(0, 3);
   copy(ctx_, stats, host);

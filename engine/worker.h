@@ -65,6 +65,10 @@ class Worker {
   Stats all_reduce_stats(Communicator& comm, const Stats& s);
   Stats take_train_stats() { return take(train_stats_, train_samples_); }
   Stats take_eval_stats() { return take(eval_stats_, eval_samples_); }
+  // The training sums not yet read back, left in place (a checkpoint saves them), and putting
+  // them back (a resumed run): the first logged window then averages the same steps.
+  Stats pending_train_stats();
+  void restore_train_stats(const Stats& s);
 
   Context& ctx() { return ctx_; }
   nets::Model& model() { return model_; }

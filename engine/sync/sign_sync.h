@@ -68,6 +68,8 @@ class SignSync : public SyncStrategy {
 
   // Communicating steps finished so far (warmup included).
   int64_t updates() const { return updates_; }
+  // A resumed run continues the count (warmup ends at the same update as without the stop).
+  void restore_updates(int64_t n) { updates_ = n; }
   // Whether the current (or last) communicating step exchanged uncompressed (warmup).
   bool in_warmup() const { return warm_; }
   Tensor& momentum() { return momentum_.view(); }  // f32 (P), under the params' layout

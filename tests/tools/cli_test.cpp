@@ -214,7 +214,8 @@ TEST(CliEval, ParsesItsOptions) {
 TEST(CliEval, RejectsTrainingOptionsAndBadValues) {
   error_of([] { eval({"--synthetic", "--device", "cpu", "--epochs", "3"}); }, "epochs");
   error_of([] { eval({"--synthetic", "--device", "cpu", "--checkpoint", "x"}); }, "checkpoint");
-  error_of([] { eval({"--device", "cpu"}); }, "--synthetic");
+  error_of([] { eval({"--device", "cpu", "--weights", "/nonexistent/w.safetensors"}); }, "--weights");
+  error_of([] { eval({"--synthetic", "--data", "/tmp", "--device", "cpu"}); }, "--data");
   error_of([] { eval({"--synthetic", "--device", "cpu", "--eval-steps", "0"}); }, "--eval-steps");
   error_of([] { eval({"--synthetic", "--device", "cpu", "--batch-size", "-5"}); }, "--batch-size");
 }

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <optional>
 
@@ -10,6 +11,7 @@
 
 #include <cxxopts.hpp>
 
+#include "engine/checkpoint/checkpoint.h"
 #include "nets/arch.h"
 
 namespace lockstep::cli {
@@ -115,6 +117,16 @@ cxxopts::Options train_options() {
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
+  o.add_options("checkpoint")
+    ("checkpoint-every", "also checkpoint every N updates, or every N epochs with Ne (e.g. 500 or 1e); "
+     "always at the end and on Ctrl-C / SIGTERM", cxxopts::value<std::string>()->default_value("0"))
+    ("keep-last", "keep only the newest K checkpoints (0: all)", cxxopts::value<std::string>()->default_value(show(d.keep_last)))
+    ("no-checkpoint", "write no checkpoint at all (benchmarks)")
+    ("stop-after", "stop after this many updates of the run, with a checkpoint (0: never)",
+     cxxopts::value<std::string>()->default_value(show(d.stop_after)))
+    ("resume", "continue a run: its folder (the latest valid checkpoint) or a checkpoint folder", cxxopts::value<std::string>())
+    ("init-from", "start from torchvision-named weights (.safetensors; fc re-initialised if the class count differs)",
+     cxxopts::value<std::string>());
   // clang-format on
   return o;
 }
@@ -122,14 +134,23 @@ cxxopts::Options train_options() {
 constexpr int64_t kEvalStepsDefault = 10;
 
 cxxopts::Options eval_options() {
-  cxxopts::Options o("lockstep eval", "Evaluate a freshly initialised ResNet on synthetic data (loss, top-1, top-5).");
+  cxxopts::Options o("lockstep eval", "Evaluate a ResNet (loss, top-1, top-5) on a validation folder or synthetic data.");
   add_common(o, TrainConfig{}, kEvalStepsDefault);
+  // clang-format off
+  o.add_options("data")
+    ("data", "ImageNet-style folder: its val/ (or the folder itself); without --data and --synthetic: "
+             "Fashion-MNIST's test set, as the default training job", cxxopts::value<std::string>());
+  o.add_options("model")
+    ("weights", "weights to evaluate: a torchvision-named .safetensors file (ours or PyTorch's), a checkpoint "
+                "folder or a run folder (its latest checkpoint; arch, classes and image size come from it)",
+     cxxopts::value<std::string>());
+  // clang-format on
   return o;
 }
 
 std::string help_text(cxxopts::Options o) {
   o.set_width(120);  // one line per option on a usual terminal, so defaults are easy to find
-  return o.help({"model", "data", "device", "schedule", "optimizer", "sync", "run", "help"});
+  return o.help({"model", "data", "device", "schedule", "optimizer", "sync", "run", "checkpoint", "help"});
 }
 
 [[noreturn]] void bad_value(const std::string& flag, const std::string& what, const std::string& text) {
@@ -256,6 +277,113 @@ void apply_default_job(const Reader& in, TrainConfig& c, std::ostream& notes) {
         << c.arch << " at " << c.image_size << " px, " << c.epochs << " epoch(s)\n";
 }
 
+// --checkpoint-every: "N" updates or "Ne" epochs.
+void read_checkpoint_every(const Reader& in, TrainConfig& c) {
+  std::string t = in.text("checkpoint-every");
+  c.checkpoint_in_epochs = !t.empty() && (t.back() == 'e' || t.back() == 'E');
+  if (c.checkpoint_in_epochs) t.pop_back();
+  c.checkpoint_every = to_int("--checkpoint-every", t, 0, std::numeric_limits<int64_t>::max());
+}
+
+// `--resume`: the run continues with the checkpoint's config. Options given on the command line
+// replace the saved ones where that keeps the run's state meaningful (length, devices, logging,
+// checkpointing, hyperparameters, data location); those that would change what the saved state
+// means (network, classes, image size, seed, batch, sync, optimizer kind) must equal the saved
+// ones, and a different value is refused naming both.
+TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& notes) {
+  std::vector<std::string> warnings;
+  engine::LoadedCheckpoint ck = [&] {
+    try {
+      return engine::resolve_checkpoint(in.text("resume"), &warnings);
+    } catch (const Error& e) {
+      throw ConfigError("--resume", std::string("--resume: ") + e.what());
+    }
+  }();
+  for (const std::string& w : warnings) notes << "lockstep train: warning: " << w << "\n";
+  TrainConfig r = TrainConfig::from_json(ck.state.config);
+  r.command = Command::train;
+  const std::string where = " but the checkpoint " + ck.dir.string() + " has ";
+  auto same = [&]<typename T>(const char* flag, T TrainConfig::*m, const std::string& ours, const std::string& theirs) {
+    if (in.given(flag) && !(c.*m == r.*m))
+      throw ConfigError(std::string("--") + flag, std::string("--") + flag + " " + ours + where + theirs);
+  };
+  same("arch", &TrainConfig::arch, c.arch, r.arch);
+  same("classes", &TrainConfig::classes, show(c.classes), show(r.classes));
+  same("image-size", &TrainConfig::image_size, show(c.image_size), show(r.image_size));
+  same("seed", &TrainConfig::seed, show(c.seed), show(r.seed));
+  same("batch-size", &TrainConfig::batch_size, show(c.batch_size), show(r.batch_size));
+  same("accumulate", &TrainConfig::accumulate, show(c.accumulate), show(r.accumulate));
+  same("steps-per-epoch", &TrainConfig::steps_per_epoch, show(c.steps_per_epoch), show(r.steps_per_epoch));
+  same("sync", &TrainConfig::sync, std::string(engine::sync_name(c.sync)), std::string(engine::sync_name(r.sync)));
+  same("optimizer", &TrainConfig::optimizer, std::string(engine::optimizer_name(c.optimizer)),
+       std::string(engine::optimizer_name(r.optimizer)));
+  if (in.flag("synthetic") && !r.synthetic)
+    throw ConfigError("--synthetic", "--synthetic but the checkpoint " + ck.dir.string() + " trained on " + r.data_dir);
+  if (in.given("init-from")) throw ConfigError("--init-from", "--init-from and --resume contradict each other");
+
+  auto take = [&]<typename T>(const char* flag, T TrainConfig::*m) {
+    if (in.given(flag)) r.*m = c.*m;
+  };
+  take("epochs", &TrainConfig::epochs);
+  take("data", &TrainConfig::data_dir);
+  take("loader-threads", &TrainConfig::loader_threads);
+  take("prefetch", &TrainConfig::prefetch);
+  take("crop-scale", &TrainConfig::crop_scale_min);
+  take("bad-images", &TrainConfig::bad_images);
+  take("max-bad-fraction", &TrainConfig::max_bad_fraction);
+  take("eval-steps", &TrainConfig::eval_steps);
+  take("bucket-mb", &TrainConfig::bucket_mb);
+  take("no-overlap", &TrainConfig::overlap);
+  take("comm-timeout", &TrainConfig::comm_timeout_s);
+  take("precision", &TrainConfig::precision);
+  take("base-lr", &TrainConfig::base_lr);
+  take("no-lr-scaling", &TrainConfig::lr_scaling);
+  take("warmup-epochs", &TrainConfig::warmup_epochs);
+  take("schedule", &TrainConfig::schedule);
+  take("poly-power", &TrainConfig::poly_power);
+  take("momentum", &TrainConfig::momentum);
+  take("nesterov", &TrainConfig::nesterov);
+  take("weight-decay", &TrainConfig::weight_decay);
+  take("wd-on-bn", &TrainConfig::wd_on_bn);
+  take("lars-eta", &TrainConfig::lars_eta);
+  take("label-smoothing", &TrainConfig::label_smoothing);
+  take("sign-momentum", &TrainConfig::sign_momentum);
+  take("sign-exchange", &TrainConfig::sign_exchange);
+  take("sign-warmup-steps", &TrainConfig::sign_warmup_steps);
+  take("log-every", &TrainConfig::log_every);
+  take("keep-last", &TrainConfig::keep_last);
+  take("no-checkpoint", &TrainConfig::checkpoints);
+  if (in.given("checkpoint-every")) {
+    r.checkpoint_every = c.checkpoint_every;
+    r.checkpoint_in_epochs = c.checkpoint_in_epochs;
+  }
+  if (in.given("device") || in.given("workers") || in.given("gpus") || in.given("devices") ||
+      in.given("workers-per-gpu")) {
+    r.device = c.device;
+    r.workers = c.workers;
+    r.devices = c.devices;
+    r.workers_per_gpu = c.workers_per_gpu;
+    if (!in.given("precision")) r.precision = c.precision;
+  }
+  if (r.workers != ck.state.world)
+    notes << "lockstep train: warning: resuming with " << r.workers << " worker(s) where the checkpoint had "
+          << ck.state.world << "\n";
+  // Where the run continues: the run folder the checkpoint belongs to, unless --out says otherwise.
+  const std::filesystem::path dir = ck.dir;
+  const bool in_run = dir.lexically_normal().parent_path().filename() == "checkpoints" ||
+                      (dir.lexically_normal().filename().empty() &&
+                       dir.lexically_normal().parent_path().parent_path().filename() == "checkpoints");
+  r.out_dir = in.given("out") ? c.out_dir : in_run ? engine::run_dir_of(dir).string() : r.out_dir;
+  r.stop_after = c.stop_after;  // run control is never inherited
+  r.resume = ck.dir.string();
+  r.init_from.clear();
+  r.weights.clear();
+  notes << "lockstep train: resuming " << ck.dir.string() << " (update " << ck.state.update << ") into " << r.out_dir
+        << "\n";
+  r.validate();
+  return r;
+}
+
 }  // namespace
 
 std::string train_help() { return help_text(train_options()); }
@@ -332,6 +460,16 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   }
   if (in.given("out")) c.out_dir = in.text("out");
   c.log_every = in.as_int("log-every");
+  read_checkpoint_every(in, c);
+  c.keep_last = in.as_int("keep-last");
+  c.checkpoints = !in.flag("no-checkpoint");
+  c.stop_after = in.as_i64("stop-after");
+  if (in.given("resume")) return apply_resume(in, c, notes);
+  if (in.given("init-from")) {
+    c.init_from = in.text("init-from");
+    if (!std::filesystem::is_regular_file(c.init_from))
+      throw ConfigError("--init-from", "--init-from " + c.init_from + ": no such file");
+  }
   if (!c.synthetic && c.data_dir.empty()) apply_default_job(in, c, notes);
   c.validate();
   return c;
@@ -345,6 +483,65 @@ TrainConfig parse_eval_args(int argc, const char* const* argv, std::ostream& not
   TrainConfig c;
   c.command = Command::eval;
   read_common(in, c, notes, "eval");
+  if (in.given("weights")) {
+    const std::filesystem::path w = in.text("weights");
+    if (std::filesystem::is_directory(w)) {
+      // A checkpoint or run folder: its model file, and the network it was trained as.
+      std::vector<std::string> warnings;
+      engine::LoadedCheckpoint ck = [&] {
+        try {
+          return engine::resolve_checkpoint(w, &warnings);
+        } catch (const Error& e) {
+          throw ConfigError("--weights", std::string("--weights: ") + e.what());
+        }
+      }();
+      for (const std::string& m : warnings) notes << "lockstep eval: warning: " << m << "\n";
+      const TrainConfig saved = TrainConfig::from_json(ck.state.config);
+      if (!in.given("arch")) c.arch = saved.arch;
+      if (!in.given("classes")) c.classes = saved.classes;
+      if (!in.given("image-size")) c.image_size = saved.image_size;
+      if (!in.given("data") && !c.synthetic && saved.default_dataset) c.data_dir = saved.data_dir;
+      if (!in.given("data") && !c.synthetic && !saved.synthetic && !saved.default_dataset) c.data_dir = saved.data_dir;
+      c.weights = (ck.dir / "model.safetensors").string();
+    } else if (std::filesystem::is_regular_file(w)) {
+      c.weights = w.string();
+      // lockstep's model files say what they are; PyTorch's give the class count in fc.weight.
+      engine::SafetensorsFile f = [&] {
+        try {
+          return engine::SafetensorsFile::open(w);
+        } catch (const Error& e) {
+          throw ConfigError("--weights", std::string("--weights: ") + e.what());
+        }
+      }();
+      const auto& meta = f.metadata();
+      if (!in.given("arch")) {
+        if (!meta.count("arch"))
+          throw ConfigError("--arch", "--weights " + w.string() + " does not say which network it is: give --arch");
+        c.arch = meta.at("arch");
+      }
+      const nets::ArchInfo* arch = nets::find_arch(c.arch);
+      if (!in.given("classes")) {
+        if (const engine::TensorInfo* fc = f.find("fc.weight"); fc && fc->shape.size() == 2)
+          c.classes = static_cast<int>(fc->shape[0]);
+      }
+      if (!in.given("image-size")) {
+        if (meta.count("image_size")) c.image_size = static_cast<int>(to_int("--image-size", meta.at("image_size"), 1, 1 << 20));
+        else if (arch) c.image_size = arch->default_image_size;
+      }
+    } else {
+      throw ConfigError("--weights", "--weights " + w.string() + ": no such file or folder");
+    }
+  }
+  if (in.given("data")) c.data_dir = in.text("data");
+  if (!c.synthetic && c.data_dir.empty()) {
+    // As the default training job: Fashion-MNIST's test images on resnet20 at 28 px.
+    c.default_dataset = true;
+    c.data_dir = engine::default_dataset_dir();
+    if (!in.given("arch") && c.weights.empty()) c.arch = "resnet20";
+    if (!in.given("classes") && c.weights.empty()) c.classes = 10;
+    if (!in.given("image-size") && c.weights.empty()) c.image_size = 28;
+    notes << "lockstep eval: no --data or --synthetic; Fashion-MNIST's test set (" << c.data_dir << ")\n";
+  }
   c.validate();
   return c;
 }

@@ -1,0 +1,212 @@
+// The Trainer's side of checkpoints: starting from torchvision-named weights (--init-from),
+// restoring a checkpoint (--resume), agreeing on where to stop, and saving (engine/checkpoint/).
+#include <algorithm>
+#include <sstream>
+
+#include "engine/trainer.h"
+#include "engine/trainer_shared.h"
+#include "kernels/copy.h"
+
+#ifndef LOCKSTEP_VERSION
+#define LOCKSTEP_VERSION "unknown"
+#endif
+
+namespace lockstep::engine {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string rank_prefix(int r) { return "rank" + std::to_string(r) + "."; }
+
+void upload(Context& ctx, std::vector<float>& host, Tensor& dst) {
+  LS_CHECK(static_cast<int64_t>(host.size()) == dst.numel(),
+           "checkpoint: " << host.size() << " values for a tensor of " << dst.numel());
+  Tensor h(host.data(), Shape{dst.numel()}, DType::f32, Device::cpu());
+  copy(ctx, h, dst);
+}
+
+// "--arch resnet50 but the checkpoint has resnet18".
+void require_same(const char* flag, const std::string& ours, const std::string& theirs, const fs::path& ck) {
+  if (ours != theirs)
+    throw ConfigError(flag, std::string(flag) + " " + ours + " but the checkpoint " + ck.string() + " has " + theirs);
+}
+
+}  // namespace
+
+void Trainer::init_from_weights() {
+  const SafetensorsFile f = SafetensorsFile::open(config_.init_from);
+  WeightsLoadOptions o;
+  o.reinit_fc_on_class_mismatch = true;
+  WeightsLoadReport rep;
+  for (auto& w : workers_) {
+    w->ctx().make_current();
+    rep = load_model_weights(w->model(), w->ctx(), f, o);
+  }
+  std::string note = "init: weights from " + config_.init_from;
+  if (!rep.reinitialised.empty())
+    note += " (fc re-initialised for " + std::to_string(config_.classes) + " classes: the file's has another count)";
+  progress_.message(note);
+}
+
+void Trainer::load_eval_weights() {
+  const SafetensorsFile f = SafetensorsFile::open(config_.weights);
+  for (auto& w : workers_) {
+    w->ctx().make_current();
+    load_model_weights(w->model(), w->ctx(), f);
+  }
+  progress_.message("weights: " + config_.weights);
+}
+
+void Trainer::restore(const LoadedCheckpoint& ck) {
+  const CheckpointState& st = ck.state;
+  const TrainConfig saved = TrainConfig::from_json(st.config);
+  require_same("--arch", config_.arch, saved.arch, ck.dir);
+  require_same("--classes", std::to_string(config_.classes), std::to_string(saved.classes), ck.dir);
+  require_same("--image-size", std::to_string(config_.image_size), std::to_string(saved.image_size), ck.dir);
+  require_same("--sync", std::string(sync_name(config_.sync)), st.sync, ck.dir);
+  require_same("--batch-size", std::to_string(config_.batch_size), std::to_string(st.batch_size), ck.dir);
+  require_same("--accumulate", std::to_string(config_.accumulate), std::to_string(st.accumulate), ck.dir);
+  require_same("--seed", std::to_string(config_.seed), std::to_string(st.seed), ck.dir);
+  const bool same_world = st.world == world();
+  if (!same_world && config_.sync == SyncKind::sign)
+    throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
+                                       " has " + std::to_string(st.world) +
+                                       ": --sync sign keeps momentum per worker, so the count cannot change");
+
+  for (int r = 0; r < world(); ++r) {
+    Worker& w = *workers_[r];
+    Context& ctx = w.ctx();
+    ctx.make_current();
+    load_model_weights(w.model(), ctx, ck.model);
+    nets::ParamTable& table = w.model().params();
+    if (r > 0 && r < st.world && ck.workers) {
+      std::vector<float> b = read_buffer_state(table, *ck.workers, rank_prefix(r));
+      upload(ctx, b, table.buffers());
+    }
+    if (config_.sync == SyncKind::sign) {
+      std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
+      upload(ctx, m, sign_sync(r)->momentum());
+      sign_sync(r)->restore_updates(st.sign_updates);
+    } else if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
+      std::vector<float> m = read_param_state(table, ck.optimizer);
+      upload(ctx, m, w.optimizer().momentum());
+    }
+    w.loss_scaler().restore(st.scaler_enabled == w.loss_scaler().enabled() ? st.scaler_scale : w.loss_scaler().scale(),
+                            st.scaler_clean, st.scaler_skipped);
+    const WorkerCheckpoint& wc = st.workers[static_cast<size_t>(std::min(r, st.world - 1))];
+    ctx.set_rng_offset(wc.rng_offset);
+    if (same_world) {
+      Stats s;
+      s.loss_sum = wc.loss_sum;
+      s.top1 = wc.top1;
+      s.top5 = wc.top5;
+      s.samples = wc.samples;
+      w.restore_train_stats(s);
+    }
+  }
+
+  const int64_t steps = updates_per_epoch_ * config_.accumulate;
+  start_.epoch = st.epoch;
+  start_.step = st.epoch_step;
+  start_.update = st.update;
+  start_.images = st.samples_seen;
+  start_.bn_batches = st.bn_batches;
+  start_.lr = st.lr;
+  std::ostringstream os;
+  if (!same_world || start_.step > steps) {
+    // Re-shard: continue at the first whole update of the new size at or before the samples the
+    // checkpoint's epoch had consumed, and count updates as the new run would have.
+    const int64_t consumed = st.epoch_step * st.batch_size * st.world;
+    const int64_t per_update = int64_t{config_.batch_size} * world() * config_.accumulate;
+    start_.step = std::min(consumed / per_update, updates_per_epoch_) * config_.accumulate;
+    start_.update = (start_.epoch - 1) * updates_per_epoch_ + start_.step / config_.accumulate;
+    progress_.message("warning: resuming with " + std::to_string(world()) + " worker(s), the checkpoint had " +
+                      std::to_string(st.world) + ": the data is re-sharded; epoch " + std::to_string(start_.epoch) +
+                      " continues at step " + std::to_string(start_.step) + " of " + std::to_string(steps) +
+                      " (" + std::to_string(consumed) + " of its samples were done, " +
+                      std::to_string(start_.step / config_.accumulate * per_update) + " are skipped now)");
+  }
+  os << "resume: " << ck.dir.string() << " (update " << st.update << ", epoch " << start_.epoch << " step "
+     << start_.step << ")";
+  progress_.message(os.str());
+}
+
+bool Trainer::should_stop(Shared& sh, int64_t update) {
+  if (config_.stop_after > 0 && update >= config_.stop_after) return true;  // the same on every rank
+  if (!stop_flag_) return false;
+  std::lock_guard<std::mutex> lock(sh.stop_mutex);
+  sh.max_update = std::max(sh.max_update, update);
+  if (sh.stop_at < 0 && stop_flag_->load()) {
+    // A rank may already have passed its check for max_update (only one can be ahead, by one
+    // update: the next exchange needs every rank), so the agreed stop is the update after it;
+    // a lone worker stops where it is.
+    sh.stop_at = world() == 1 ? sh.max_update : sh.max_update + 1;
+  }
+  return sh.stop_at >= 0 && update >= sh.stop_at;
+}
+
+void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_step, int64_t update, int64_t images,
+                              int64_t bn_batches, float lr, bool finished) {
+  Worker& w = *workers_[r];
+  Context& ctx = w.ctx();
+  Shared::Staged& mine = sh.staged[static_cast<size_t>(r)];
+  const Stats pending = w.pending_train_stats();
+  mine.worker = {ctx.rng_offset(), pending.loss_sum, pending.top1, pending.top5, pending.samples};
+  if (r > 0) mine.buffers = host_copy(ctx, w.model().params().buffers());
+  if (config_.sync == SyncKind::sign) mine.sign_momentum = host_copy(ctx, sign_sync(r)->momentum());
+  if (world() > 1) comms_[r]->barrier(ctx);  // every rank's state is staged
+  if (r != 0) return;
+
+  CheckpointContents c;
+  CheckpointState& st = c.state;
+  st.lockstep_version = LOCKSTEP_VERSION;
+  st.update = update;
+  st.epoch = next_epoch;
+  st.epoch_step = epoch_step;
+  st.samples_seen = images;
+  st.bn_batches = bn_batches;
+  st.finished = finished;
+  st.loader_epoch = next_epoch - 1;
+  st.loader_position = epoch_step;
+  st.world = world();
+  st.batch_size = config_.batch_size;
+  st.accumulate = config_.accumulate;
+  st.sync = std::string(sync_name(config_.sync));
+  st.seed = config_.seed;
+  for (const Shared::Staged& s : sh.staged) st.workers.push_back(s.worker);
+  st.lr = lr;
+  st.scaler_enabled = w.loss_scaler().enabled();
+  st.scaler_scale = w.loss_scaler().scale();
+  st.scaler_clean = w.loss_scaler().clean_steps();
+  st.scaler_skipped = w.loss_scaler().skipped();
+  st.sign_updates = config_.sync == SyncKind::sign ? sign_sync(0)->updates() : 0;
+  st.metrics = {{"train", sh.last_step}, {"eval", sh.last_eval}};
+  st.config = config_.to_json();
+  c.model = model_state(w.model(), ctx, bn_batches);
+  c.model_meta = {{"arch", config_.arch}, {"classes", std::to_string(config_.classes)},
+                  {"image_size", std::to_string(config_.image_size)}};
+  nets::ParamTable& table = w.model().params();
+  if (config_.sync == SyncKind::sign) {
+    // One set of tensors per rank, in rank order.
+    for (int k = 0; k < world(); ++k) {
+      HostTensors t = param_state(table, sh.staged[static_cast<size_t>(k)].sign_momentum, rank_prefix(k));
+      for (auto& v : t.storage) c.optimizer.storage.push_back(std::move(v));
+      for (auto& e : t.entries) c.optimizer.entries.push_back(std::move(e));  // data pointers stay valid
+    }
+  } else if (w.optimizer().momentum().numel() > 0) {
+    c.optimizer = param_state(table, host_copy(ctx, w.optimizer().momentum()));
+  }
+  for (int k = 1; k < world(); ++k) {
+    HostTensors t = buffer_state(table, sh.staged[static_cast<size_t>(k)].buffers, rank_prefix(k));
+    for (auto& v : t.storage) c.workers.storage.push_back(std::move(v));
+    for (auto& e : t.entries) c.workers.entries.push_back(std::move(e));
+  }
+  const fs::path dir = write_checkpoint(config_.out_dir, c, checkpoint_hook_);
+  for (const fs::path& p : prune_checkpoints(config_.out_dir, config_.keep_last, dir))
+    progress_.message("checkpoint: removed " + p.string() + " (--keep-last " + std::to_string(config_.keep_last) + ")");
+  progress_.message("checkpoint: " + dir.string());
+  sh.summary.checkpoint = dir.string();
+}
+
+}  // namespace lockstep::engine

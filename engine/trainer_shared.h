@@ -1,0 +1,40 @@
+// What the worker threads of one Trainer::run() share: the run log and summary (rank 0 writes
+// them), the agreement on where to stop, and each rank's staged checkpoint state. Internal to
+// trainer.cpp and trainer_checkpoint.cpp.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/trainer.h"
+
+namespace lockstep::engine {
+
+struct Trainer::Shared {
+  std::unique_ptr<RunLog> log;
+  RunSummary summary;
+  std::chrono::steady_clock::time_point start;
+
+  // Stop agreement (should_stop): the highest update any rank has reached at a boundary, and the
+  // update after which every rank stops once the stop flag was seen (-1: not yet).
+  std::mutex stop_mutex;
+  int64_t max_update = -1;
+  int64_t stop_at = -1;
+
+  // A checkpoint's per-rank state, written by each rank before the barrier, read by rank 0.
+  struct Staged {
+    WorkerCheckpoint worker;
+    std::vector<float> buffers;        // ranks >= 1: BN running statistics
+    std::vector<float> sign_momentum;  // --sync sign: this rank's Signum momentum
+  };
+  std::vector<Staged> staged;
+  nlohmann::json last_step = nlohmann::json::object();  // rank 0's last step record (metrics at save)
+  nlohmann::json last_eval = nlohmann::json::object();
+};
+
+}  // namespace lockstep::engine
