@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <string>
 
 #include "engine/trainer.h"
 
@@ -46,6 +49,22 @@ class StopSignals {
   struct sigaction old_int_ {}, old_term_ {};
 };
 
+// LOCKSTEP_TEST_CRASH_AT=<stage>:<n>: SIGKILL at the n-th time a checkpoint save reaches
+// <stage> (write_checkpoint's stage names). For the crash-safety tests, which must kill a real
+// process at each point of a save; nothing else reads it.
+StageHook crash_hook_from_env() {
+  const char* spec = std::getenv("LOCKSTEP_TEST_CRASH_AT");
+  if (!spec || !*spec) return {};
+  std::string s = spec;
+  const size_t colon = s.rfind(':');
+  const std::string stage = s.substr(0, colon);
+  const int nth = colon == std::string::npos ? 1 : std::atoi(s.c_str() + colon + 1);
+  auto seen = std::make_shared<int>(0);
+  return [stage, nth, seen](const char* at) {
+    if (stage == at && ++*seen == nth) raise(SIGKILL);
+  };
+}
+
 }  // namespace
 
 int run_train(const TrainConfig& config) {
@@ -53,6 +72,7 @@ int run_train(const TrainConfig& config) {
   StopSignals signals;
   Trainer trainer(config, progress);
   trainer.set_stop_flag(&g_stop);
+  trainer.set_checkpoint_hook(crash_hook_from_env());
   RunSummary s = trainer.run();
   if (s.stopped) {
     if (s.checkpoint.empty())

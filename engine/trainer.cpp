@@ -421,6 +421,10 @@ RunSummary Trainer::run() {
   sh.log->write_config(config_.to_json());
   if (resumed) sh.log->log_resume(start_.update, config_.resume);
   sh.staged.resize(static_cast<size_t>(world()));
+  // Leftovers of a save that crashed (ARCHITECTURE decision 10) go before anything else is written.
+  if (config_.checkpoints && std::filesystem::is_directory(checkpoints_dir(config_.out_dir)))
+    for (const std::filesystem::path& p : clean_stale_temporaries(checkpoints_dir(config_.out_dir)))
+      progress_.message("checkpoint: removed " + p.string() + ", left by an interrupted save");
   sh.summary.out_dir = config_.out_dir;
   sh.summary.start_update = start_.update;
   sh.summary.workers = world();
