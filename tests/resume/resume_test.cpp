@@ -317,5 +317,44 @@ TEST(ResumeRules, KeepLastPrunesOldCheckpoints) {
   EXPECT_EQ(latest_of(run), "step-6");
 }
 
+// ---- evaluating saved weights ----
+
+// "loss 2.3026  top-1 ..." of the last evaluation line of an output.
+std::string last_eval(const std::string& out) {
+  const size_t at = out.rfind("eval  epoch");
+  if (at == std::string::npos) return "";
+  const size_t loss = out.find("loss ", at);
+  return out.substr(loss, out.find('\n', loss) - loss);
+}
+
+TEST(EvalWeights, RunFolderCheckpointAndFileGiveTheTrainingRunsLastEvaluation) {
+  const fs::path dir = workdir("eval-weights");
+  const fs::path run = dir / "run";
+  ProcessResult t = lockstep({"train", "--arch", "tiny", "--classes", "5", "--synthetic", "--device", "cpu",
+                              "--batch-size", "8", "--steps-per-epoch", "4", "--epochs", "1", "--eval-steps", "3",
+                              "--out", run.string()},
+                             dir / "train.txt");
+  ASSERT_EQ(t.rc, 0) << t.output;
+  const std::string want = last_eval(t.output);
+  ASSERT_FALSE(want.empty()) << t.output;
+  const fs::path model = run / "checkpoints" / "step-4" / "model.safetensors";
+  for (const std::string& w : {run.string(), (run / "checkpoints" / "step-4").string(), model.string()}) {
+    SCOPED_TRACE(w);
+    // The same synthetic validation batches (seed 0, 3 steps): the same loss, to the digit.
+    ProcessResult e = lockstep({"eval", "--weights", w, "--synthetic", "--device", "cpu", "--batch-size", "8",
+                                "--eval-steps", "3"},
+                               dir / "eval.txt");
+    ASSERT_EQ(e.rc, 0) << e.output;
+    EXPECT_NE(e.output.find("weights: " + model.string()), std::string::npos) << e.output;
+    EXPECT_EQ(last_eval(e.output), want) << e.output;
+  }
+  ProcessResult bad = lockstep({"eval", "--weights", model.string(), "--classes", "7", "--synthetic", "--device",
+                                "cpu", "--eval-steps", "1"},
+                               dir / "bad.txt");
+  EXPECT_EQ(bad.rc, 1) << bad.output;
+  EXPECT_NE(bad.output.find("tensor 'fc.weight': shape [5, 16] in the file, the model's is [7, 16]"), std::string::npos)
+      << bad.output;
+}
+
 }  // namespace
 }  // namespace lockstep::test
