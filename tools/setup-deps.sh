@@ -16,6 +16,7 @@ packages=(
   dataset-fashion-mnist  # the default training job's data (IDX files)
   libpng-dev             # PNG decoding (ImageNet has PNGs named .JPEG)
   zlib1g-dev             # gzip'd IDX files (MNIST, Fashion-MNIST)
+  python3-torch python3-torchvision  # the interop test: our checkpoints load into torchvision and back
 )
 
 missing=()
