@@ -9,6 +9,7 @@
 
 #include "engine/run.h"
 #include "tools/lockstep/cli_bench_data.h"
+#include "tools/lockstep/cli_ckpt.h"
 #include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
 
@@ -22,6 +23,7 @@ constexpr const char* kUsage =
     "  eval     evaluate a ResNet on synthetic data (lockstep eval --help)\n"
     "  dataset  import-idx, make-synthetic, inspect (lockstep dataset --help)\n"
     "  bench    comm: all-reduce bandwidth; data: loader throughput (lockstep bench comm|data --help)\n"
+    "  ckpt     inspect a checkpoint, a run's checkpoints or a .safetensors file (lockstep ckpt inspect --help)\n"
     "\n"
     "  lockstep --help | --version\n";
 
@@ -41,7 +43,7 @@ int dispatch(int argc, char** argv) {
               << "\n";
     return 0;
   }
-  if (cmd != "train" && cmd != "eval" && cmd != "dataset" && cmd != "bench") {
+  if (cmd != "train" && cmd != "eval" && cmd != "dataset" && cmd != "bench" && cmd != "ckpt") {
     std::cerr << "lockstep: unknown command '" << cmd << "'\n" << kUsage;
     return 2;
   }
@@ -49,6 +51,7 @@ int dispatch(int argc, char** argv) {
     if (cmd == "train") return engine::run_train(cli::parse_train_args(argc - 1, argv + 1));
     if (cmd == "dataset") return cli::run_dataset(argc - 1, argv + 1, std::cout);
     if (cmd == "bench") return cli::run_bench(argc - 1, argv + 1, std::cout);
+    if (cmd == "ckpt") return cli::run_ckpt(argc - 1, argv + 1, std::cout);
     return engine::run_eval(cli::parse_eval_args(argc - 1, argv + 1));
   } catch (const cli::HelpRequested& h) {
     std::cout << h.text;
