@@ -238,6 +238,9 @@ LoadedCheckpoint open_checkpoint(const fs::path& dir) {
   };
   LoadedCheckpoint out{dir, std::move(st), verified(kModelFile), verified(kOptimizerFile), std::nullopt};
   if (files.contains(kWorkersFile)) out.workers = verified(kWorkersFile);
+  else if (out.state.world > 1)
+    throw CheckpointError(state_path.string() + ": field 'files." + kWorkersFile + "' is missing (world_size " +
+                          std::to_string(out.state.world) + " needs the other workers' BN statistics)");
   return out;
 }
 
@@ -254,19 +257,30 @@ std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
   return out;
 }
 
+LatestPointer read_latest(const fs::path& run_dir) {
+  const fs::path latest = checkpoints_dir(run_dir) / kLatest;
+  std::error_code ec;
+  if (!fs::exists(latest, ec)) return {"", "missing"};
+  try {
+    const std::vector<std::byte> raw = read_file(latest);
+    std::string name(reinterpret_cast<const char*>(raw.data()), raw.size());
+    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+    if (checkpoint_step(name)) return {name, ""};
+    return {"", "'" + name + "' does not name a checkpoint"};
+  } catch (const Error& e) {
+    return {"", e.what()};
+  }
+}
+
 LoadedCheckpoint resolve_checkpoint(const fs::path& path, std::vector<std::string>* warnings) {
   if (fs::exists(path / kStateFile)) return open_checkpoint(path);
   if (!fs::is_directory(path)) throw CheckpointError(path.string() + ": no such run or checkpoint directory");
   const fs::path parent = checkpoints_dir(path);
   std::vector<fs::path> candidates;
-  const fs::path latest = parent / kLatest;
-  if (fs::exists(latest)) {
-    std::vector<std::byte> raw = read_file(latest);
-    std::string name(reinterpret_cast<const char*>(raw.data()), raw.size());
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    if (checkpoint_step(name)) candidates.push_back(parent / name);
-    else if (warnings) warnings->push_back(latest.string() + " does not name a checkpoint ('" + name + "')");
-  }
+  const LatestPointer latest = read_latest(path);
+  if (!latest.name.empty()) candidates.push_back(parent / latest.name);
+  else if (warnings && latest.problem != "missing")
+    warnings->push_back((parent / kLatest).string() + ": " + latest.problem + "; taking the newest valid checkpoint");
   for (const fs::path& p : list_checkpoints(path))
     if (std::find(candidates.begin(), candidates.end(), p) == candidates.end()) candidates.push_back(p);
   if (candidates.empty()) throw CheckpointError(path.string() + ": no checkpoints in " + parent.string());

@@ -108,6 +108,14 @@ struct LoadedCheckpoint {
 // safetensors file strictly. Throws CheckpointError / SafetensorsError / IoError naming the file.
 LoadedCheckpoint open_checkpoint(const std::filesystem::path& dir);
 
+// What <run>/checkpoints/latest names: the checkpoint's directory name ("step-N"), or the
+// reason there is none ("missing", "'x' does not name a checkpoint", a read error) in `problem`.
+struct LatestPointer {
+  std::string name;     // "" when there is none
+  std::string problem;  // "" when name is set
+};
+LatestPointer read_latest(const std::filesystem::path& run_dir);
+
 // The checkpoint directories of a run, newest (largest N) first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 

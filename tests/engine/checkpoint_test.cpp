@@ -299,6 +299,42 @@ TEST(Checkpoint, WrittenCheckpointsVerifyAndCorruptionIsNamed) {
   EXPECT_NE(error_of().find("state.json: missing"), std::string::npos) << error_of();
 }
 
+TEST(Checkpoint, MultiWorkerCheckpointsNeedTheWorkersFile) {
+  Net n("tiny", 10, 1);
+  const fs::path run = temp("workers-file");
+  CheckpointContents c = small_checkpoint(2, n);
+  c.state.world = 2;
+  c.state.workers.resize(2);
+  const fs::path dir = write_checkpoint(run, c);
+  try {
+    open_checkpoint(dir);
+    ADD_FAILURE() << "a two-worker checkpoint without workers.safetensors verified";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'files.workers.safetensors' is missing (world_size 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Checkpoint, AnUnreadableLatestFallsBackToTheNewestValidOne) {
+  Net n("tiny", 10, 1);
+  const fs::path run = temp("latest-unreadable");
+  for (int64_t u : {1, 2}) {
+    CheckpointContents c = small_checkpoint(u, n);
+    write_checkpoint(run, c);
+  }
+  EXPECT_EQ(read_latest(run).name, "step-2");
+  fs::remove(run / "checkpoints" / "latest");
+  EXPECT_EQ(read_latest(run).problem, "missing");
+  fs::create_directory(run / "checkpoints" / "latest");  // a read error
+  EXPECT_TRUE(read_latest(run).name.empty());
+  std::vector<std::string> warnings;
+  LoadedCheckpoint ck = resolve_checkpoint(run, &warnings);
+  EXPECT_EQ(ck.state.update, 2);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("taking the newest valid checkpoint"), std::string::npos) << warnings[0];
+}
+
 TEST(Checkpoint, PruneKeepsTheNewestAndTheOneJustWritten) {
   Net n("tiny", 10, 1);
   const fs::path run = temp("prune");

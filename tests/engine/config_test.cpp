@@ -135,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(
         Invalid{"--data", [](TrainConfig& c) { c.synthetic = false; }},
         Invalid{"--data", [](TrainConfig& c) { c.data_dir = "/tmp"; }},
         Invalid{"--data", [](TrainConfig& c) { c.synthetic = false; c.data_dir = "/no/such/lockstep/dir"; }},
-        Invalid{"--synthetic", [](TrainConfig& c) { c.command = Command::eval; c.synthetic = false; }},
+        Invalid{"--data", [](TrainConfig& c) { c.command = Command::eval; c.synthetic = false; }},
         Invalid{"--eval-steps", [](TrainConfig& c) { c.command = Command::eval; c.eval_steps = 0; }}),
     // "--batch-size" -> "batch_size_3": readable test names (gtest allows only [A-Za-z0-9_]).
     [](const ::testing::TestParamInfo<Invalid>& info) {

@@ -300,21 +300,8 @@ int inspect_run(const fs::path& run, const Options& opt, std::ostream& out) {
   bool clean = !list.empty();
 
   // What `latest` names: "" when it is missing or names nothing.
-  std::string latest, latest_note;
-  const fs::path latest_path = parent / "latest";
-  if (!fs::exists(latest_path)) {
-    latest_note = "missing";
-  } else {
-    try {
-      const std::vector<std::byte> raw = engine::read_file(latest_path);
-      std::string name(reinterpret_cast<const char*>(raw.data()), raw.size());
-      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-      if (engine::checkpoint_step(name)) latest = name;
-      else latest_note = "'" + name + "' does not name a checkpoint";
-    } catch (const Error& e) {
-      latest_note = e.what();
-    }
-  }
+  const engine::LatestPointer pointer = engine::read_latest(run);
+  const std::string latest = pointer.name, latest_note = pointer.problem;
 
   size_t w = 0;
   for (const fs::path& p : list) w = std::max(w, p.filename().string().size());
