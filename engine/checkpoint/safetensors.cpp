@@ -55,13 +55,6 @@ std::string squote(std::string_view name) {
 }
 std::string tensor_field(std::string_view name) { return "tensor " + squote(name); }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
-}
 
 // Position of the first byte that breaks UTF-8 (overlongs, surrogates and > U+10FFFF included),
 // or npos when `s` is valid.
@@ -283,6 +276,14 @@ TensorInfo parse_entry(const std::string& name, const json& e, const std::string
 
 SafetensorsError::SafetensorsError(std::string file, std::string field, const std::string& problem)
     : Error(file + ": " + field + ": " + problem), file_(std::move(file)), field_(std::move(field)) {}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
 
 std::optional<size_t> safetensors_dtype_size(std::string_view dtype) {
   for (const DTypeRow& row : kDTypes) {

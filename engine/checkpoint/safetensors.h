@@ -52,6 +52,9 @@ class SafetensorsError : public Error {
   std::string field_;
 };
 
+// "[64, 3, 7, 7]": a shape as error messages show it.
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // Byte size of one element of a safetensors dtype ("F32", "BF16", "I64", "BOOL", ...), or
 // nullopt for a dtype this reader does not know. Sub-byte types (F4, F6_*) are unknown.
 std::optional<size_t> safetensors_dtype_size(std::string_view dtype);

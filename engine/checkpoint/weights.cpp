@@ -21,14 +21,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
-}
-
 std::vector<int64_t> dims(const Shape& s) {
   std::vector<int64_t> d;
   for (int i = 0; i < s.rank(); ++i) d.push_back(s[i]);
@@ -86,7 +78,10 @@ void check_shape(const SafetensorsFile& f, const TensorInfo& info, const std::ve
 
 }  // namespace
 
-void to_torch_layout(const nets::ParamSpec& spec, const float* src, float* dst) {
+namespace {
+// Copies one parameter between lockstep's layout and torchvision's: conv weights are transposed
+// (K, R, S, C) <-> (K, C, R, S), everything else is the same in both.
+void convert_layout(const nets::ParamSpec& spec, const float* src, float* dst, bool to_torch) {
   if (spec.kind != nets::ParamKind::conv_weight) {
     std::memcpy(dst, src, static_cast<size_t>(spec.numel()) * sizeof(float));
     return;
@@ -95,19 +90,17 @@ void to_torch_layout(const nets::ParamSpec& spec, const float* src, float* dst) 
   for (int64_t k = 0; k < K; ++k)
     for (int64_t r = 0; r < R; ++r)
       for (int64_t s = 0; s < S; ++s)
-        for (int64_t c = 0; c < C; ++c) dst[((k * C + c) * R + r) * S + s] = src[((k * R + r) * S + s) * C + c];
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t ours = ((k * R + r) * S + s) * C + c, torch = ((k * C + c) * R + r) * S + s;
+          if (to_torch) dst[torch] = src[ours];
+          else dst[ours] = src[torch];
+        }
 }
+}  // namespace
 
+void to_torch_layout(const nets::ParamSpec& spec, const float* src, float* dst) { convert_layout(spec, src, dst, true); }
 void from_torch_layout(const nets::ParamSpec& spec, const float* src, float* dst) {
-  if (spec.kind != nets::ParamKind::conv_weight) {
-    std::memcpy(dst, src, static_cast<size_t>(spec.numel()) * sizeof(float));
-    return;
-  }
-  const int64_t K = spec.shape[0], R = spec.shape[1], S = spec.shape[2], C = spec.shape[3];
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t r = 0; r < R; ++r)
-      for (int64_t s = 0; s < S; ++s)
-        for (int64_t c = 0; c < C; ++c) dst[((k * R + r) * S + s) * C + c] = src[((k * C + c) * R + r) * S + s];
+  convert_layout(spec, src, dst, false);
 }
 
 std::vector<float> host_copy(Context& ctx, const Tensor& t) {
