@@ -46,12 +46,20 @@ OptimizerKind parse_optimizer(std::string_view text) {
   throw Error("unknown optimizer '" + std::string(text) + "' (expected sgd or lars)");
 }
 
-std::string_view sync_name(SyncKind k) { return k == SyncKind::allreduce ? "allreduce" : "sign"; }
+std::string_view sync_name(SyncKind k) {
+  switch (k) {
+    case SyncKind::allreduce: return "allreduce";
+    case SyncKind::sign: return "sign";
+    case SyncKind::average: return "average";
+  }
+  return "?";
+}
 
 SyncKind parse_sync(std::string_view text) {
   if (text == "allreduce") return SyncKind::allreduce;
   if (text == "sign") return SyncKind::sign;
-  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce or sign)");
+  if (text == "average") return SyncKind::average;
+  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign or average)");
 }
 
 std::string_view sign_exchange_kind_name(SignExchangeKind k) {
@@ -225,6 +233,7 @@ void TrainConfig::validate() const {
       fail("--precision", "--sync sign does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
     if (workers > 255) fail("--workers", "--sync sign votes over at most 255 workers (got " + str(workers) + ")");
   }
+  if (average_every < 0) fail("--average-every", "--average-every must be >= 0 updates (got " + str(average_every) + ")");
 }
 
 ScheduleConfig TrainConfig::schedule_config(int64_t updates_per_epoch) const {
@@ -267,6 +276,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"sign_momentum", sign_momentum},
       {"sign_exchange", sign_exchange_kind_name(sign_exchange)},
       {"sign_warmup_steps", sign_warmup_steps},
+      {"average_every", average_every},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -330,6 +340,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("sign_momentum", c.sign_momentum);
   if (j.contains("sign_exchange")) c.sign_exchange = parse_sign_exchange(get_str("sign_exchange"));
   get("sign_warmup_steps", c.sign_warmup_steps);
+  get("average_every", c.average_every);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

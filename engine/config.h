@@ -39,9 +39,10 @@ OptimizerKind parse_optimizer(std::string_view text);  // throws lockstep::Error
 
 enum class Command { train, eval };
 
-// How workers agree on an update (engine/sync/): average the gradients, or majority-vote signs.
-enum class SyncKind { allreduce, sign };
-std::string_view sync_name(SyncKind k);          // "allreduce", "sign"
+// How workers agree on an update (engine/sync/): average the gradients, majority-vote signs, or
+// train independently and average the models (every K updates, or once at the end).
+enum class SyncKind { allreduce, sign, average };
+std::string_view sync_name(SyncKind k);          // "allreduce", "sign", "average"
 SyncKind parse_sync(std::string_view text);      // throws lockstep::Error
 // --sign-exchange: auto = sharded for more than 2 workers, allgather otherwise.
 enum class SignExchangeKind { auto_, allgather, sharded };
@@ -85,6 +86,7 @@ struct TrainConfig {
   double sign_momentum = 0.9;   // Signum's beta; 0 = signSGD (--sync sign)
   SignExchangeKind sign_exchange = SignExchangeKind::auto_;
   int64_t sign_warmup_steps = 0;  // updates exchanged uncompressed before the vote takes over
+  int64_t average_every = 0;    // --sync average: average the models every K updates; 0 = once, at the end
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only

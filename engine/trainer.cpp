@@ -13,6 +13,7 @@
 #include "data/synthetic_source.h"
 #include "engine/comm/group.h"
 #include "engine/trainer_shared.h"
+#include "kernels/copy.h"
 #include "kernels/threads.h"
 
 namespace lockstep::engine {
@@ -116,7 +117,7 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
       so.warmup_steps = c.sign_warmup_steps;
       so.buckets = ro;
       syncs_.push_back(std::make_unique<SignSync>(ctx, params, *comms_[r], so));
-    } else if (world > 1) {
+    } else if (world > 1 && c.sync == SyncKind::allreduce) {
       syncs_.push_back(std::make_unique<Reducer>(ctx, params, *comms_[r], ro));
     } else {
       break;
@@ -132,10 +133,17 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     os << ")";
     progress_.message(os.str());
   }
+  if (c.sync == SyncKind::average)
+    progress_.message(c.average_every > 0
+                          ? "sync: average (local SGD: each worker trains on its shard, the models are averaged every " +
+                                std::to_string(c.average_every) + " update(s))"
+                          : "sync: average (SimuParallelSGD: each worker trains on its shard, the models are averaged "
+                            "once, at the end; evaluations use the average)");
   if (world > 1) {
     std::ostringstream os;
-    os << "workers: " << world << " (" << comms_[0]->kind() << "), global batch " << c.global_batch() << ", "
-       << syncs_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
+    os << "workers: " << world << " (" << comms_[0]->kind() << "), global batch " << c.global_batch();
+    if (!syncs_.empty())
+      os << ", " << syncs_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
     if (devices[0].is_cpu()) os << ", " << cpu_threads_ << " CPU thread(s) each";
     progress_.message(os.str());
   }
@@ -243,10 +251,38 @@ void Trainer::on_every_worker(const std::function<void(int)>& f) {
   });
 }
 
-EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time) {
+CommBytes Trainer::average_models(int r) {
   Worker& w = *workers_[r];
-  if (world() > 1) comms_[r]->all_reduce(w.ctx(), w.model().params().buffers(), ReduceOp::average);
+  nets::ParamTable& t = w.model().params();
+  comms_[r]->all_reduce(w.ctx(), t.params(), ReduceOp::average);
+  comms_[r]->all_reduce(w.ctx(), t.buffers(), ReduceOp::average);
+  w.model().parameters_updated(w.ctx());
+  CommBytes b = all_reduce_bytes(static_cast<int64_t>(t.params().bytes()), world());
+  b += all_reduce_bytes(static_cast<int64_t>(t.buffers().bytes()), world());
+  return b;
+}
+
+EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time, bool models_differ) {
+  Worker& w = *workers_[r];
+  nets::ParamTable& t = w.model().params();
+  // --sync average between averagings: evaluate the average without changing what each worker
+  // trains on (a stash of its own model, restored after).
+  OwnedTensor stash_p, stash_b;
+  if (models_differ) {
+    stash_p = OwnedTensor(w.ctx().device(), t.params().shape(), DType::f32);
+    stash_b = OwnedTensor(w.ctx().device(), t.buffers().shape(), DType::f32);
+    copy(w.ctx(), t.params(), stash_p);
+    copy(w.ctx(), t.buffers(), stash_b);
+    average_models(r);
+  } else if (world() > 1) {
+    comms_[r]->all_reduce(w.ctx(), t.buffers(), ReduceOp::average);
+  }
   Stats s = w.all_reduce_stats(*comms_[r], w.evaluate_all());
+  if (models_differ) {
+    copy(w.ctx(), stash_p, t.params());
+    copy(w.ctx(), stash_b, t.buffers());
+    w.model().parameters_updated(w.ctx());
+  }
   EvalRecord e;
   e.epoch = epoch;
   e.update = update;
@@ -262,7 +298,7 @@ EvalRecord Trainer::evaluate(int epoch, int64_t update, double time) {
   LS_CHECK(workers_[0]->val_source() != nullptr, "evaluate: no validation data (--eval-steps 0)");
   EvalRecord out;
   on_every_worker([&](int r) {
-    EvalRecord e = evaluate_rank(r, epoch, update, time);
+    EvalRecord e = evaluate_rank(r, epoch, update, time, false);
     if (r == 0) out = e;
   });
   return out;
@@ -296,6 +332,10 @@ void Trainer::train_rank(int r, Shared& sh) {
   auto last_log = Clock::now();
   float lr = start_.lr;
   bool stopped = false;
+  // --sync average: whether the workers' models differ now (they train apart between averagings).
+  const bool averaging = config_.sync == SyncKind::average && world() > 1;
+  bool models_differ = averaging && (config_.average_every == 0 ? start_.update > 0
+                                                                 : start_.update % config_.average_every != 0);
   auto checkpoint_due = [&](bool epoch_end, int epoch) {
     if (!config_.checkpoints || config_.checkpoint_every <= 0) return false;
     if (config_.checkpoint_in_epochs) return epoch_end && epoch % config_.checkpoint_every == 0;
@@ -321,6 +361,11 @@ void Trainer::train_rank(int r, Shared& sh) {
         lr = schedule_->lr(update);
         w.update(lr, 1.f);
         ++update;
+        models_differ = averaging;
+        if (averaging && config_.average_every > 0 && update % config_.average_every == 0) {
+          bytes_window += average_models(r);
+          models_differ = false;
+        }
       }
       if (step % config_.log_every == 0 || step == steps) {
         Stats s = w.all_reduce_stats(comm, w.take_train_stats());  // the device read-back
@@ -384,8 +429,12 @@ void Trainer::train_rank(int r, Shared& sh) {
       }
     }
     if (stopped) break;
+    if (averaging && config_.average_every == 0 && epoch == config_.epochs) {
+      bytes_window += average_models(r);  // SimuParallelSGD's one round of communication
+      models_differ = false;
+    }
     if (w.val_source()) {
-      EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start));
+      EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), models_differ);
       if (r == 0) {
         sh.log->log_eval(e);
         progress_.eval(e);

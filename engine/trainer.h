@@ -79,7 +79,11 @@ class Trainer {
   void make_synthetic_sources();
   void make_loader_sources();
   void train_rank(int rank, Shared& shared);
-  EvalRecord evaluate_rank(int rank, int epoch, int64_t update, double time);
+  // models_differ: --sync average between averagings (evaluate the average, keep each model).
+  EvalRecord evaluate_rank(int rank, int epoch, int64_t update, double time, bool models_differ);
+  // --sync average: every worker's parameters and BN statistics become their average.
+  // Returns the bytes this worker moved (engine/sync/strategy.h's formulas).
+  CommBytes average_models(int rank);
   // Runs f(rank) on one thread per worker; the first failure aborts the group and is rethrown
   // as "worker r failed: <reason>" after every thread has stopped.
   void on_every_worker(const std::function<void(int)>& f);

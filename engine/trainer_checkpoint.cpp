@@ -69,10 +69,11 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   require_same("--accumulate", std::to_string(config_.accumulate), std::to_string(st.accumulate), ck.dir);
   require_same("--seed", std::to_string(config_.seed), std::to_string(st.seed), ck.dir);
   const bool same_world = st.world == world();
-  if (!same_world && config_.sync == SyncKind::sign)
+  if (!same_world && config_.sync != SyncKind::allreduce)
     throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
-                                       " has " + std::to_string(st.world) +
-                                       ": --sync sign keeps momentum per worker, so the count cannot change");
+                                       " has " + std::to_string(st.world) + ": --sync " +
+                                       std::string(sync_name(config_.sync)) +
+                                       " keeps momentum per worker, so the count cannot change");
 
   for (int r = 0; r < world(); ++r) {
     Worker& w = *workers_[r];
@@ -83,11 +84,21 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     if (r > 0 && r < st.world && ck.workers) {
       std::vector<float> b = read_buffer_state(table, *ck.workers, rank_prefix(r));
       upload(ctx, b, table.buffers());
+      if (config_.sync == SyncKind::average) {
+        std::vector<float> p = read_param_state(table, *ck.workers, rank_prefix(r));
+        upload(ctx, p, table.params());
+        w.model().parameters_updated(ctx);
+      }
     }
     if (config_.sync == SyncKind::sign) {
       std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
       upload(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
+    } else if (config_.sync == SyncKind::average) {
+      if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
+        std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
+        upload(ctx, m, w.optimizer().momentum());
+      }
     } else if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
       std::vector<float> m = read_param_state(table, ck.optimizer);
       upload(ctx, m, w.optimizer().momentum());
@@ -153,8 +164,11 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
   Shared::Staged& mine = sh.staged[static_cast<size_t>(r)];
   const Stats pending = w.pending_train_stats();
   mine.worker = {ctx.rng_offset(), pending.loss_sum, pending.top1, pending.top5, pending.samples};
+  const bool per_rank_optimizer = config_.sync == SyncKind::sign || config_.sync == SyncKind::average;
   if (r > 0) mine.buffers = host_copy(ctx, w.model().params().buffers());
-  if (config_.sync == SyncKind::sign) mine.sign_momentum = host_copy(ctx, sign_sync(r)->momentum());
+  if (r > 0 && config_.sync == SyncKind::average) mine.params = host_copy(ctx, w.model().params().params());
+  if (config_.sync == SyncKind::sign) mine.momentum = host_copy(ctx, sign_sync(r)->momentum());
+  else if (per_rank_optimizer && w.optimizer().momentum().numel() > 0) mine.momentum = host_copy(ctx, w.optimizer().momentum());
   if (world() > 1) comms_[r]->barrier(ctx);  // every rank's state is staged
   if (r != 0) return;
 
@@ -187,20 +201,22 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
   c.model_meta = {{"arch", config_.arch}, {"classes", std::to_string(config_.classes)},
                   {"image_size", std::to_string(config_.image_size)}};
   nets::ParamTable& table = w.model().params();
-  if (config_.sync == SyncKind::sign) {
-    // One set of tensors per rank, in rank order.
-    for (int k = 0; k < world(); ++k) {
-      HostTensors t = param_state(table, sh.staged[static_cast<size_t>(k)].sign_momentum, rank_prefix(k));
-      for (auto& v : t.storage) c.optimizer.storage.push_back(std::move(v));
-      for (auto& e : t.entries) c.optimizer.entries.push_back(std::move(e));  // data pointers stay valid
-    }
+  // Moving the vectors keeps their heap buffers, so the entries' data pointers stay valid.
+  auto append = [](HostTensors& to, HostTensors&& from) {
+    for (auto& v : from.storage) to.storage.push_back(std::move(v));
+    for (auto& e : from.entries) to.entries.push_back(std::move(e));
+  };
+  if (per_rank_optimizer) {
+    for (int k = 0; k < world(); ++k)  // one set of tensors per rank, in rank order
+      if (!sh.staged[static_cast<size_t>(k)].momentum.empty())
+        append(c.optimizer, param_state(table, sh.staged[static_cast<size_t>(k)].momentum, rank_prefix(k)));
   } else if (w.optimizer().momentum().numel() > 0) {
     c.optimizer = param_state(table, host_copy(ctx, w.optimizer().momentum()));
   }
   for (int k = 1; k < world(); ++k) {
-    HostTensors t = buffer_state(table, sh.staged[static_cast<size_t>(k)].buffers, rank_prefix(k));
-    for (auto& v : t.storage) c.workers.storage.push_back(std::move(v));
-    for (auto& e : t.entries) c.workers.entries.push_back(std::move(e));
+    const Shared::Staged& st_k = sh.staged[static_cast<size_t>(k)];
+    if (!st_k.params.empty()) append(c.workers, param_state(table, st_k.params, rank_prefix(k)));
+    append(c.workers, buffer_state(table, st_k.buffers, rank_prefix(k)));
   }
   const fs::path dir = write_checkpoint(config_.out_dir, c, checkpoint_hook_);
   for (const fs::path& p : prune_checkpoints(config_.out_dir, config_.keep_last, dir))

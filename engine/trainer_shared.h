@@ -30,7 +30,8 @@ struct Trainer::Shared {
   struct Staged {
     WorkerCheckpoint worker;
     std::vector<float> buffers;        // ranks >= 1: BN running statistics
-    std::vector<float> sign_momentum;  // --sync sign: this rank's Signum momentum
+    std::vector<float> params;         // ranks >= 1, --sync average: the rank's own model
+    std::vector<float> momentum;       // per-rank optimizer state: Signum's (sign) or SGD's (average)
   };
   std::vector<Staged> staged;
   nlohmann::json last_step = nlohmann::json::object();  // rank 0's last step record (metrics at save)

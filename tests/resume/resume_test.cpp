@@ -148,6 +148,20 @@ TEST(ExactResumeSynthetic, AccumulationAndEvaluationsTwoWorkers) {
   EXPECT_EQ(std::count_if(la.begin(), la.end(), [](const std::string& l) { return l.rfind("eval", 0) == 0; }), 2);
 }
 
+TEST(ExactResumeSynthetic, AverageModeKeepsEachWorkersModel) {
+  const fs::path dir = workdir("synthetic-average");
+  auto args = [&](const fs::path& out) {
+    return plus(synthetic_args(out, 2, "average"), {"--average-every", "4", "--accumulate", "1"});
+  };
+  ASSERT_EQ(lockstep(args(dir / "straight"), dir / "straight.txt").rc, 0);
+  ProcessResult a = lockstep(plus(args(dir / "run"), {"--stop-after", "6"}), dir / "a.txt");  // between averagings
+  ASSERT_EQ(a.rc, 0) << a.output;
+  ProcessResult b = lockstep({"train", "--resume", (dir / "run").string()}, dir / "b.txt");
+  ASSERT_EQ(b.rc, 0) << b.output;
+  expect_same_checkpoint(dir / "straight" / "checkpoints" / "step-12", dir / "run" / "checkpoints" / "step-12");
+  EXPECT_EQ(logged(dir / "straight"), logged(dir / "run"));
+}
+
 // ---- SIGINT ----
 
 void interrupt_and_resume(int workers) {

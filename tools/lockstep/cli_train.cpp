@@ -105,7 +105,8 @@ cxxopts::Options train_options() {
     ("zero-init-residual", "zero the last BN gamma of each residual block (default: on)")
     ("no-zero-init-residual", "keep the last BN gamma of each residual block at 1");
   o.add_options("sync")
-    ("sync", "how workers agree: allreduce (average gradients) or sign (majority vote of 1-bit signs, Signum)",
+    ("sync", "how workers agree: allreduce (average gradients), sign (majority vote of 1-bit signs, Signum) or "
+             "average (train apart, average the models)",
      cxxopts::value<std::string>()->default_value(std::string(engine::sync_name(d.sync))))
     ("sign-momentum", "--sync sign: momentum before the sign (0 = signSGD)",
      cxxopts::value<std::string>()->default_value(show(d.sign_momentum)))
@@ -113,7 +114,9 @@ cxxopts::Options train_options() {
      "default sharded for more than 2 workers",
      cxxopts::value<std::string>()->default_value("auto"))
     ("sign-warmup-steps", "--sync sign: first updates exchanged uncompressed (all-reduce) before the vote",
-     cxxopts::value<std::string>()->default_value(show(d.sign_warmup_steps)));
+     cxxopts::value<std::string>()->default_value(show(d.sign_warmup_steps)))
+    ("average-every", "--sync average: average the models every K updates (local SGD); 0 = once at the end (SimuParallelSGD)",
+     cxxopts::value<std::string>()->default_value(show(d.average_every)));
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
@@ -350,6 +353,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("sign-momentum", &TrainConfig::sign_momentum);
   take("sign-exchange", &TrainConfig::sign_exchange);
   take("sign-warmup-steps", &TrainConfig::sign_warmup_steps);
+  take("average-every", &TrainConfig::average_every);
   take("log-every", &TrainConfig::log_every);
   take("keep-last", &TrainConfig::keep_last);
   take("no-checkpoint", &TrainConfig::checkpoints);
@@ -449,6 +453,9 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.sign_momentum = in.as_double("sign-momentum");
   c.sign_exchange = in.as_enum("sign-exchange", [](const std::string& t) { return engine::parse_sign_exchange(t); });
   c.sign_warmup_steps = in.as_i64("sign-warmup-steps");
+  c.average_every = in.as_i64("average-every");
+  if (in.given("average-every") && c.sync != SyncKind::average)
+    throw ConfigError("--average-every", "--average-every needs --sync average");
   if (c.sync == SyncKind::sign) {
     // A sign step moves every weight by lr whatever the batch, so sign mode has its own base
     // learning rate and no linear scaling (README: "1-bit sign sync").

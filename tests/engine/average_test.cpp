@@ -1,0 +1,108 @@
+// --sync average on CPU workers (BatchNorm-free net): averaging once at the end is the average
+// of N models trained one by one on their shards (SimuParallelSGD); averaging after every update
+// is synchronous all-reduce SGD (momentum and weight decay are linear, so the averages agree).
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "data/synthetic_source.h"
+#include "engine/trainer.h"
+#include "tests/kernels/test_util.h"
+
+namespace lockstep::engine {
+namespace {
+
+TrainConfig average_config(const std::string& out, int workers, int64_t every) {
+  TrainConfig c;
+  c.arch = "tiny_nobn";
+  c.classes = 10;
+  c.image_size = 8;
+  c.synthetic = true;
+  c.device = Device::cpu();
+  c.precision = DType::f32;
+  c.workers = workers;
+  c.batch_size = 4;
+  c.epochs = 2;
+  c.steps_per_epoch = 5;
+  c.eval_steps = 1;
+  c.base_lr = 0.2;
+  c.lr_scaling = false;
+  c.warmup_epochs = 0;
+  c.schedule = ScheduleKind::cosine;
+  c.weight_decay = 1e-3;
+  c.sync = SyncKind::average;
+  c.average_every = every;
+  c.checkpoints = false;
+  c.log_every = 100;
+  c.out_dir = ::testing::TempDir() + "/" + out;
+  c.validate();
+  return c;
+}
+
+std::vector<float> trained(const TrainConfig& c, int rank = 0) {
+  std::ostringstream out;
+  Progress progress(out, false);
+  Trainer t(c, progress);
+  t.run();
+  return test::host_values(t.worker(rank).model().params().params());
+}
+
+// Worker `rank` of `world` trained alone on its shard with the run's schedule.
+std::vector<float> trained_alone(const TrainConfig& c, int rank, int world) {
+  Worker w(Device::cpu(), worker_options(c));
+  data::SyntheticSpec spec;
+  spec.classes = c.classes;
+  spec.image_size = c.image_size;
+  spec.batch = c.batch_size;
+  spec.seed = c.seed;
+  spec.rank = rank;
+  spec.world = world;
+  spec.batches_per_epoch = c.steps_per_epoch;
+  w.set_sources(std::make_unique<data::SyntheticSource>(spec), nullptr);
+  LrSchedule schedule(c.schedule_config(c.steps_per_epoch));
+  int64_t update = 0;
+  for (int epoch = 0; epoch < c.epochs; ++epoch) {
+    w.train_source()->start_epoch(epoch);
+    for (int64_t s = 0; s < c.steps_per_epoch; ++s) {
+      w.train_micro_batch(false, 1.f / static_cast<float>(c.batch_size));
+      w.update(schedule.lr(update++), 1.f);
+    }
+  }
+  return test::host_values(w.model().params().params());
+}
+
+TEST(Average, OnceAtTheEndIsTheAverageOfModelsTrainedOneByOne) {
+  const int n = 3;
+  const TrainConfig c = average_config("avg0", n, 0);
+  std::vector<float> mean;
+  for (int r = 0; r < n; ++r) {
+    const std::vector<float> p = trained_alone(c, r, n);
+    if (mean.empty()) mean.assign(p.size(), 0.f);
+    for (size_t i = 0; i < p.size(); ++i) mean[i] += p[i] / n;
+  }
+  const std::vector<float> a = trained(c, 0), b = trained(c, n - 1);
+  EXPECT_EQ(a, b) << "after the final averaging every worker holds the same model";
+  EXPECT_LT(test::rel_error(a, mean), 1e-6);
+  // The shards differ, so the models trained apart differ: the comparison means something.
+  EXPECT_GT(test::rel_error(trained_alone(c, 0, n), trained_alone(c, 1, n)), 1e-3);
+}
+
+TEST(Average, EveryUpdateEqualsAllReduce) {
+  TrainConfig ar = average_config("avg-ar", 2, 0);
+  ar.sync = SyncKind::allreduce;
+  ar.average_every = 0;
+  const std::vector<float> reference = trained(ar);
+  const std::vector<float> every = trained(average_config("avg1", 2, 1));
+  EXPECT_LT(test::rel_error(every, reference), 1e-5);
+  // Averaging less often is a different algorithm.
+  EXPECT_GT(test::rel_error(trained(average_config("avg5", 2, 5)), reference), 1e-4);
+}
+
+TEST(Average, OneWorkerIsPlainSgd) {
+  TrainConfig sgd = average_config("avg-one-sgd", 1, 0);
+  sgd.sync = SyncKind::allreduce;
+  EXPECT_EQ(trained(average_config("avg-one", 1, 2)), trained(sgd));
+}
+
+}  // namespace
+}  // namespace lockstep::engine
