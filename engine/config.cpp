@@ -51,6 +51,7 @@ std::string_view sync_name(SyncKind k) {
     case SyncKind::allreduce: return "allreduce";
     case SyncKind::sign: return "sign";
     case SyncKind::average: return "average";
+    case SyncKind::async: return "async";
   }
   return "?";
 }
@@ -59,7 +60,8 @@ SyncKind parse_sync(std::string_view text) {
   if (text == "allreduce") return SyncKind::allreduce;
   if (text == "sign") return SyncKind::sign;
   if (text == "average") return SyncKind::average;
-  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign or average)");
+  if (text == "async") return SyncKind::async;
+  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign, average or async)");
 }
 
 std::string_view sign_exchange_kind_name(SignExchangeKind k) {
@@ -234,6 +236,20 @@ void TrainConfig::validate() const {
     if (workers > 255) fail("--workers", "--sync sign votes over at most 255 workers (got " + str(workers) + ")");
   }
   if (average_every < 0) fail("--average-every", "--average-every must be >= 0 updates (got " + str(average_every) + ")");
+  if (!(ema >= 0 && ema < 1)) fail("--ema", "--ema must be in [0, 1) (got " + str(ema) + ")");
+  if (eval_ema && ema == 0) fail("--eval-ema", "--eval-ema needs --ema > 0");
+  if (async_ramp_epochs < 0)
+    fail("--async-ramp-epochs", "--async-ramp-epochs must be >= 0 (got " + str(async_ramp_epochs) + ")");
+  if (ps_shards < 1) fail("--ps-shards", "--ps-shards must be >= 1 (got " + str(ps_shards) + ")");
+  if (sync == SyncKind::async) {
+    if (optimizer != OptimizerKind::sgd)
+      fail("--optimizer", "--sync async applies SGD at the parameter server; --optimizer " +
+                              std::string(optimizer_name(optimizer)) + " is not supported with it");
+    if (precision == DType::f16)
+      fail("--precision", "--sync async does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
+    if (async_round_robin && async_ramp_epochs > 0)
+      fail("--async-round-robin", "--async-round-robin needs every worker active: add --async-ramp-epochs 0");
+  }
 }
 
 ScheduleConfig TrainConfig::schedule_config(int64_t updates_per_epoch) const {
@@ -277,6 +293,12 @@ nlohmann::json TrainConfig::to_json() const {
       {"sign_exchange", sign_exchange_kind_name(sign_exchange)},
       {"sign_warmup_steps", sign_warmup_steps},
       {"average_every", average_every},
+      {"ema", ema},
+      {"eval_ema", eval_ema},
+      {"async_ramp_epochs", async_ramp_epochs},
+      {"staleness_lr", staleness_lr},
+      {"async_round_robin", async_round_robin},
+      {"ps_shards", ps_shards},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -341,6 +363,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   if (j.contains("sign_exchange")) c.sign_exchange = parse_sign_exchange(get_str("sign_exchange"));
   get("sign_warmup_steps", c.sign_warmup_steps);
   get("average_every", c.average_every);
+  get("ema", c.ema);
+  get("eval_ema", c.eval_ema);
+  get("async_ramp_epochs", c.async_ramp_epochs);
+  get("staleness_lr", c.staleness_lr);
+  get("async_round_robin", c.async_round_robin);
+  get("ps_shards", c.ps_shards);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

@@ -41,8 +41,8 @@ enum class Command { train, eval };
 
 // How workers agree on an update (engine/sync/): average the gradients, majority-vote signs, or
 // train independently and average the models (every K updates, or once at the end).
-enum class SyncKind { allreduce, sign, average };
-std::string_view sync_name(SyncKind k);          // "allreduce", "sign", "average"
+enum class SyncKind { allreduce, sign, average, async };
+std::string_view sync_name(SyncKind k);          // "allreduce", "sign", "average", "async"
 SyncKind parse_sync(std::string_view text);      // throws lockstep::Error
 // --sign-exchange: auto = sharded for more than 2 workers, allgather otherwise.
 enum class SignExchangeKind { auto_, allgather, sharded };
@@ -87,6 +87,13 @@ struct TrainConfig {
   SignExchangeKind sign_exchange = SignExchangeKind::auto_;
   int64_t sign_warmup_steps = 0;  // updates exchanged uncompressed before the vote takes over
   int64_t average_every = 0;    // --sync average: average the models every K updates; 0 = once, at the end
+  // --sync async (engine/async/): parameter-server SGD, each gradient applied as it arrives
+  double ema = 0;               // decay of the parameters' moving average kept by the server; 0 = none
+  bool eval_ema = false;        // evaluate the moving average instead of the parameters
+  int async_ramp_epochs = 3;    // active workers grow from 1 to all over these epochs
+  bool staleness_lr = false;    // divide the rate by (staleness + 1)
+  bool async_round_robin = false;  // a fixed interleaving of reads and updates (tests, reproducible runs)
+  int ps_shards = 4;            // parameter-server shards (each with its own lock)
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only

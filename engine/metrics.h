@@ -86,6 +86,8 @@ class RunLog {
   void log_eval(const EvalRecord& r);
   void log_summary(const RunSummary& s);
   void log_resume(int64_t update, const std::string& checkpoint);
+  // Any other record (one JSON object with a "type"), e.g. --sync async's per-epoch staleness.
+  void log_record(const nlohmann::json& j) { write_line(j); }
 
  private:
   void write_line(const nlohmann::json& j);

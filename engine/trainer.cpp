@@ -133,6 +133,16 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     os << ")";
     progress_.message(os.str());
   }
+  if (c.sync == SyncKind::async) {
+    std::ostringstream os;
+    os << "sync: async (parameter server, " << c.ps_shards << " shard(s); every gradient applied as it arrives";
+    if (c.async_round_robin) os << "; round-robin order";
+    if (c.async_ramp_epochs > 0 && world > 1) os << "; workers ramp up over " << c.async_ramp_epochs << " epoch(s)";
+    if (c.staleness_lr) os << "; lr / (staleness + 1)";
+    if (c.ema > 0) os << "; moving average " << c.ema << (c.eval_ema ? ", evaluated" : "");
+    os << ")";
+    progress_.message(os.str());
+  }
   if (c.sync == SyncKind::average)
     progress_.message(c.average_every > 0
                           ? "sync: average (local SGD: each worker trains on its shard, the models are averaged every " +
@@ -158,7 +168,14 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     int64_t micro_batches = workers_[0]->train_source()->batches_per_epoch();
     if (!c.synthetic && c.steps_per_epoch > 0) micro_batches = std::min(micro_batches, c.steps_per_epoch);
     updates_per_epoch_ = updates_per_epoch(micro_batches, c.accumulate);
-    schedule_ = std::make_unique<LrSchedule>(c.schedule_config(updates_per_epoch_));
+    ScheduleConfig sc = c.schedule_config(updates_per_epoch_);
+    if (c.sync == SyncKind::async) {
+      // The server applies every worker's gradient on its own: an update is one worker's batch,
+      // and an epoch is every worker's updates.
+      sc.global_batch = int64_t{c.batch_size} * c.accumulate;
+      sc.updates_per_epoch = updates_per_epoch_ * world;
+    }
+    schedule_ = std::make_unique<LrSchedule>(sc);
     progress_.message("schedule: " + schedule_->describe());
   }
   if (!c.init_from.empty()) init_from_weights();
@@ -479,7 +496,12 @@ RunSummary Trainer::run() {
   sh.summary.workers = world();
   sh.summary.sync = std::string(sync_name(config_.sync));
   sh.start = Clock::now();
-  on_every_worker([&](int r) { train_rank(r, sh); });
+  if (config_.sync == SyncKind::async) {
+    start_async();
+    on_every_worker([&](int r) { train_rank_async(r, sh); });
+  } else {
+    on_every_worker([&](int r) { train_rank(r, sh); });
+  }
   sh.summary.epochs = config_.epochs;
   if (start_.epoch > config_.epochs) {
     progress_.message("nothing to train: the checkpoint is at the end of epoch " + std::to_string(config_.epochs) +

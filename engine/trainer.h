@@ -18,6 +18,8 @@
 #include <optional>
 #include <vector>
 
+#include "engine/async/interleaving.h"
+#include "engine/async/parameter_server.h"
 #include "engine/checkpoint/checkpoint.h"
 
 #include "engine/comm/communicator.h"
@@ -68,6 +70,10 @@ class Trainer {
     int64_t step = 0, update = 0, images = 0, bn_batches = 0;
     float lr = 0;
   };
+  // --sync async (trainer_async.cpp): the server, and each worker's loop against it.
+  void start_async();
+  void train_rank_async(int rank, Shared& sh);
+  int active_workers(int epoch) const;  // the ramp-up
   void init_from_weights();
   void load_eval_weights();
   void restore(const LoadedCheckpoint& ck);
@@ -101,6 +107,11 @@ class Trainer {
   StageHook checkpoint_hook_;
   Start start_;
   std::optional<std::string> resume_note_;  // the resume record for the run log
+  std::unique_ptr<ParameterServer> ps_;
+  std::unique_ptr<Interleaving> interleaving_;
+  std::vector<float> resume_ps_momentum_, resume_ps_ema_;  // --resume of an async run
+ public:
+  ParameterServer* parameter_server() { return ps_.get(); }  // --sync async, during and after run()
 };
 
 }  // namespace lockstep::engine

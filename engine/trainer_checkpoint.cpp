@@ -69,7 +69,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   require_same("--accumulate", std::to_string(config_.accumulate), std::to_string(st.accumulate), ck.dir);
   require_same("--seed", std::to_string(config_.seed), std::to_string(st.seed), ck.dir);
   const bool same_world = st.world == world();
-  if (!same_world && config_.sync != SyncKind::allreduce)
+  if (!same_world && (config_.sync == SyncKind::sign || config_.sync == SyncKind::average))
     throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
                                        " has " + std::to_string(st.world) + ": --sync " +
                                        std::string(sync_name(config_.sync)) +
@@ -94,6 +94,14 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
       std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
       upload(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
+    } else if (config_.sync == SyncKind::async) {
+      if (r == 0) {
+        // The server is built at run(): it takes these.
+        if (config_.momentum != 0 && ck.optimizer.find(table.specs().front().name))
+          resume_ps_momentum_ = read_param_state(table, ck.optimizer);
+        if (config_.ema > 0 && ck.optimizer.find("ema." + table.specs().front().name))
+          resume_ps_ema_ = read_param_state(table, ck.optimizer, "ema.");
+      }
     } else if (config_.sync == SyncKind::average) {
       if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
         std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
@@ -206,7 +214,11 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
     for (auto& v : from.storage) to.storage.push_back(std::move(v));
     for (auto& e : from.entries) to.entries.push_back(std::move(e));
   };
-  if (per_rank_optimizer) {
+  if (config_.sync == SyncKind::async) {
+    // The server's state: momentum under the parameters' names, the moving average as ema.<name>.
+    if (!ps_->momentum().empty()) c.optimizer = param_state(table, ps_->momentum());
+    if (!ps_->ema().empty()) append(c.optimizer, param_state(table, ps_->ema(), "ema."));
+  } else if (per_rank_optimizer) {
     for (int k = 0; k < world(); ++k)  // one set of tensors per rank, in rank order
       if (!sh.staged[static_cast<size_t>(k)].momentum.empty())
         append(c.optimizer, param_state(table, sh.staged[static_cast<size_t>(k)].momentum, rank_prefix(k)));

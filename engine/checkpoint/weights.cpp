@@ -240,13 +240,10 @@ WeightsLoadReport load_model_weights(nets::Model& model, Context& ctx, const Saf
 std::vector<float> read_param_state(const nets::ParamTable& table, const SafetensorsFile& f, const std::string& prefix) {
   std::unordered_map<std::string, const nets::ParamSpec*> by_name;
   for (const nets::ParamSpec& s : table.specs()) by_name[prefix + s.name] = &s;
-  std::set<std::string> buffers;  // a per-worker file holds BN statistics beside the parameters
-  for (const nets::BufferSpec& b : table.buffer_specs()) buffers.insert(prefix + b.name);
   for (const TensorInfo& info : f.tensors()) {
-    if (info.name.rfind(prefix, 0) != 0 || buffers.count(info.name)) continue;
+    if (info.name.rfind(prefix, 0) != 0) continue;
     auto it = by_name.find(info.name);
-    if (it == by_name.end())
-      throw SafetensorsError(f.name(), "tensor '" + info.name + "'", "is not a parameter of this network");
+    if (it == by_name.end()) continue;  // other state kept beside (a moving average, another rank's)
     check_float_dtype(f, info);
     check_shape(f, info, dims(it->second->torch_shape));
   }

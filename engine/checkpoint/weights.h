@@ -66,7 +66,7 @@ WeightsLoadReport load_model_weights(nets::Model& model, Context& ctx, const Saf
 
 // Reads a flat (P) f32 buffer in the table's layout from tensors named prefix + parameter name
 // (torchvision's layout): the inverse of param_state. Every parameter must be present with its
-// shape; names without `prefix`, and BN statistics with it, are ignored, other names refused.
+// shape; other tensors (other prefixes, BN statistics, a moving average) are ignored.
 std::vector<float> read_param_state(const nets::ParamTable& table, const SafetensorsFile& file,
                                     const std::string& prefix = "");
 

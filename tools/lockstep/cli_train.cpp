@@ -116,7 +116,16 @@ cxxopts::Options train_options() {
     ("sign-warmup-steps", "--sync sign: first updates exchanged uncompressed (all-reduce) before the vote",
      cxxopts::value<std::string>()->default_value(show(d.sign_warmup_steps)))
     ("average-every", "--sync average: average the models every K updates (local SGD); 0 = once at the end (SimuParallelSGD)",
-     cxxopts::value<std::string>()->default_value(show(d.average_every)));
+     cxxopts::value<std::string>()->default_value(show(d.average_every)))
+    ("ema", "--sync async: decay of the moving average of the parameters the server keeps (0: none)",
+     cxxopts::value<std::string>()->default_value(show(d.ema)))
+    ("eval-ema", "--sync async: evaluate the moving average instead of the parameters")
+    ("async-ramp-epochs", "--sync async: grow the active workers from 1 to all over these epochs",
+     cxxopts::value<std::string>()->default_value(show(d.async_ramp_epochs)))
+    ("staleness-lr", "--sync async: divide the learning rate by (staleness + 1)")
+    ("async-round-robin", "--sync async: a fixed order of reads and updates (reproducible; needs --async-ramp-epochs 0)")
+    ("ps-shards", "--sync async: parameter-server shards, each with its own lock",
+     cxxopts::value<std::string>()->default_value(show(d.ps_shards)));
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
@@ -354,6 +363,10 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("sign-exchange", &TrainConfig::sign_exchange);
   take("sign-warmup-steps", &TrainConfig::sign_warmup_steps);
   take("average-every", &TrainConfig::average_every);
+  take("eval-ema", &TrainConfig::eval_ema);
+  take("async-ramp-epochs", &TrainConfig::async_ramp_epochs);
+  take("staleness-lr", &TrainConfig::staleness_lr);
+  take("ps-shards", &TrainConfig::ps_shards);
   take("log-every", &TrainConfig::log_every);
   take("keep-last", &TrainConfig::keep_last);
   take("no-checkpoint", &TrainConfig::checkpoints);
@@ -456,6 +469,15 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.average_every = in.as_i64("average-every");
   if (in.given("average-every") && c.sync != SyncKind::average)
     throw ConfigError("--average-every", "--average-every needs --sync average");
+  c.ema = in.as_double("ema");
+  c.eval_ema = in.flag("eval-ema");
+  c.async_ramp_epochs = in.as_int("async-ramp-epochs");
+  c.staleness_lr = in.flag("staleness-lr");
+  c.async_round_robin = in.flag("async-round-robin");
+  c.ps_shards = in.as_int("ps-shards");
+  if (c.sync != SyncKind::async)
+    for (const char* flag : {"ema", "eval-ema", "async-ramp-epochs", "staleness-lr", "async-round-robin", "ps-shards"})
+      if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync async");
   if (c.sync == SyncKind::sign) {
     // A sign step moves every weight by lr whatever the batch, so sign mode has its own base
     // learning rate and no linear scaling (README: "1-bit sign sync").

@@ -1,0 +1,223 @@
+// `--sync async`: asynchronous SGD against the in-process parameter server (Algorithms 1 and 2 of
+// reference/sync-sgd-lecture.md). Each worker loops on its shard of the epoch: read the server's
+// parameters, compute the gradient of its batch (accumulating --accumulate micro-batches), push
+// it; the server applies it at once (engine/async/parameter_server.h). Workers meet only at the
+// end of an epoch: every worker loads the server's parameters (or their moving average with
+// --eval-ema), the BN statistics are averaged and the validation shards evaluated, staleness is
+// logged ({"type":"async",...}: active workers, updates, mean, max, histogram), and checkpoints
+// and stop requests (SIGINT, --stop-after) take effect there, where every worker agrees on the
+// state. Over the first --async-ramp-epochs epochs the active workers grow from 1 to all (the
+// source's trick); inactive workers skip their shard and still join the epoch's end.
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/trainer.h"
+#include "engine/trainer_shared.h"
+#include "kernels/copy.h"
+
+namespace lockstep::engine {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void upload(Context& ctx, std::vector<float>& host, Tensor& dst) {
+  Tensor h(host.data(), Shape{dst.numel()}, DType::f32, Device::cpu());
+  copy(ctx, h, dst);
+}
+}  // namespace
+
+int Trainer::active_workers(int epoch) const {
+  const int n = world();
+  const int ramp = config_.async_ramp_epochs;
+  if (ramp <= 0 || n == 1) return n;
+  return std::min<int>(n, 1 + static_cast<int>(int64_t{n - 1} * (epoch - 1) / ramp));
+}
+
+void Trainer::start_async() {
+  Worker& w = *workers_[0];
+  ParameterServerOptions o;
+  o.shards = config_.ps_shards;
+  o.momentum = static_cast<float>(config_.momentum);
+  o.weight_decay = static_cast<float>(config_.weight_decay);
+  o.nesterov = config_.nesterov;
+  o.ema = config_.ema;
+  o.staleness_lr = config_.staleness_lr;
+  const LrSchedule* schedule = schedule_.get();
+  ps_ = std::make_unique<ParameterServer>(host_copy(w.ctx(), w.model().params().params()),
+                                          w.optimizer().decay_segments(), o,
+                                          [schedule](int64_t u) { return schedule->lr(u); });
+  if (start_.update > 0)
+    ps_->restore(ps_->params(), std::move(resume_ps_momentum_), std::move(resume_ps_ema_), start_.update);
+  interleaving_ = std::make_unique<Interleaving>(config_.async_round_robin, world(),
+                                                 updates_per_epoch_);
+}
+
+void Trainer::train_rank_async(int r, Shared& sh) {
+  Worker& w = *workers_[r];
+  Communicator& comm = *comms_[r];
+  Context& ctx = w.ctx();
+  nets::ParamTable& table = w.model().params();
+  BatchSource* train = w.train_source();
+  ParameterServer& ps = *ps_;
+  const int K = config_.accumulate;
+  const int64_t steps = updates_per_epoch_ * K;
+  const float loss_grad_scale = 1.f / static_cast<float>(int64_t{config_.batch_size} * K);
+  std::vector<float> host(static_cast<size_t>(table.count()));  // read and push staging, once
+  // A failure anywhere must not leave a worker waiting for its turn.
+  struct AbortOnThrow {
+    Interleaving& il;
+    bool armed = true;
+    ~AbortOnThrow() {
+      if (armed) il.abort();
+    }
+  } guard{*interleaving_};
+
+  // Images trained, all workers: every update is one worker's batch x accumulate.
+  const int64_t per_update = int64_t{config_.batch_size} * K;
+  int64_t bn_batches = start_.bn_batches, update_at_log = start_.update, update_prev = start_.update;
+  auto last_log = Clock::now();
+  CommBytes bytes;
+  StalenessStats at_epoch_start = ps.staleness();
+  bool stopped = false;
+  for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
+    const int active = active_workers(epoch);
+    if (r < active) {
+      train->start_epoch(epoch - 1, 0);
+      int64_t version = 0;
+      for (int64_t step = 1; step <= steps; ++step) {
+        if (step_hook_) step_hook_(r, epoch, step);
+        const int micro = static_cast<int>((step - 1) % K);
+        if (micro == 0) {
+          interleaving_->wait(AsyncEvent::Op::read, r);
+          version = ps.read(host.data());
+          interleaving_->done();
+          upload(ctx, host, table.params());
+          w.model().parameters_updated(ctx);
+        }
+        w.train_micro_batch(micro > 0, loss_grad_scale);
+        ++bn_batches;
+        if (micro == K - 1) {
+          ctx.synchronize();
+          Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
+          copy(ctx, table.grads(), h);
+          interleaving_->wait(AsyncEvent::Op::push, r);
+          ps.push(host.data(), version);
+          interleaving_->done();
+          bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
+          bytes.received += table.count() * 4;
+        }
+        if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
+          Stats s = w.take_train_stats();  // this worker's own: the workers are not in step
+          if (!std::isfinite(s.loss())) {
+            std::ostringstream os;
+            os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step
+               << "; try a lower --base-lr, --staleness-lr or a longer --async-ramp-epochs";
+            throw Error(os.str());
+          }
+          const double dt = seconds_since(last_log);
+          last_log = Clock::now();
+          StepRecord rec;
+          rec.epoch = epoch;
+          rec.step = step;
+          rec.update = ps.updates();
+          rec.lr = schedule_->lr(std::max<int64_t>(rec.update - 1, 0));
+          rec.loss = s.loss();
+          rec.top1 = s.top1_acc();
+          rec.top5 = s.top5_acc();
+          rec.img_per_s = dt > 0 ? static_cast<double>((rec.update - update_at_log) * per_update) / dt : 0;
+          rec.time = seconds_since(sh.start);
+          update_at_log = rec.update;
+          sh.log->log_step(rec);
+          ProgressState p;
+          p.epoch = epoch;
+          p.epochs = config_.epochs;
+          p.step = step;
+          p.steps = steps;
+          p.img_per_s = rec.img_per_s;
+          p.loss = rec.loss;
+          p.top1 = rec.top1;
+          p.lr = rec.lr;
+          progress_.update(p);
+          sh.summary.final_loss = rec.loss;
+          sh.summary.final_top1 = rec.top1;
+          sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", rec.update}, {"loss", rec.loss},
+                          {"top1", rec.top1}, {"top5", rec.top5}, {"lr", rec.lr}};
+        }
+      }
+    }
+    // The epoch's end: every worker is here and the server is quiet.
+    if (world() > 1) comm.barrier(ctx);
+    const int64_t update = ps.updates();
+    if (r == 0) {
+      const StalenessStats now = ps.staleness(), ep = now.since(at_epoch_start);
+      sh.log->log_record({{"type", "async"}, {"epoch", epoch}, {"active_workers", active}, {"update", update},
+                          {"updates", ep.updates}, {"staleness_mean", ep.mean()}, {"staleness_max", ep.max},
+                          {"staleness_histogram", ep.histogram}});
+      std::ostringstream os;
+      os << "async: epoch " << epoch << ", " << active << " active worker(s), " << ep.updates
+         << " updates, staleness mean " << ep.mean() << " max " << ep.max;
+      progress_.message(os.str());
+      at_epoch_start = now;
+      interleaving_->reset();
+      // One decision for every worker, taken while they wait at the barrier below.
+      std::lock_guard<std::mutex> lock(sh.stop_mutex);
+      sh.stop_at = (epoch < config_.epochs && ((config_.stop_after > 0 && update >= config_.stop_after) ||
+                                               (stop_flag_ && stop_flag_->load())))
+                       ? update
+                       : -1;
+    } else {
+      at_epoch_start = ps.staleness();
+    }
+    if (world() > 1) comm.barrier(ctx);
+    bool stop;
+    {
+      std::lock_guard<std::mutex> lock(sh.stop_mutex);
+      stop = sh.stop_at >= 0;
+    }
+    if (w.val_source()) {
+      if (config_.eval_ema) ps.read_ema(host.data());
+      else ps.read(host.data());
+      upload(ctx, host, table.params());
+      w.model().parameters_updated(ctx);
+      EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), false);
+      if (r == 0) {
+        sh.log->log_eval(e);
+        progress_.eval(e);
+        sh.summary.has_eval = true;
+        sh.summary.last_eval = e;
+        sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
+                        {"top1", e.top1}, {"top5", e.top5}};
+      }
+    }
+    // The model a checkpoint holds is the server's (never the average evaluated).
+    ps.read(host.data());
+    upload(ctx, host, table.params());
+    w.model().parameters_updated(ctx);
+    const bool final_epoch = epoch == config_.epochs;
+    // Checkpoints wait for the epoch's end: due in epochs, or when the epoch crossed a multiple
+    // of --checkpoint-every updates.
+    const bool due = config_.checkpoint_every > 0 &&
+                     (config_.checkpoint_in_epochs ? epoch % config_.checkpoint_every == 0
+                                                   : update / config_.checkpoint_every != update_prev / config_.checkpoint_every);
+    if (config_.checkpoints && (final_epoch || stop || due))
+      save_checkpoint(r, sh, epoch + 1, 0, update, update * per_update, bn_batches,
+                      schedule_->lr(std::max<int64_t>(update - 1, 0)), final_epoch);
+    update_prev = update;
+    if (world() > 1) comm.barrier(ctx);  // rank 0 has read sh.stop_at's epoch state; the next epoch may start
+    stopped = stop;
+  }
+  guard.armed = false;
+  if (r == 0) {
+    sh.summary.updates = ps.updates();
+    sh.summary.images = (ps.updates() - start_.update) * per_update;
+    sh.summary.wait_seconds = train->wait_seconds();
+    sh.summary.stopped = stopped;
+    sh.summary.bytes_sent = bytes.sent;
+    sh.summary.bytes_received = bytes.received;
+  }
+}
+
+}  // namespace lockstep::engine
