@@ -470,7 +470,8 @@ void Trainer::train_rank(int r, Shared& sh) {
   if (r == 0) {
     sh.summary.updates = update;
     sh.summary.images = images - images_start;
-    sh.summary.comm_seconds = comm_total;
+    bytes_total += bytes_window;  // what moved after the last log (e.g. the final averaging)
+    sh.summary.comm_seconds = comm_total + comm_window;
     sh.summary.bytes_sent = bytes_total.sent;
     sh.summary.bytes_received = bytes_total.received;
     sh.summary.wait_seconds = train->wait_seconds();

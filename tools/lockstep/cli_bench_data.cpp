@@ -1,5 +1,6 @@
 #include "tools/lockstep/cli_bench_data.h"
 #include "tools/lockstep/cli_bench_comm.h"
+#include "tools/lockstep/cli_bench_modes.h"
 
 #include <sys/resource.h>
 
@@ -28,7 +29,8 @@ constexpr const char* kBenchUsage =
     "usage: lockstep bench data --data DIR --loader-threads T [--image-size 224] [--batch-size 64]\n"
     "                           [--batches 20] [--warmup 3] [--prefetch 4] [--seed 0]\n"
     "       lockstep bench comm [--gpus N | --device cpu --workers N] [--min-bytes 1K] [--max-bytes 256M]\n"
-    "                           [--iters 20] [--dtype f32|bf16]\n";
+    "                           [--iters 20] [--dtype f32|bf16]\n"
+    "       lockstep bench modes [--modes allreduce,sign,average,async] [lockstep train options]\n";
 
 int bench_data(int argc, const char* const* argv, std::ostream& out) {
   cxxopts::Options o("lockstep bench data", "Loader throughput: decoded and augmented images per second.");
@@ -113,6 +115,7 @@ int run_bench(int argc, const char* const* argv, std::ostream& out) {
   if (what == "--help" || what == "-h" || what == "help") throw HelpRequested{kBenchUsage};
   if (what == "data") return bench_data(argc - 1, argv + 1, out);
   if (what == "comm") return run_bench_comm(parse_bench_comm_args(argc - 1, argv + 1), out);
+  if (what == "modes") return run_bench_modes(argc - 1, argv + 1, out);
   throw ConfigError("", "unknown benchmark '" + what + "'\n" + kBenchUsage);
 }
 

@@ -1,0 +1,81 @@
+// `lockstep bench modes` in-process on synthetic data: every mode runs, and the report's files
+// exist and parse (modes.json with each mode's evaluations, the table, two PNGs that decode).
+// Not the shapes of the curves: those are measurements (README, bench/RESULTS.md).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "data/decode.h"
+#include "tools/lockstep/cli_bench_modes.h"
+#include "tools/lockstep/cli_train.h"
+
+namespace lockstep::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+int bench(std::vector<std::string> args, std::ostream& out) {
+  args.insert(args.begin(), "modes");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  return run_bench_modes(static_cast<int>(argv.size()), argv.data(), out);
+}
+
+TEST(BenchModes, EveryModeRunsAndTheReportParses) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "lockstep_bench_modes";
+  fs::remove_all(dir);
+  std::ostringstream out;
+  ASSERT_EQ(bench({"--arch", "tiny", "--synthetic", "--device", "cpu", "--workers", "2", "--epochs", "2",
+                   "--steps-per-epoch", "4", "--eval-steps", "1", "--batch-size", "8", "--out", dir.string()},
+                  out),
+            0);
+  std::ifstream in(dir / "modes.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["modes"].size(), 4u);
+  std::vector<std::string> names;
+  for (const auto& m : j["modes"]) {
+    names.push_back(m["mode"]);
+    ASSERT_EQ(m["evals"].size(), 2u) << m.dump();
+    for (const auto& e : m["evals"]) {
+      EXPECT_TRUE(e["top1"].is_number()) << e.dump();
+      EXPECT_GE(e["time"].get<double>(), 0.0);
+    }
+    EXPECT_TRUE(fs::exists(dir / m["mode"].get<std::string>() / "log.jsonl"));
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"allreduce", "sign", "average", "async"}));
+  std::ifstream md(dir / "modes.md");
+  std::stringstream table;
+  table << md.rdbuf();
+  for (const std::string& n : names) EXPECT_NE(table.str().find("| " + n + " |"), std::string::npos) << table.str();
+  for (const char* png : {"accuracy_vs_epoch.png", "accuracy_vs_time.png"}) {
+    std::vector<uint8_t> bytes;
+    data::Decoder::read_file(dir / png, bytes);
+    data::Decoder d;
+    const data::ImageInfo info = d.info(bytes.data(), bytes.size());
+    EXPECT_EQ(info.width, 900) << png;
+    EXPECT_EQ(info.height, 600) << png;
+  }
+  EXPECT_NE(out.str().find("report: "), std::string::npos);
+}
+
+TEST(BenchModes, ChoosingModesAndRefusingSync) {
+  std::ostringstream out;
+  EXPECT_THROW(bench({"--modes", "allreduce,bogus", "--synthetic", "--device", "cpu"}, out), ConfigError);
+  EXPECT_THROW(bench({"--sync", "sign", "--synthetic", "--device", "cpu"}, out), ConfigError);
+  EXPECT_THROW(bench({"--modes", "sign,sign", "--synthetic", "--device", "cpu"}, out), ConfigError);
+  const fs::path dir = fs::path(::testing::TempDir()) / "lockstep_bench_modes_one";
+  fs::remove_all(dir);
+  ASSERT_EQ(bench({"--modes", "average", "--arch", "tiny", "--synthetic", "--device", "cpu", "--epochs", "1",
+                   "--steps-per-epoch", "2", "--eval-steps", "1", "--batch-size", "4", "--out", dir.string()},
+                  out),
+            0);
+  std::ifstream in(dir / "modes.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["modes"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace lockstep::cli
