@@ -1,4 +1,5 @@
 #include "engine/config.h"
+#include "engine/straggler.h"
 
 #include <chrono>
 #include <cmath>
@@ -52,6 +53,7 @@ std::string_view sync_name(SyncKind k) {
     case SyncKind::sign: return "sign";
     case SyncKind::average: return "average";
     case SyncKind::async: return "async";
+    case SyncKind::backup: return "backup";
   }
   return "?";
 }
@@ -61,7 +63,8 @@ SyncKind parse_sync(std::string_view text) {
   if (text == "sign") return SyncKind::sign;
   if (text == "average") return SyncKind::average;
   if (text == "async") return SyncKind::async;
-  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign, average or async)");
+  if (text == "backup") return SyncKind::backup;
+  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign, average, async or backup)");
 }
 
 std::string_view sign_exchange_kind_name(SignExchangeKind k) {
@@ -241,6 +244,19 @@ void TrainConfig::validate() const {
   if (async_ramp_epochs < 0)
     fail("--async-ramp-epochs", "--async-ramp-epochs must be >= 0 (got " + str(async_ramp_epochs) + ")");
   if (ps_shards < 1) fail("--ps-shards", "--ps-shards must be >= 1 (got " + str(ps_shards) + ")");
+  if (backup_workers < 0 || backup_workers >= workers)
+    fail("--backup-workers", "--backup-workers must be in [0, workers) (got " + str(backup_workers) + " of " +
+                                 str(workers) + " workers)");
+  if (backup_workers > 0 && sync != SyncKind::backup) fail("--backup-workers", "--backup-workers needs --sync backup");
+  StragglerSpec::parse(straggler);  // throws ConfigError naming --straggler
+  if (sync == SyncKind::backup) {
+    if (optimizer != OptimizerKind::sgd)
+      fail("--optimizer", "--sync backup applies SGD at its aggregator; --optimizer " +
+                              std::string(optimizer_name(optimizer)) + " is not supported with it");
+    if (precision == DType::f16)
+      fail("--precision", "--sync backup does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
+    if (accumulate != 1) fail("--accumulate", "--sync backup takes one micro-batch per gradient (--accumulate 1)");
+  }
   if (sync == SyncKind::async) {
     if (optimizer != OptimizerKind::sgd)
       fail("--optimizer", "--sync async applies SGD at the parameter server; --optimizer " +
@@ -299,6 +315,8 @@ nlohmann::json TrainConfig::to_json() const {
       {"staleness_lr", staleness_lr},
       {"async_round_robin", async_round_robin},
       {"ps_shards", ps_shards},
+      {"backup_workers", backup_workers},
+      {"straggler", straggler},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -369,6 +387,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("staleness_lr", c.staleness_lr);
   get("async_round_robin", c.async_round_robin);
   get("ps_shards", c.ps_shards);
+  get("backup_workers", c.backup_workers);
+  get("straggler", c.straggler);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

@@ -105,6 +105,8 @@ void RunLog::log_summary(const RunSummary& s) {
                    {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)},
                    {"sync", s.sync}, {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received}};
   if (s.stopped) j["stopped"] = true;
+  if (!s.dropped.empty()) j["dropped_per_worker"] = s.dropped;
+  if (!s.straggler_delay_s.empty()) j["straggler_delay_s"] = s.straggler_delay_s;
   if (s.start_update > 0) j["resumed_at_update"] = s.start_update;
   if (!s.checkpoint.empty()) j["checkpoint"] = s.checkpoint;
   if (s.has_eval)
@@ -185,7 +187,17 @@ void Progress::summary(const RunSummary& s) {
     os_ << "sync: " << s.sync << "; per worker: sent " << s.bytes_sent << " bytes, received " << s.bytes_received
         << " bytes" << (s.updates > 0 ? " (" + std::to_string(s.bytes_sent / s.updates) + " sent per update)" : "")
         << "\n";
- if (!s.checkpoint.empty()) os_ << "checkpoint: " << s.checkpoint << "\n";
+  if (!s.dropped.empty()) {
+    os_ << "backup: gradients dropped per worker:";
+    for (int64_t d : s.dropped) os_ << " " << d;
+    os_ << "\n";
+  }
+  if (!s.straggler_delay_s.empty()) {
+    os_ << "stragglers: injected delay per worker (s):";
+    for (double d : s.straggler_delay_s) os_ << " " << fixed(d, 2);
+    os_ << "\n";
+  }
+  if (!s.checkpoint.empty()) os_ << "checkpoint: " << s.checkpoint << "\n";
   if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
   os_ << std::flush;
 }

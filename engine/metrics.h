@@ -14,6 +14,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -65,6 +66,8 @@ struct RunSummary {
   bool stopped = false;        // stopped early (SIGINT/SIGTERM or --stop-after) with a checkpoint
   int64_t start_update = 0;    // > 0: resumed from a checkpoint after this many updates
   std::string checkpoint;      // the last checkpoint written, if any
+  std::vector<int64_t> dropped;          // --sync backup: gradients dropped per worker
+  std::vector<double> straggler_delay_s; // --straggler: injected delay per worker
 };
 
 // <out>/log.jsonl: {"type":"step",...} per logged step, {"type":"eval",...} per evaluation,

@@ -169,6 +169,7 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     if (!c.synthetic && c.steps_per_epoch > 0) micro_batches = std::min(micro_batches, c.steps_per_epoch);
     updates_per_epoch_ = updates_per_epoch(micro_batches, c.accumulate);
     ScheduleConfig sc = c.schedule_config(updates_per_epoch_);
+    if (c.sync == SyncKind::backup) sc.global_batch = int64_t{c.batch_size} * (world - c.backup_workers);
     if (c.sync == SyncKind::async) {
       // The server applies every worker's gradient on its own: an update is one worker's batch,
       // and an epoch is every worker's updates.
@@ -178,10 +179,20 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     schedule_ = std::make_unique<LrSchedule>(sc);
     progress_.message("schedule: " + schedule_->describe());
   }
+  if (!c.straggler.empty()) {
+    stragglers_ = std::make_unique<StragglerInjector>(StragglerSpec::parse(c.straggler), world, c.seed);
+    progress_.message("stragglers: " + stragglers_->spec().str());
+  }
+  if (c.sync == SyncKind::backup)
+    progress_.message("sync: backup (" + std::to_string(world - c.backup_workers) + " gradients per update from " +
+                      std::to_string(world) + " workers; the " + std::to_string(c.backup_workers) +
+                      " latest of each step are dropped)");
   if (!c.init_from.empty()) init_from_weights();
   if (!c.weights.empty()) load_eval_weights();
   if (!c.resume.empty()) restore(open_checkpoint(c.resume));
 }
+
+void Trainer::straggle(int rank, int64_t micro, double compute_s) { stragglers_->inject(rank, micro, compute_s); }
 
 void Trainer::make_synthetic_sources() {
   const TrainConfig& c = config_;
@@ -349,6 +360,7 @@ void Trainer::train_rank(int r, Shared& sh) {
   auto last_log = Clock::now();
   float lr = start_.lr;
   bool stopped = false;
+  double compute_s = 0;
   // --sync average: whether the workers' models differ now (they train apart between averagings).
   const bool averaging = config_.sync == SyncKind::average && world() > 1;
   bool models_differ = averaging && (config_.average_every == 0 ? start_.update > 0
@@ -366,7 +378,13 @@ void Trainer::train_rank(int r, Shared& sh) {
       const int micro = static_cast<int>((step - 1) % K);
       const bool last = micro == K - 1;
       if (red) red->begin_step(last);
+      if (stragglers_) straggle(r, bn_batches, compute_s);
+      const auto t_compute = Clock::now();
       w.train_micro_batch(micro > 0, loss_grad_scale);
+      if (stragglers_) {
+        w.ctx().synchronize();  // the micro-batch's real compute time, for factor= stragglers
+        compute_s = seconds_since(t_compute);
+      }
       images += global_images_per_step;
       ++bn_batches;
       if (last) {
@@ -500,10 +518,15 @@ RunSummary Trainer::run() {
   if (config_.sync == SyncKind::async) {
     start_async();
     on_every_worker([&](int r) { train_rank_async(r, sh); });
+  } else if (config_.sync == SyncKind::backup) {
+    start_backup();
+    on_every_worker([&](int r) { train_rank_backup(r, sh); });
   } else {
     on_every_worker([&](int r) { train_rank(r, sh); });
   }
   sh.summary.epochs = config_.epochs;
+  if (stragglers_) sh.summary.straggler_delay_s = stragglers_->totals();
+  if (backup_) sh.summary.dropped = backup_->dropped();
   if (start_.epoch > config_.epochs) {
     progress_.message("nothing to train: the checkpoint is at the end of epoch " + std::to_string(config_.epochs) +
                       " of " + std::to_string(config_.epochs) + " (give a larger --epochs to train on)");

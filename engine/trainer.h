@@ -15,9 +15,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
+#include "engine/async/backup_aggregator.h"
 #include "engine/async/interleaving.h"
 #include "engine/async/parameter_server.h"
 #include "engine/checkpoint/checkpoint.h"
@@ -27,6 +30,7 @@
 #include "engine/metrics.h"
 #include "engine/reducer.h"
 #include "engine/schedule.h"
+#include "engine/straggler.h"
 #include "engine/sync/sign_sync.h"
 #include "engine/worker.h"
 
@@ -73,6 +77,18 @@ class Trainer {
   // --sync async (trainer_async.cpp): the server, and each worker's loop against it.
   void start_async();
   void train_rank_async(int rank, Shared& sh);
+  // The end of an epoch in a server mode (async, backup): barrier, rank 0 logs record() and takes
+  // the stop decision, every worker evaluates read_eval's parameters, loads read_model's, and the
+  // checkpoint (if due) is written. Returns whether every worker stops.
+  bool server_epoch_end(int rank, Shared& sh, int epoch, int64_t update, int64_t update_prev, int64_t samples_seen,
+                        int64_t bn_batches, std::vector<float>& host, const std::function<void(float*)>& read_eval,
+                        const std::function<void(float*)>& read_model, const std::function<nlohmann::json()>& record);
+  // --sync backup (trainer_backup.cpp).
+  void start_backup();
+  void train_rank_backup(int rank, Shared& sh);
+  // --straggler: sleeps where a slow worker would be slow (before its micro-batch); micro counts
+  // the worker's micro-batches of the run, compute_s is its last one's time.
+  void straggle(int rank, int64_t micro, double compute_s);
   int active_workers(int epoch) const;  // the ramp-up
   void init_from_weights();
   void load_eval_weights();
@@ -108,10 +124,14 @@ class Trainer {
   Start start_;
   std::optional<std::string> resume_note_;  // the resume record for the run log
   std::unique_ptr<ParameterServer> ps_;
+  std::unique_ptr<BackupAggregator> backup_;
+  std::unique_ptr<StragglerInjector> stragglers_;
   std::unique_ptr<Interleaving> interleaving_;
   std::vector<float> resume_ps_momentum_, resume_ps_ema_;  // --resume of an async run
  public:
   ParameterServer* parameter_server() { return ps_.get(); }  // --sync async, during and after run()
+  BackupAggregator* backup_aggregator() { return backup_.get(); }  // --sync backup
+  const StragglerInjector* stragglers() const { return stragglers_.get(); }
 };
 
 }  // namespace lockstep::engine

@@ -57,7 +57,6 @@ void Trainer::start_async() {
 
 void Trainer::train_rank_async(int r, Shared& sh) {
   Worker& w = *workers_[r];
-  Communicator& comm = *comms_[r];
   Context& ctx = w.ctx();
   nets::ParamTable& table = w.model().params();
   BatchSource* train = w.train_source();
@@ -79,6 +78,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
   const int64_t per_update = int64_t{config_.batch_size} * K;
   int64_t bn_batches = start_.bn_batches, update_at_log = start_.update, update_prev = start_.update;
   auto last_log = Clock::now();
+  double compute_s = 0;
   CommBytes bytes;
   StalenessStats at_epoch_start = ps.staleness();
   bool stopped = false;
@@ -97,7 +97,13 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           upload(ctx, host, table.params());
           w.model().parameters_updated(ctx);
         }
+        if (stragglers_) straggle(r, bn_batches, compute_s);
+        const auto t_compute = Clock::now();
         w.train_micro_batch(micro > 0, loss_grad_scale);
+        if (stragglers_) {
+          ctx.synchronize();
+          compute_s = seconds_since(t_compute);
+        }
         ++bn_batches;
         if (micro == K - 1) {
           ctx.synchronize();
@@ -149,64 +155,28 @@ void Trainer::train_rank_async(int r, Shared& sh) {
       }
     }
     // The epoch's end: every worker is here and the server is quiet.
-    if (world() > 1) comm.barrier(ctx);
     const int64_t update = ps.updates();
-    if (r == 0) {
-      const StalenessStats now = ps.staleness(), ep = now.since(at_epoch_start);
-      sh.log->log_record({{"type", "async"}, {"epoch", epoch}, {"active_workers", active}, {"update", update},
-                          {"updates", ep.updates}, {"staleness_mean", ep.mean()}, {"staleness_max", ep.max},
-                          {"staleness_histogram", ep.histogram}});
-      std::ostringstream os;
-      os << "async: epoch " << epoch << ", " << active << " active worker(s), " << ep.updates
-         << " updates, staleness mean " << ep.mean() << " max " << ep.max;
-      progress_.message(os.str());
-      at_epoch_start = now;
-      interleaving_->reset();
-      // One decision for every worker, taken while they wait at the barrier below.
-      std::lock_guard<std::mutex> lock(sh.stop_mutex);
-      sh.stop_at = (epoch < config_.epochs && ((config_.stop_after > 0 && update >= config_.stop_after) ||
-                                               (stop_flag_ && stop_flag_->load())))
-                       ? update
-                       : -1;
-    } else {
-      at_epoch_start = ps.staleness();
-    }
-    if (world() > 1) comm.barrier(ctx);
-    bool stop;
-    {
-      std::lock_guard<std::mutex> lock(sh.stop_mutex);
-      stop = sh.stop_at >= 0;
-    }
-    if (w.val_source()) {
-      if (config_.eval_ema) ps.read_ema(host.data());
-      else ps.read(host.data());
-      upload(ctx, host, table.params());
-      w.model().parameters_updated(ctx);
-      EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), false);
-      if (r == 0) {
-        sh.log->log_eval(e);
-        progress_.eval(e);
-        sh.summary.has_eval = true;
-        sh.summary.last_eval = e;
-        sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
-                        {"top1", e.top1}, {"top5", e.top5}};
-      }
-    }
-    // The model a checkpoint holds is the server's (never the average evaluated).
-    ps.read(host.data());
-    upload(ctx, host, table.params());
-    w.model().parameters_updated(ctx);
-    const bool final_epoch = epoch == config_.epochs;
-    // Checkpoints wait for the epoch's end: due in epochs, or when the epoch crossed a multiple
-    // of --checkpoint-every updates.
-    const bool due = config_.checkpoint_every > 0 &&
-                     (config_.checkpoint_in_epochs ? epoch % config_.checkpoint_every == 0
-                                                   : update / config_.checkpoint_every != update_prev / config_.checkpoint_every);
-    if (config_.checkpoints && (final_epoch || stop || due))
-      save_checkpoint(r, sh, epoch + 1, 0, update, update * per_update, bn_batches,
-                      schedule_->lr(std::max<int64_t>(update - 1, 0)), final_epoch);
+    const bool stop = server_epoch_end(
+        r, sh, epoch, update, update_prev, update * per_update, bn_batches, host,
+        [&](float* dst) {
+          if (config_.eval_ema) ps.read_ema(dst);
+          else ps.read(dst);
+        },
+        [&](float* dst) { ps.read(dst); },
+        [&] {
+          const StalenessStats now = ps.staleness(), ep = now.since(at_epoch_start);
+          std::ostringstream os;
+          os << "async: epoch " << epoch << ", " << active << " active worker(s), " << ep.updates
+             << " updates, staleness mean " << ep.mean() << " max " << ep.max;
+          progress_.message(os.str());
+          interleaving_->reset();
+          return nlohmann::json{{"type", "async"},          {"epoch", epoch},
+                                {"active_workers", active}, {"update", update},
+                                {"updates", ep.updates},    {"staleness_mean", ep.mean()},
+                                {"staleness_max", ep.max},  {"staleness_histogram", ep.histogram}};
+        });
+    at_epoch_start = ps.staleness();
     update_prev = update;
-    if (world() > 1) comm.barrier(ctx);  // rank 0 has read sh.stop_at's epoch state; the next epoch may start
     stopped = stop;
   }
   guard.armed = false;
@@ -218,6 +188,62 @@ void Trainer::train_rank_async(int r, Shared& sh) {
     sh.summary.bytes_sent = bytes.sent;
     sh.summary.bytes_received = bytes.received;
   }
+}
+
+bool Trainer::server_epoch_end(int r, Shared& sh, int epoch, int64_t update, int64_t update_prev, int64_t samples_seen,
+                               int64_t bn_batches, std::vector<float>& host,
+                               const std::function<void(float*)>& read_eval,
+                               const std::function<void(float*)>& read_model,
+                               const std::function<nlohmann::json()>& record) {
+  Worker& w = *workers_[r];
+  Communicator& comm = *comms_[r];
+  Context& ctx = w.ctx();
+  nets::ParamTable& table = w.model().params();
+  if (world() > 1) comm.barrier(ctx);
+  if (r == 0) {
+    sh.log->log_record(record());
+    // One decision for every worker, taken while they wait at the barrier below.
+    std::lock_guard<std::mutex> lock(sh.stop_mutex);
+    sh.stop_at = (epoch < config_.epochs &&
+                  ((config_.stop_after > 0 && update >= config_.stop_after) || (stop_flag_ && stop_flag_->load())))
+                     ? update
+                     : -1;
+  }
+  if (world() > 1) comm.barrier(ctx);
+  bool stop;
+  {
+    std::lock_guard<std::mutex> lock(sh.stop_mutex);
+    stop = sh.stop_at >= 0;
+  }
+  if (w.val_source()) {
+    read_eval(host.data());
+    upload(ctx, host, table.params());
+    w.model().parameters_updated(ctx);
+    EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), false);
+    if (r == 0) {
+      sh.log->log_eval(e);
+      progress_.eval(e);
+      sh.summary.has_eval = true;
+      sh.summary.last_eval = e;
+      sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
+                      {"top1", e.top1}, {"top5", e.top5}};
+    }
+  }
+  // The model a checkpoint holds, and the next epoch starts from, is the server's.
+  read_model(host.data());
+  upload(ctx, host, table.params());
+  w.model().parameters_updated(ctx);
+  const bool final_epoch = epoch == config_.epochs;
+  // Checkpoints wait for the epoch's end: due in epochs, or when the epoch crossed a multiple of
+  // --checkpoint-every updates.
+  const bool due = config_.checkpoint_every > 0 &&
+                   (config_.checkpoint_in_epochs ? epoch % config_.checkpoint_every == 0
+                                                 : update / config_.checkpoint_every != update_prev / config_.checkpoint_every);
+  if (config_.checkpoints && (final_epoch || stop || due))
+    save_checkpoint(r, sh, epoch + 1, 0, update, samples_seen, bn_batches,
+                    schedule_->lr(std::max<int64_t>(update - 1, 0)), final_epoch);
+  if (world() > 1) comm.barrier(ctx);  // rank 0 has read sh.stop_at and saved; the next epoch may start
+  return stop;
 }
 
 }  // namespace lockstep::engine

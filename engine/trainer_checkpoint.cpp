@@ -94,7 +94,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
       std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
       upload(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
-    } else if (config_.sync == SyncKind::async) {
+    } else if (config_.sync == SyncKind::async || config_.sync == SyncKind::backup) {
       if (r == 0) {
         // The server is built at run(): it takes these.
         if (config_.momentum != 0 && ck.optimizer.find(table.specs().front().name))
@@ -218,6 +218,8 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
     // The server's state: momentum under the parameters' names, the moving average as ema.<name>.
     if (!ps_->momentum().empty()) c.optimizer = param_state(table, ps_->momentum());
     if (!ps_->ema().empty()) append(c.optimizer, param_state(table, ps_->ema(), "ema."));
+  } else if (config_.sync == SyncKind::backup) {
+    if (!backup_->momentum().empty()) c.optimizer = param_state(table, backup_->momentum());
   } else if (per_rank_optimizer) {
     for (int k = 0; k < world(); ++k)  // one set of tensors per rank, in rank order
       if (!sh.staged[static_cast<size_t>(k)].momentum.empty())

@@ -105,8 +105,8 @@ cxxopts::Options train_options() {
     ("zero-init-residual", "zero the last BN gamma of each residual block (default: on)")
     ("no-zero-init-residual", "keep the last BN gamma of each residual block at 1");
   o.add_options("sync")
-    ("sync", "how workers agree: allreduce (average gradients), sign (majority vote of 1-bit signs, Signum) or "
-             "average (train apart, average the models)",
+    ("sync", "how workers agree: allreduce (average gradients), sign (majority vote of 1-bit signs, Signum), "
+             "average (train apart, average the models), async (parameter server) or backup (drop the slowest)",
      cxxopts::value<std::string>()->default_value(std::string(engine::sync_name(d.sync))))
     ("sign-momentum", "--sync sign: momentum before the sign (0 = signSGD)",
      cxxopts::value<std::string>()->default_value(show(d.sign_momentum)))
@@ -125,7 +125,11 @@ cxxopts::Options train_options() {
     ("staleness-lr", "--sync async: divide the learning rate by (staleness + 1)")
     ("async-round-robin", "--sync async: a fixed order of reads and updates (reproducible; needs --async-ramp-epochs 0)")
     ("ps-shards", "--sync async: parameter-server shards, each with its own lock",
-     cxxopts::value<std::string>()->default_value(show(d.ps_shards)));
+     cxxopts::value<std::string>()->default_value(show(d.ps_shards)))
+    ("backup-workers", "--sync backup: how many of the workers are backups (each update takes the first workers - b gradients)",
+     cxxopts::value<std::string>()->default_value(show(d.backup_workers)))
+    ("straggler", "make workers slow: rank=R,delay=200ms | prob=0.1,delay=exp:50ms | slowest=1,factor=3",
+     cxxopts::value<std::string>()->default_value(""));
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
@@ -367,6 +371,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("async-ramp-epochs", &TrainConfig::async_ramp_epochs);
   take("staleness-lr", &TrainConfig::staleness_lr);
   take("ps-shards", &TrainConfig::ps_shards);
+  take("straggler", &TrainConfig::straggler);
   take("log-every", &TrainConfig::log_every);
   take("keep-last", &TrainConfig::keep_last);
   take("no-checkpoint", &TrainConfig::checkpoints);
@@ -475,6 +480,8 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.staleness_lr = in.flag("staleness-lr");
   c.async_round_robin = in.flag("async-round-robin");
   c.ps_shards = in.as_int("ps-shards");
+  c.backup_workers = in.as_int("backup-workers");
+  c.straggler = in.text("straggler");
   if (c.sync != SyncKind::async)
     for (const char* flag : {"ema", "eval-ema", "async-ramp-epochs", "staleness-lr", "async-round-robin", "ps-shards"})
       if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync async");

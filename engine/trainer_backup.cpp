@@ -1,0 +1,154 @@
+// `--sync backup --backup-workers b`: synchronous SGD that does not wait for its slowest workers
+// (engine/async/backup_aggregator.h). Every worker loops: read the newest parameters (those after
+// step t), compute its next batch's gradient, offer it tagged t; the aggregator applies the first
+// N = workers - b of each step and drops the rest, so a slow worker never holds a step up and its
+// late gradient is never applied. An epoch is as many updates as a worker has batches; workers
+// meet at its end as in the other server modes (server_epoch_end: evaluation, checkpoints, stop
+// requests), and the epoch's accepted and dropped gradients per worker are logged
+// ({"type":"backup",...}).
+#include <sstream>
+
+#include "engine/trainer.h"
+#include "engine/trainer_shared.h"
+#include "kernels/copy.h"
+
+namespace lockstep::engine {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+void Trainer::start_backup() {
+  Worker& w = *workers_[0];
+  BackupOptions o;
+  o.needed = world() - config_.backup_workers;
+  o.momentum = static_cast<float>(config_.momentum);
+  o.weight_decay = static_cast<float>(config_.weight_decay);
+  o.nesterov = config_.nesterov;
+  const LrSchedule* schedule = schedule_.get();
+  backup_ = std::make_unique<BackupAggregator>(host_copy(w.ctx(), w.model().params().params()),
+                                               w.optimizer().decay_segments(), world(), o,
+                                               [schedule](int64_t u) { return schedule->lr(u); });
+  if (start_.update > 0) backup_->restore(backup_->params(), std::move(resume_ps_momentum_), start_.update);
+}
+
+void Trainer::train_rank_backup(int r, Shared& sh) {
+  Worker& w = *workers_[r];
+  Context& ctx = w.ctx();
+  nets::ParamTable& table = w.model().params();
+  BatchSource* train = w.train_source();
+  BackupAggregator& agg = *backup_;
+  const int64_t steps = updates_per_epoch_;
+  const float loss_grad_scale = 1.f / static_cast<float>(config_.batch_size);
+  const int64_t per_update = int64_t{config_.batch_size} * (world() - config_.backup_workers);
+  std::vector<float> host(static_cast<size_t>(table.count()));
+  struct AbortOnThrow {
+    BackupAggregator& agg;
+    bool armed = true;
+    ~AbortOnThrow() {
+      if (armed) agg.abort();
+    }
+  } guard{agg};
+
+  int64_t bn_batches = start_.bn_batches, update_prev = start_.update, update_at_log = start_.update;
+  double compute_s = 0;
+  CommBytes bytes;
+  std::vector<int64_t> dropped_at_epoch = agg.dropped(), accepted_at_epoch = agg.accepted();
+  auto last_log = Clock::now();
+  bool stopped = false;
+  for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
+    train->start_epoch(epoch - 1, 0);
+    const int64_t end = int64_t{epoch} * steps;  // the update count at the epoch's end
+    int64_t t = agg.step();
+    while (true) {
+      t = agg.read(t, host.data());  // the newest parameters: a late worker skips ahead
+      bytes.received += table.count() * 4;
+      if (t >= end) break;
+      Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
+      copy(ctx, h, table.params());
+      w.model().parameters_updated(ctx);
+      if (stragglers_) straggle(r, bn_batches, compute_s);
+      const auto t_compute = Clock::now();
+      w.train_micro_batch(false, loss_grad_scale);
+      ctx.synchronize();
+      compute_s = seconds_since(t_compute);
+      ++bn_batches;
+      copy(ctx, table.grads(), h);
+      agg.push(r, t, host.data());
+      bytes.sent += table.count() * 4;
+      ++t;
+      const int64_t step = t - (end - steps);
+      if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
+        Stats s = w.take_train_stats();  // this worker's own batches
+        if (!std::isfinite(s.loss())) {
+          std::ostringstream os;
+          os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step
+             << "; try a lower --base-lr";
+          throw Error(os.str());
+        }
+        const double dt = seconds_since(last_log);
+        last_log = Clock::now();
+        StepRecord rec;
+        rec.epoch = epoch;
+        rec.step = step;
+        rec.update = agg.step();
+        rec.lr = schedule_->lr(std::max<int64_t>(rec.update - 1, 0));
+        rec.loss = s.loss();
+        rec.top1 = s.top1_acc();
+        rec.top5 = s.top5_acc();
+        rec.img_per_s = dt > 0 ? static_cast<double>((rec.update - update_at_log) * per_update) / dt : 0;
+        rec.time = seconds_since(sh.start);
+        update_at_log = rec.update;
+        sh.log->log_step(rec);
+        ProgressState p;
+        p.epoch = epoch;
+        p.epochs = config_.epochs;
+        p.step = step;
+        p.steps = steps;
+        p.img_per_s = rec.img_per_s;
+        p.loss = rec.loss;
+        p.top1 = rec.top1;
+        p.lr = rec.lr;
+        progress_.update(p);
+        sh.summary.final_loss = rec.loss;
+        sh.summary.final_top1 = rec.top1;
+        sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", rec.update}, {"loss", rec.loss},
+                        {"top1", rec.top1}, {"top5", rec.top5}, {"lr", rec.lr}};
+      }
+    }
+    const int64_t update = agg.step();
+    auto read = [&](float* dst) { agg.read(update, dst); };
+    const bool stop = server_epoch_end(r, sh, epoch, update, update_prev, update * per_update, bn_batches, host, read,
+                                       read, [&] {
+                                         const std::vector<int64_t> d = agg.dropped(), a = agg.accepted();
+                                         std::vector<int64_t> dd(d.size()), ad(a.size());
+                                         for (size_t k = 0; k < d.size(); ++k) {
+                                           dd[k] = d[k] - dropped_at_epoch[k];
+                                           ad[k] = a[k] - accepted_at_epoch[k];
+                                         }
+                                         std::ostringstream os;
+                                         os << "backup: epoch " << epoch << ", dropped per worker:";
+                                         for (int64_t x : dd) os << " " << x;
+                                         progress_.message(os.str());
+                                         return nlohmann::json{{"type", "backup"}, {"epoch", epoch},
+                                                               {"update", update}, {"accepted", ad},
+                                                               {"dropped", dd}};
+                                       });
+    dropped_at_epoch = agg.dropped();
+    accepted_at_epoch = agg.accepted();
+    update_prev = update;
+    stopped = stop;
+  }
+  guard.armed = false;
+  if (r == 0) {
+    sh.summary.updates = agg.step();
+    sh.summary.images = (agg.step() - start_.update) * per_update;
+    sh.summary.wait_seconds = train->wait_seconds();
+    sh.summary.stopped = stopped;
+    sh.summary.bytes_sent = bytes.sent;
+    sh.summary.bytes_received = bytes.received;
+  }
+}
+
+}  // namespace lockstep::engine
