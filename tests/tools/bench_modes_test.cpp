@@ -35,7 +35,7 @@ TEST(BenchModes, EveryModeRunsAndTheReportParses) {
             0);
   std::ifstream in(dir / "modes.json");
   const nlohmann::json j = nlohmann::json::parse(in);
-  ASSERT_EQ(j["modes"].size(), 4u);
+  ASSERT_EQ(j["modes"].size(), 5u);
   std::vector<std::string> names;
   for (const auto& m : j["modes"]) {
     names.push_back(m["mode"]);
@@ -46,7 +46,7 @@ TEST(BenchModes, EveryModeRunsAndTheReportParses) {
     }
     EXPECT_TRUE(fs::exists(dir / m["mode"].get<std::string>() / "log.jsonl"));
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"allreduce", "sign", "average", "async"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"allreduce", "sign", "backup", "average", "async"}));
   std::ifstream md(dir / "modes.md");
   std::stringstream table;
   table << md.rdbuf();

@@ -30,7 +30,7 @@ constexpr const char* kBenchUsage =
     "                           [--batches 20] [--warmup 3] [--prefetch 4] [--seed 0]\n"
     "       lockstep bench comm [--gpus N | --device cpu --workers N] [--min-bytes 1K] [--max-bytes 256M]\n"
     "                           [--iters 20] [--dtype f32|bf16]\n"
-    "       lockstep bench modes [--modes allreduce,sign,average,async] [lockstep train options]\n";
+    "       lockstep bench modes [--modes allreduce,sign,backup,average,async] [lockstep train options]\n";
 
 int bench_data(int argc, const char* const* argv, std::ostream& out) {
   cxxopts::Options o("lockstep bench data", "Loader throughput: decoded and augmented images per second.");

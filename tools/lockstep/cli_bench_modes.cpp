@@ -22,7 +22,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kModesHelp =
-    "usage: lockstep bench modes [--modes allreduce,sign,average,async] [lockstep train options]\n"
+    "usage: lockstep bench modes [--modes allreduce,sign,backup,average,async] [lockstep train options]\n"
     "\n"
     "Trains the same network on the same data for the same epochs once per sync mode, each with its\n"
     "recommended learning rate, and writes <out>/modes.json, <out>/modes.md and two plots (test top-1\n"
@@ -58,6 +58,7 @@ TrainConfig mode_config(const TrainConfig& base, const std::string& mode, const 
     c.lr_scaling = false;
   }
   if (c.sync == engine::SyncKind::async) c.async_ramp_epochs = std::min(3, c.epochs / 3);
+  if (c.sync == engine::SyncKind::backup) c.backup_workers = c.workers > 1 ? 1 : 0;  // one backup
   c.validate();
   return c;
 }
@@ -154,7 +155,7 @@ void write_mode_report(const fs::path& out, const std::vector<ModeResult>& resul
 }
 
 int run_bench_modes(int argc, const char* const* argv, std::ostream& out) {
-  std::vector<std::string> modes{"allreduce", "sign", "average", "async"};
+  std::vector<std::string> modes{"allreduce", "sign", "backup", "average", "async"};
   std::vector<const char*> train_argv{"train"};
   bool out_given = false;
   for (int i = 1; i < argc; ++i) {

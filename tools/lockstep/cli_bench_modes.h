@@ -1,10 +1,11 @@
-// `lockstep bench modes [--modes allreduce,sign,average,async] [train options]`: the source
+// `lockstep bench modes [--modes allreduce,sign,backup,average,async] [train options]`: the source
 // material's comparison ("synchronous SGD is simple and typically works better than asynchronous
 // SGD") on the user's own model and data. Every mode trains the same network on the same data
-// for the same epochs (the train options, parsed as `lockstep train` parses them; default: the
+// for the same epochs and straggler pattern (--straggler; the train options, parsed as `lockstep train` parses them; default: the
 // default job, Fashion-MNIST on resnet20), each with its recommended learning rate:
 //   allreduce  --base-lr as given, linear scaling with the global batch
 //   sign       1e-4, unscaled (Signum's rate; a sign step moves every weight by lr)
+//   backup     as allreduce, one of the workers a backup (each update takes the first N-1)
 //   average    as allreduce, models averaged every --average-every updates (default 0: at the end)
 //   async      scaled with one worker's batch (each update is one worker's); workers ramp up over
 //              a third of the epochs (at most 3), as the source recommends
