@@ -64,13 +64,19 @@ void BackupAggregator::apply() {
   std::vector<int> order = ranks_;
   std::sort(order.begin(), order.end());
   const auto n = static_cast<int64_t>(params_.size());
-  std::memcpy(sum_.data(), slots_[static_cast<size_t>(order[0])].data(), static_cast<size_t>(n) * sizeof(float));
-  for (size_t k = 1; k < order.size(); ++k) {
-    const float* g = slots_[static_cast<size_t>(order[k])].data();
-    for (int64_t i = 0; i < n; ++i) sum_[i] += g[i];
+  if (opt_.combine) {
+    std::vector<const float*> grads;
+    for (int r : order) grads.push_back(slots_[static_cast<size_t>(r)].data());
+    opt_.combine(order, grads, sum_.data(), n);
+  } else {
+    std::memcpy(sum_.data(), slots_[static_cast<size_t>(order[0])].data(), static_cast<size_t>(n) * sizeof(float));
+    for (size_t k = 1; k < order.size(); ++k) {
+      const float* g = slots_[static_cast<size_t>(order[k])].data();
+      for (int64_t i = 0; i < n; ++i) sum_[i] += g[i];
+    }
+    const float div = static_cast<float>(order.size());
+    for (int64_t i = 0; i < n; ++i) sum_[i] /= div;
   }
-  const float div = static_cast<float>(order.size());
-  for (int64_t i = 0; i < n; ++i) sum_[i] /= div;
   SgdArgs a;
   a.lr = lr_(step_);
   a.momentum = opt_.momentum;

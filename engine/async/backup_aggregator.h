@@ -20,8 +20,14 @@
 
 namespace lockstep::engine {
 
+// How the accepted gradients of a step become the update direction: out = f(their ranks, sorted,
+// and their vectors, in that order). The default is their average (summed in rank order, / N).
+using Combiner = std::function<void(const std::vector<int>& ranks, const std::vector<const float*>& grads,
+                                    float* out, int64_t n)>;
+
 struct BackupOptions {
   int needed = 1;  // N: gradients per update
+  Combiner combine;  // empty: the average
   float momentum = 0.9f;
   float weight_decay = 1e-4f;
   bool nesterov = false;
