@@ -5,16 +5,18 @@
 # then one table with the ratio lockstep / PyTorch (tools/bench/compare.py).
 #
 # Usage: tools/bench/cpu_vs_torch.sh [--lockstep BIN] [--python PY] [--batch-size B] [--warmup N]
-#                                    [--steps N] [--profile-steps N] [--out DIR]
+#                                    [--steps N] [--profile-steps N] [--cpus LIST] [--out DIR]
 #   --lockstep  the lockstep binary (default: build/lockstep, else build-cpu/lockstep)
 #   --python    an interpreter with torch and torchvision (default: /usr/bin/python3, Debian's)
+#   --cpus      run both under `taskset -c LIST` (lockstep's thread count follows the affinity,
+#               PyTorch gets the same count): e.g. 0 for one thread each on a busy machine
 #   --out       where the JSON files and logs go (default: a temporary folder, kept and named)
 # The runs alternate (lockstep, then PyTorch, per net) so a change in the machine's load hits both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=""
 py=/usr/bin/python3
-batch=32 warmup=5 steps=20 profile=5 out=""
+batch=32 warmup=5 steps=20 profile=5 out="" pin=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --lockstep) bin=$2; shift 2 ;;
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --profile-steps) profile=$2; shift 2 ;;
+    --cpus) pin=(taskset -c "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cpu_vs_torch: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -43,10 +46,10 @@ for spec in "resnet20 32" "resnet18 64"; do
   read -r arch size <<<"$spec"
   common=(--arch "$arch" --image-size "$size" --batch-size "$batch" --warmup "$warmup" --steps "$steps" --profile-steps "$profile")
   echo "== $arch at ${size}x${size}, batch $batch: lockstep"
-  "$bin" bench train --device cpu "${common[@]}" --json "$out/lockstep-$arch.json" | tee "$out/lockstep-$arch.log"
+  "${pin[@]}" "$bin" bench train --device cpu "${common[@]}" --json "$out/lockstep-$arch.json" | tee "$out/lockstep-$arch.log"
   threads=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["threads"])' "$out/lockstep-$arch.json")
   echo "== $arch at ${size}x${size}, batch $batch: PyTorch, $threads thread(s) as lockstep"
-  "$py" "$root/tools/reference/torch_bench.py" --device cpu "${common[@]}" --threads "$threads" \
+  "${pin[@]}" "$py" "$root/tools/reference/torch_bench.py" --device cpu "${common[@]}" --threads "$threads" \
     --json "$out/pytorch-$arch.json" | tee "$out/pytorch-$arch.log"
   pairs+=("$out/lockstep-$arch.json" "$out/pytorch-$arch.json")
 done
