@@ -73,11 +73,11 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
     "$bin/lockstep" bench train "${args[@]}" --json "$out/bench-lockstep-$arch.json" >"$out/bench-lockstep-$arch.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && status=1
-    summary="$summary\nlockstep bench train $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch.log")"
+    summary="$summary\nlockstep bench train $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch.log" || tail -1 "$out/bench-lockstep-$arch.log")"
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
       "$py" "$torch_bench" "${args[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
       rc=$?
-      summary="$summary\ntorch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log")"
+      summary="$summary\ntorch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log" || tail -1 "$out/bench-pytorch-$arch.log")"
     else
       summary="$summary\ntorch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
     fi

@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-IMAGENET = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+IMAGENET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 CIFAR = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56, "resnet110": 110}
 
 
@@ -87,7 +87,7 @@ def lower_median(values):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arch", default="resnet50", choices=sorted(IMAGENET) + sorted(CIFAR, key=lambda a: CIFAR[a]))
+    p.add_argument("--arch", default="resnet50", choices=IMAGENET + list(CIFAR))
     p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32, as lockstep)")
     p.add_argument("--image-size", type=int, help="default: 224 for ImageNet nets, 32 for CIFAR nets")
     p.add_argument("--classes", type=int, help="default: 1000 for ImageNet nets, 10 for CIFAR nets")
@@ -106,6 +106,8 @@ def main(argv=None):
 
     device = torch.device(a.device)
     cuda = device.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: no usable GPU (torch.cuda.is_available() is False)")
     if cuda and device.index is None:
         device = torch.device("cuda", 0)
     precision = a.precision or ("bf16" if cuda else "fp32")
