@@ -393,6 +393,7 @@ void Trainer::train_rank(int r, Shared& sh) {
           comm_window += red->exposed_seconds();
           bytes_window += red->last_step_bytes();
         }
+        if (PhaseTimer* t = w.phase_timer()) t->lap(Phase::comm);  // exposed communication (bench)
         lr = schedule_->lr(update);
         w.update(lr, 1.f);
         ++update;

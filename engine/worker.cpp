@@ -59,15 +59,25 @@ const Tensor& Worker::upload_and_normalize(const HostBatch& b) {
   return input_;
 }
 
+void Worker::train_micro_batch(bool accumulate, float loss_grad_scale) {
+  if (timer_) timer_->mark();
+  const HostBatch& batch = train_->next();
+  if (timer_) timer_->lap(Phase::data);
+  forward_backward(batch, accumulate, loss_grad_scale);
+}
+
 void Worker::forward_backward(const HostBatch& batch, bool accumulate, float loss_grad_scale) {
   LS_CHECK(batch.count == batch.images.dim(0), "training batches must be full (" << batch.count << " of "
                                                                                   << batch.images.dim(0) << ")");
   const Tensor& x = upload_and_normalize(batch);
+  if (timer_) timer_->lap(Phase::h2d);
   const Tensor& logits = model_.forward(ctx_, x, nets::Mode::train);
   const Tensor& labels = ctx_.is_cuda() ? labels_.view() : batch.labels;
   softmax_cross_entropy(ctx_, logits, labels, opt_.label_smoothing, loss_grad_scale * scaler_.scale(), &dlogits_.view(),
                         train_stats_);
+  if (timer_) timer_->lap(Phase::forward);
   model_.backward(ctx_, dlogits_, accumulate);
+  if (timer_) timer_->lap(Phase::backward);
   train_samples_ += batch.count;
 }
 
@@ -78,11 +88,15 @@ bool Worker::update(float lr, float grad_scale) {
     zero(ctx_, overflow_);
     scale_and_check_finite(ctx_, model_.params().grads(), unscale, overflow_);
     copy(ctx_, overflow_, host_flag_);
-    if (!scaler_.update(*host_flag_.data<int32_t>() != 0)) return false;
+    if (!scaler_.update(*host_flag_.data<int32_t>() != 0)) {
+      if (timer_) timer_->lap(Phase::optimizer);
+      return false;
+    }
     unscale = 1.f;
   }
   optimizer_->step(ctx_, model_.params(), lr, unscale);
   model_.parameters_updated(ctx_);
+  if (timer_) timer_->lap(Phase::optimizer);
   return true;
 }
 

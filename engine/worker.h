@@ -12,6 +12,7 @@
 #include "engine/comm/communicator.h"
 #include "engine/loss_scaler.h"
 #include "engine/optimizer.h"
+#include "engine/phase_timer.h"
 #include "kernels/normalize.h"
 #include "nets/resnet.h"
 
@@ -46,9 +47,7 @@ class Worker {
   BatchSource* train_source() { return train_.get(); }
   BatchSource* val_source() { return val_.get(); }
   // Trains on the next batch of the training source (see forward_backward).
-  void train_micro_batch(bool accumulate, float loss_grad_scale) {
-    forward_backward(train_->next(), accumulate, loss_grad_scale);
-  }
+  void train_micro_batch(bool accumulate, float loss_grad_scale);
   // Evaluates the whole validation source (the same samples every time); returns its stats.
   Stats evaluate_all();
 
@@ -69,6 +68,10 @@ class Worker {
   // them back (a resumed run): the first logged window then averages the same steps.
   Stats pending_train_stats();
   void restore_train_stats(const Stats& s);
+
+  // Times the phases of training steps (engine/phase_timer.h) from now on; null stops timing.
+  void set_phase_timer(PhaseTimer* timer) { timer_ = timer; }
+  PhaseTimer* phase_timer() const { return timer_; }
 
   Context& ctx() { return ctx_; }
   nets::Model& model() { return model_; }
@@ -93,6 +96,7 @@ class Worker {
   OwnedTensor reduce_buf_;                // f32 (4): stats being summed across workers
   OwnedTensor host_scratch_, host_flag_;  // host f32 (4) and i32 (1): read-backs, allocated once
   int64_t train_samples_ = 0, eval_samples_ = 0;
+  PhaseTimer* timer_ = nullptr;           // not owned; null: no timing
 };
 
 }  // namespace lockstep::engine

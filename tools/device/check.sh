@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs every lockstep test on a GPU machine and prints a summary: each test binary in full,
-# then the kernel tests once under compute-sanitizer (memcheck). Two ways to get binaries:
+# then the kernel tests once under compute-sanitizer (memcheck), then the throughput race:
+# `lockstep bench train` against the PyTorch reference (tools/reference/torch_bench.py) for
+# resnet50 and resnet18, bf16, batch 256, synthetic data, one GPU, in one table with the ratio
+# (tools/bench/compare.py; what goes into bench/RESULTS.md). LOCKSTEP_CHECK_BENCH=0 skips the race.
+# A bench that fails counts as a failure; a slow one does not. Two ways to get binaries:
 #   - carried: tools/device/bundle.sh here, then on the device `bash .device/check.sh`
 #     (device tool: carry [".device"]); GPU machines have no OpenBLAS or GoogleTest to build with;
 #   - built there: `tools/device/check.sh --build` when the machine can build lockstep itself.
@@ -56,6 +60,33 @@ if command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; 
   summary="$summary\nkernels_tests under compute-sanitizer memcheck: rc=$rc $(grep -E 'ERROR SUMMARY' "$out/kernels_tests.memcheck.log" | tail -1)"
 else
   summary="$summary\ncompute-sanitizer: not run (not found or no kernels_tests)"
+fi
+
+# The throughput race. torch_bench.py and compare.py come with the bundle (.device/) or the tree.
+find_script() { for f in "$here/$1" "$root/$2/$1"; do [ -f "$f" ] && { echo "$f"; return; }; done; }
+if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
+  torch_bench=$(find_script torch_bench.py tools/reference)
+  compare=$(find_script compare.py tools/bench)
+  pairs=()
+  for arch in resnet50 resnet18; do
+    args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
+    "$bin/lockstep" bench train "${args[@]}" --json "$out/bench-lockstep-$arch.json" >"$out/bench-lockstep-$arch.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && status=1
+    summary="$summary\nlockstep bench train $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch.log" || tail -1 "$out/bench-lockstep-$arch.log")"
+    if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
+      "$py" "$torch_bench" "${args[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
+      rc=$?
+      summary="$summary\ntorch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log" || tail -1 "$out/bench-pytorch-$arch.log")"
+    else
+      summary="$summary\ntorch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
+    fi
+    pairs+=("$out/bench-lockstep-$arch.json" "$out/bench-pytorch-$arch.json")
+  done
+  if [ -n "$py" ] && [ -n "$compare" ]; then
+    "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1
+    summary="$summary\n\n$(cat "$out/bench-table.md")"
+  fi
 fi
 
 printf "\n== lockstep device check ==%b\n" "$summary"

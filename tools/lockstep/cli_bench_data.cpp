@@ -1,6 +1,7 @@
 #include "tools/lockstep/cli_bench_data.h"
 #include "tools/lockstep/cli_bench_comm.h"
 #include "tools/lockstep/cli_bench_modes.h"
+#include "tools/lockstep/cli_bench_train.h"
 
 #include <sys/resource.h>
 
@@ -26,7 +27,8 @@ double cpu_seconds() {
 }
 
 constexpr const char* kBenchUsage =
-    "usage: lockstep bench data --data DIR --loader-threads T [--image-size 224] [--batch-size 64]\n"
+    "usage: lockstep bench train [--warmup 5] [--steps 20] [--profile-steps 5] [--json FILE] [lockstep train options]\n"
+    "       lockstep bench data --data DIR --loader-threads T [--image-size 224] [--batch-size 64]\n"
     "                           [--batches 20] [--warmup 3] [--prefetch 4] [--seed 0]\n"
     "       lockstep bench comm [--gpus N | --device cpu --workers N] [--min-bytes 1K] [--max-bytes 256M]\n"
     "                           [--iters 20] [--dtype f32|bf16]\n"
@@ -113,6 +115,7 @@ int run_bench(int argc, const char* const* argv, std::ostream& out) {
   if (argc < 2) throw ConfigError("", std::string("expected what to benchmark\n") + kBenchUsage);
   const std::string what = argv[1];
   if (what == "--help" || what == "-h" || what == "help") throw HelpRequested{kBenchUsage};
+  if (what == "train") return run_bench_train(parse_bench_train_args(argc - 1, argv + 1), out);
   if (what == "data") return bench_data(argc - 1, argv + 1, out);
   if (what == "comm") return run_bench_comm(parse_bench_comm_args(argc - 1, argv + 1), out);
   if (what == "modes") return run_bench_modes(argc - 1, argv + 1, out);

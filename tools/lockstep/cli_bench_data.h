@@ -4,7 +4,8 @@
 // when it has no train/) and reports decoded-and-augmented images per second, per loader
 // thread, and per CPU-second of the process (getrusage), over N batches after W warm-up
 // batches (default 20 after 3). The consumer does nothing but take batches, so the figure is
-// the loader's own throughput. argv[0] is "bench".
+// the loader's own throughput. argv[0] is "bench". run_bench also dispatches `bench train`
+// (cli_bench_train.h) and `bench comm` (cli_bench_comm.h).
 #pragma once
 
 #include <iostream>

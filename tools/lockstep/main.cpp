@@ -22,7 +22,8 @@ constexpr const char* kUsage =
     "  train    train a ResNet (lockstep train --help)\n"
     "  eval     evaluate a ResNet on synthetic data (lockstep eval --help)\n"
     "  dataset  import-idx, make-synthetic, inspect (lockstep dataset --help)\n"
-    "  bench    comm: all-reduce bandwidth; data: loader throughput (lockstep bench comm|data --help)\n"
+    "  bench    train: training images/s; comm: all-reduce bandwidth; data: loader throughput\n"
+    "           (lockstep bench train|comm|data --help)\n"
     "  ckpt     inspect a checkpoint, a run's checkpoints or a .safetensors file (lockstep ckpt inspect --help)\n"
     "\n"
     "  lockstep --help | --version\n";
