@@ -54,6 +54,7 @@ std::string_view sync_name(SyncKind k) {
     case SyncKind::average: return "average";
     case SyncKind::async: return "async";
     case SyncKind::backup: return "backup";
+    case SyncKind::coded: return "coded";
   }
   return "?";
 }
@@ -64,7 +65,9 @@ SyncKind parse_sync(std::string_view text) {
   if (text == "average") return SyncKind::average;
   if (text == "async") return SyncKind::async;
   if (text == "backup") return SyncKind::backup;
-  throw Error("unknown sync mode '" + std::string(text) + "' (expected allreduce, sign, average, async or backup)");
+  if (text == "coded") return SyncKind::coded;
+  throw Error("unknown sync mode '" + std::string(text) +
+              "' (expected allreduce, sign, average, async, backup or coded)");
 }
 
 std::string_view sign_exchange_kind_name(SignExchangeKind k) {
@@ -249,13 +252,23 @@ void TrainConfig::validate() const {
                                  str(workers) + " workers)");
   if (backup_workers > 0 && sync != SyncKind::backup) fail("--backup-workers", "--backup-workers needs --sync backup");
   StragglerSpec::parse(straggler);  // throws ConfigError naming --straggler
-  if (sync == SyncKind::backup) {
+  if (sync == SyncKind::backup || sync == SyncKind::coded) {
+    const std::string mode(sync_name(sync));
     if (optimizer != OptimizerKind::sgd)
-      fail("--optimizer", "--sync backup applies SGD at its aggregator; --optimizer " +
+      fail("--optimizer", "--sync " + mode + " applies SGD at its aggregator; --optimizer " +
                               std::string(optimizer_name(optimizer)) + " is not supported with it");
     if (precision == DType::f16)
-      fail("--precision", "--sync backup does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
-    if (accumulate != 1) fail("--accumulate", "--sync backup takes one micro-batch per gradient (--accumulate 1)");
+      fail("--precision", "--sync " + mode + " does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
+    if (accumulate != 1) fail("--accumulate", "--sync " + mode + " takes one micro-batch per gradient (--accumulate 1)");
+  }
+  if (sync == SyncKind::coded) {
+    if (stragglers < 0 || stragglers >= workers)
+      fail("--stragglers", "--stragglers must be in [0, workers) (got " + str(stragglers) + " of " + str(workers) +
+                               " workers)");
+    if (code != "cyclic" && code != "fractional") fail("--code", "--code must be cyclic or fractional (got " + code + ")");
+    if (code == "fractional" && workers % (stragglers + 1) != 0)
+      fail("--code", "--code fractional needs --stragglers + 1 (" + str(stragglers + 1) + ") to divide --workers " +
+                         str(workers));
   }
   if (sync == SyncKind::async) {
     if (optimizer != OptimizerKind::sgd)
@@ -317,6 +330,8 @@ nlohmann::json TrainConfig::to_json() const {
       {"ps_shards", ps_shards},
       {"backup_workers", backup_workers},
       {"straggler", straggler},
+      {"stragglers", stragglers},
+      {"code", code},
       {"batch_size", batch_size},
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
@@ -389,6 +404,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("ps_shards", c.ps_shards);
   get("backup_workers", c.backup_workers);
   get("straggler", c.straggler);
+  get("stragglers", c.stragglers);
+  get("code", c.code);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));

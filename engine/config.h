@@ -41,8 +41,8 @@ enum class Command { train, eval };
 
 // How workers agree on an update (engine/sync/): average the gradients, majority-vote signs, or
 // train independently and average the models (every K updates, or once at the end).
-enum class SyncKind { allreduce, sign, average, async, backup };
-std::string_view sync_name(SyncKind k);          // "allreduce", "sign", "average", "async", "backup"
+enum class SyncKind { allreduce, sign, average, async, backup, coded };
+std::string_view sync_name(SyncKind k);          // "allreduce", "sign", "average", "async", "backup", "coded"
 SyncKind parse_sync(std::string_view text);      // throws lockstep::Error
 // --sign-exchange: auto = sharded for more than 2 workers, allgather otherwise.
 enum class SignExchangeKind { auto_, allgather, sharded };
@@ -96,6 +96,8 @@ struct TrainConfig {
   int ps_shards = 4;            // parameter-server shards (each with its own lock)
   int backup_workers = 0;       // --sync backup: b of the workers are backups (each update takes the first workers - b)
   std::string straggler;        // --straggler SPEC (engine/straggler.h); "" = none
+  int stragglers = 1;           // --sync coded: s, the stragglers every step tolerates
+  std::string code = "cyclic";  // --sync coded: cyclic | fractional (needs (s+1) | workers)
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only

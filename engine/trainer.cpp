@@ -158,6 +158,16 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
     progress_.message(os.str());
   }
 
+  if (c.sync == SyncKind::coded && c.command == Command::train) {
+    code_ = std::make_unique<GradientCode>(world, c.stragglers,
+                                           c.code == "fractional" ? CodeScheme::fractional : CodeScheme::cyclic, c.seed);
+    std::ostringstream os;
+    os << "sync: coded (" << c.code << " gradient code, " << world << " workers, any " << world - c.stragglers
+       << " decode the full gradient; each worker computes " << code_->parts_per_worker()
+       << " parts per step: " << code_->parts_per_worker() << "x the compute; rounding amplification "
+       << code_->amplification() << ")";
+    progress_.message(os.str());
+  }
   if (c.synthetic) {
     make_synthetic_sources();
   } else {
@@ -209,6 +219,14 @@ void Trainer::make_synthetic_sources() {
       spec.batches_per_epoch = c.steps_per_epoch;
       spec.stream = kTrainStream;
       train = std::make_unique<SyntheticSource>(spec);
+      if (code_) {  // --sync coded: the parts this worker computes are other ranks' shards
+        part_sources_.emplace_back();
+        for (int j : code_->parts(r)) {
+          SyntheticSpec part = spec;
+          part.rank = j;
+          part_sources_.back().push_back(std::make_unique<SyntheticSource>(part));
+        }
+      }
     }
     if (c.eval_steps > 0) {
       spec.batches_per_epoch = c.eval_steps;
@@ -258,6 +276,14 @@ void Trainer::make_loader_sources() {
     if (c.command == Command::train) {
       lc.train = true;
       train = std::make_unique<data::Loader>(train_index, lc);
+      if (code_) {
+        part_sources_.emplace_back();
+        for (int j : code_->parts(r)) {
+          data::LoaderConfig part = lc;
+          part.rank = j;
+          part_sources_.back().push_back(std::make_unique<data::Loader>(train_index, part));
+        }
+      }
     }
     if (val_index) {
       lc.train = false;
@@ -396,6 +422,7 @@ void Trainer::train_rank(int r, Shared& sh) {
         if (PhaseTimer* t = w.phase_timer()) t->lap(Phase::comm);  // exposed communication (bench)
         lr = schedule_->lr(update);
         w.update(lr, 1.f);
+        if (update_hook_ && r == 0) update_hook_(update);
         ++update;
         models_differ = averaging;
         if (averaging && config_.average_every > 0 && update % config_.average_every == 0) {
@@ -519,7 +546,7 @@ RunSummary Trainer::run() {
   if (config_.sync == SyncKind::async) {
     start_async();
     on_every_worker([&](int r) { train_rank_async(r, sh); });
-  } else if (config_.sync == SyncKind::backup) {
+  } else if (config_.sync == SyncKind::backup || config_.sync == SyncKind::coded) {
     start_backup();
     on_every_worker([&](int r) { train_rank_backup(r, sh); });
   } else {

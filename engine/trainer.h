@@ -24,6 +24,7 @@
 #include "engine/async/interleaving.h"
 #include "engine/async/parameter_server.h"
 #include "engine/checkpoint/checkpoint.h"
+#include "engine/coded/gradient_code.h"
 
 #include "engine/comm/communicator.h"
 #include "engine/config.h"
@@ -60,6 +61,10 @@ class Trainer {
   // A flag (set by SIGINT/SIGTERM) that stops the run at the next update every worker can reach,
   // with a checkpoint (ARCHITECTURE decision 11: a stop never loses work).
   void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
+  // Called after every optimizer update of the run with its index (0-based), by whichever thread
+  // applied it (rank 0 in the synchronous modes, the pushing worker in async, the aggregator's
+  // last contributor in backup/coded): step-time benchmarks.
+  void set_update_hook(std::function<void(int64_t)> hook) { update_hook_ = std::move(hook); }
   // Called at each stage of a checkpoint save (write_checkpoint's stages): crash tests.
   void set_checkpoint_hook(StageHook hook) { checkpoint_hook_ = std::move(hook); }
   // Where a resumed run continues: (epoch, micro-batches done in it, updates done).
@@ -83,7 +88,8 @@ class Trainer {
   bool server_epoch_end(int rank, Shared& sh, int epoch, int64_t update, int64_t update_prev, int64_t samples_seen,
                         int64_t bn_batches, std::vector<float>& host, const std::function<void(float*)>& read_eval,
                         const std::function<void(float*)>& read_model, const std::function<nlohmann::json()>& record);
-  // --sync backup (trainer_backup.cpp).
+  // --sync backup and --sync coded (trainer_backup.cpp): the aggregator takes the first N (backup)
+  // or N - s (coded, decoding) messages of each step.
   void start_backup();
   void train_rank_backup(int rank, Shared& sh);
   // --straggler: sleeps where a slow worker would be slow (before its micro-batch); micro counts
@@ -120,11 +126,14 @@ class Trainer {
   int cpu_threads_ = 1;
   std::function<void(int, int, int64_t)> step_hook_;
   const std::atomic<bool>* stop_flag_ = nullptr;
+  std::function<void(int64_t)> update_hook_;
   StageHook checkpoint_hook_;
   Start start_;
   std::optional<std::string> resume_note_;  // the resume record for the run log
   std::unique_ptr<ParameterServer> ps_;
   std::unique_ptr<BackupAggregator> backup_;
+  std::unique_ptr<GradientCode> code_;                                   // --sync coded
+  std::vector<std::vector<std::unique_ptr<BatchSource>>> part_sources_;  // [worker][k]: shard of parts(worker)[k]
   std::unique_ptr<StragglerInjector> stragglers_;
   std::unique_ptr<Interleaving> interleaving_;
   std::vector<float> resume_ps_momentum_, resume_ps_ema_;  // --resume of an async run

@@ -112,6 +112,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           interleaving_->wait(AsyncEvent::Op::push, r);
           ps.push(host.data(), version);
           interleaving_->done();
+          if (update_hook_) update_hook_(ps.updates() - 1);
           bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
           bytes.received += table.count() * 4;
         }

@@ -6,6 +6,7 @@
 // meet at its end as in the other server modes (server_epoch_end: evaluation, checkpoints, stop
 // requests), and the epoch's accepted and dropped gradients per worker are logged
 // ({"type":"backup",...}).
+#include <algorithm>
 #include <sstream>
 
 #include "engine/trainer.h"
@@ -23,6 +24,19 @@ void Trainer::start_backup() {
   Worker& w = *workers_[0];
   BackupOptions o;
   o.needed = world() - config_.backup_workers;
+  if (code_) {
+    // Gradient coding: the first N - s coded messages decode to the full gradient.
+    o.needed = world() - config_.stragglers;
+    const GradientCode* code = code_.get();
+    o.combine = [code](const std::vector<int>& ranks, const std::vector<const float*>& msgs, float* out, int64_t n) {
+      const std::vector<double> a = code->decode(ranks);
+      for (int64_t i = 0; i < n; ++i) {
+        double acc = 0;
+        for (size_t k = 0; k < msgs.size(); ++k) acc += a[k] * static_cast<double>(msgs[k][i]);
+        out[i] = static_cast<float>(acc);
+      }
+    };
+  }
   o.momentum = static_cast<float>(config_.momentum);
   o.weight_decay = static_cast<float>(config_.weight_decay);
   o.nesterov = config_.nesterov;
@@ -31,6 +45,7 @@ void Trainer::start_backup() {
                                                w.optimizer().decay_segments(), world(), o,
                                                [schedule](int64_t u) { return schedule->lr(u); });
   if (start_.update > 0) backup_->restore(backup_->params(), std::move(resume_ps_momentum_), start_.update);
+  if (update_hook_) backup_->set_update_hook([this](int64_t t, const std::vector<int>&) { update_hook_(t); });
 }
 
 void Trainer::train_rank_backup(int r, Shared& sh) {
@@ -40,9 +55,14 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
   BatchSource* train = w.train_source();
   BackupAggregator& agg = *backup_;
   const int64_t steps = updates_per_epoch_;
-  const float loss_grad_scale = 1.f / static_cast<float>(config_.batch_size);
-  const int64_t per_update = int64_t{config_.batch_size} * (world() - config_.backup_workers);
-  std::vector<float> host(static_cast<size_t>(table.count()));
+  // Coded: every part's gradient is its share of the full batch's mean (N parts of `batch`).
+  const float loss_grad_scale =
+      1.f / static_cast<float>(code_ ? int64_t{config_.batch_size} * world() : config_.batch_size);
+  const int64_t per_update =
+      int64_t{config_.batch_size} * (code_ ? world() : world() - config_.backup_workers);
+  std::vector<float> host(static_cast<size_t>(table.count())), message;
+  if (code_) message.resize(host.size());
+  std::vector<int64_t> part_pos;  // the next batch of each part source within the epoch
   struct AbortOnThrow {
     BackupAggregator& agg;
     bool armed = true;
@@ -59,6 +79,10 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
   bool stopped = false;
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
     train->start_epoch(epoch - 1, 0);
+    if (code_) {
+      for (auto& src : part_sources_[static_cast<size_t>(r)]) src->start_epoch(epoch - 1, 0);
+      part_pos.assign(part_sources_[static_cast<size_t>(r)].size(), 0);
+    }
     const int64_t end = int64_t{epoch} * steps;  // the update count at the epoch's end
     int64_t t = agg.step();
     while (true) {
@@ -70,12 +94,34 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
       w.model().parameters_updated(ctx);
       if (stragglers_) straggle(r, bn_batches, compute_s);
       const auto t_compute = Clock::now();
-      w.train_micro_batch(false, loss_grad_scale);
-      ctx.synchronize();
-      compute_s = seconds_since(t_compute);
-      ++bn_batches;
-      copy(ctx, table.grads(), h);
-      agg.push(r, t, host.data());
+      if (code_) {
+        // Message m_r = sum_k B[r][parts_k] g_{parts_k}, each part the batch of step t of its shard
+        // (a worker that skipped steps repositions its sources: every message of step t must
+        // encode the same data).
+        const int64_t at = t - (end - steps);
+        const std::vector<double>& coeff = code_->coefficients(r);
+        std::fill(message.begin(), message.end(), 0.f);
+        for (size_t k = 0; k < coeff.size(); ++k) {
+          BatchSource& src = *part_sources_[static_cast<size_t>(r)][k];
+          if (part_pos[k] != at) src.start_epoch(epoch - 1, at);
+          part_pos[k] = at + 1;
+          w.forward_backward(src.next(), false, loss_grad_scale);
+          ++bn_batches;
+          copy(ctx, table.grads(), h);
+          const float c = static_cast<float>(coeff[k]);
+          for (size_t i = 0; i < message.size(); ++i) message[i] += c * host[i];
+        }
+        ctx.synchronize();
+        compute_s = seconds_since(t_compute);
+        agg.push(r, t, message.data());
+      } else {
+        w.train_micro_batch(false, loss_grad_scale);
+        ctx.synchronize();
+        compute_s = seconds_since(t_compute);
+        ++bn_batches;
+        copy(ctx, table.grads(), h);
+        agg.push(r, t, host.data());
+      }
       bytes.sent += table.count() * 4;
       ++t;
       const int64_t step = t - (end - steps);

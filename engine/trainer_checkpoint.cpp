@@ -69,6 +69,9 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   require_same("--accumulate", std::to_string(config_.accumulate), std::to_string(st.accumulate), ck.dir);
   require_same("--seed", std::to_string(config_.seed), std::to_string(st.seed), ck.dir);
   const bool same_world = st.world == world();
+  if (!same_world && config_.sync == SyncKind::coded)
+    throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
+                                       " has " + std::to_string(st.world) + ": --sync coded's code is built for its workers");
   if (!same_world && (config_.sync == SyncKind::sign || config_.sync == SyncKind::average))
     throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
                                        " has " + std::to_string(st.world) + ": --sync " +
@@ -94,7 +97,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
       std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
       upload(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
-    } else if (config_.sync == SyncKind::async || config_.sync == SyncKind::backup) {
+    } else if (config_.sync == SyncKind::async || config_.sync == SyncKind::backup || config_.sync == SyncKind::coded) {
       if (r == 0) {
         // The server is built at run(): it takes these.
         if (config_.momentum != 0 && ck.optimizer.find(table.specs().front().name))
@@ -218,7 +221,7 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
     // The server's state: momentum under the parameters' names, the moving average as ema.<name>.
     if (!ps_->momentum().empty()) c.optimizer = param_state(table, ps_->momentum());
     if (!ps_->ema().empty()) append(c.optimizer, param_state(table, ps_->ema(), "ema."));
-  } else if (config_.sync == SyncKind::backup) {
+  } else if (config_.sync == SyncKind::backup || config_.sync == SyncKind::coded) {
     if (!backup_->momentum().empty()) c.optimizer = param_state(table, backup_->momentum());
   } else if (per_rank_optimizer) {
     for (int k = 0; k < world(); ++k)  // one set of tensors per rank, in rank order

@@ -106,7 +106,8 @@ cxxopts::Options train_options() {
     ("no-zero-init-residual", "keep the last BN gamma of each residual block at 1");
   o.add_options("sync")
     ("sync", "how workers agree: allreduce (average gradients), sign (majority vote of 1-bit signs, Signum), "
-             "average (train apart, average the models), async (parameter server) or backup (drop the slowest)",
+             "average (train apart, average the models), async (parameter server), backup (drop the slowest) or "
+             "coded (gradient coding)",
      cxxopts::value<std::string>()->default_value(std::string(engine::sync_name(d.sync))))
     ("sign-momentum", "--sync sign: momentum before the sign (0 = signSGD)",
      cxxopts::value<std::string>()->default_value(show(d.sign_momentum)))
@@ -129,7 +130,11 @@ cxxopts::Options train_options() {
     ("backup-workers", "--sync backup: how many of the workers are backups (each update takes the first workers - b gradients)",
      cxxopts::value<std::string>()->default_value(show(d.backup_workers)))
     ("straggler", "make workers slow: rank=R,delay=200ms | prob=0.1,delay=exp:50ms | slowest=1,factor=3",
-     cxxopts::value<std::string>()->default_value(""));
+     cxxopts::value<std::string>()->default_value(""))
+    ("stragglers", "--sync coded: stragglers tolerated every step (each worker computes stragglers + 1 parts)",
+     cxxopts::value<std::string>()->default_value(show(d.stragglers)))
+    ("code", "--sync coded: cyclic, or fractional (needs stragglers + 1 to divide the workers)",
+     cxxopts::value<std::string>()->default_value(d.code));
   o.add_options("run")
     ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
@@ -482,6 +487,13 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.ps_shards = in.as_int("ps-shards");
   c.backup_workers = in.as_int("backup-workers");
   c.straggler = in.text("straggler");
+  c.stragglers = in.as_int("stragglers");
+  c.code = in.text("code");
+  if (c.sync != SyncKind::backup && in.given("backup-workers"))
+    throw ConfigError("--backup-workers", "--backup-workers needs --sync backup");
+  if (c.sync != SyncKind::coded)
+    for (const char* flag : {"stragglers", "code"})
+      if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync coded");
   if (c.sync != SyncKind::async)
     for (const char* flag : {"ema", "eval-ema", "async-ramp-epochs", "staleness-lr", "async-round-robin", "ps-shards"})
       if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync async");
