@@ -79,3 +79,39 @@ TEST(BenchModes, ChoosingModesAndRefusingSync) {
 
 }  // namespace
 }  // namespace lockstep::cli
+
+namespace lockstep::cli {
+namespace {
+
+TEST(BenchStragglers, ReportsUpdateTimesPerModeUnderAStragglerPattern) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "lockstep_bench_stragglers";
+  fs::remove_all(dir);
+  std::vector<std::string> args{"stragglers", "--arch", "tiny", "--synthetic", "--device", "cpu", "--workers", "3",
+                                "--epochs", "2", "--steps-per-epoch", "6", "--eval-steps", "1", "--batch-size", "4",
+                                "--straggler", "rank=2,delay=5ms", "--target", "0.01", "--out", dir.string()};
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  std::ostringstream out;
+  ASSERT_EQ(run_bench_stragglers(static_cast<int>(argv.size()), argv.data(), out), 0);
+  std::ifstream in(dir / "stragglers.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["modes"].size(), 3u);
+  for (const auto& m : j["modes"]) {
+    EXPECT_EQ(m["updates"].get<int64_t>(), 12) << m.dump();
+    EXPECT_TRUE(m["update_ms_median"].is_number()) << m.dump();
+    EXPECT_LE(m["update_ms_median"].get<double>(), m["update_ms_p90"].get<double>());
+    EXPECT_LE(m["update_ms_p90"].get<double>(), m["update_ms_p99"].get<double>());
+    EXPECT_TRUE(m["time_to_target"].is_number()) << "any evaluation reaches 1%: " << m.dump();
+    EXPECT_EQ(m["straggler_delay_s"].size(), 3u);
+  }
+  EXPECT_EQ(j["modes"][1]["mode"], "backup");
+  EXPECT_EQ(j["modes"][1]["dropped_per_worker"].size(), 3u);
+  EXPECT_NE(out.str().find("| coded |"), std::string::npos);
+  args = {"stragglers", "--synthetic", "--device", "cpu", "--target", "2"};
+  argv.clear();
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  EXPECT_THROW(run_bench_stragglers(static_cast<int>(argv.size()), argv.data(), out), ConfigError);
+}
+
+}  // namespace
+}  // namespace lockstep::cli

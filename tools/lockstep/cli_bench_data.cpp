@@ -32,7 +32,8 @@ constexpr const char* kBenchUsage =
     "                           [--batches 20] [--warmup 3] [--prefetch 4] [--seed 0]\n"
     "       lockstep bench comm [--gpus N | --device cpu --workers N] [--min-bytes 1K] [--max-bytes 256M]\n"
     "                           [--iters 20] [--dtype f32|bf16]\n"
-    "       lockstep bench modes [--modes allreduce,sign,backup,average,async] [lockstep train options]\n";
+    "       lockstep bench modes [--modes allreduce,sign,backup,average,async] [lockstep train options]\n"
+    "       lockstep bench stragglers [--modes allreduce,backup,coded] [--target ACC] [lockstep train options]\n";
 
 int bench_data(int argc, const char* const* argv, std::ostream& out) {
   cxxopts::Options o("lockstep bench data", "Loader throughput: decoded and augmented images per second.");
@@ -119,6 +120,7 @@ int run_bench(int argc, const char* const* argv, std::ostream& out) {
   if (what == "data") return bench_data(argc - 1, argv + 1, out);
   if (what == "comm") return run_bench_comm(parse_bench_comm_args(argc - 1, argv + 1), out);
   if (what == "modes") return run_bench_modes(argc - 1, argv + 1, out);
+  if (what == "stragglers") return run_bench_stragglers(argc - 1, argv + 1, out);
   throw ConfigError("", "unknown benchmark '" + what + "'\n" + kBenchUsage);
 }
 

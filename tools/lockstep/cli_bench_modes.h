@@ -36,4 +36,12 @@ void write_mode_report(const std::filesystem::path& out, const std::vector<ModeR
 
 int run_bench_modes(int argc, const char* const* argv, std::ostream& out);
 
+// `lockstep bench stragglers [--modes allreduce,backup,coded] [--target ACC] [train options]`:
+// the same run (and --straggler pattern) under each straggler-tolerant mode (backup: one backup
+// worker; coded: one straggler tolerated), reporting the time between updates (median, p90,
+// p99; intervals across an epoch's end, where evaluation runs, are left out), images/s at the
+// median, and with --target the wall time until the test top-1 first reached it. Writes
+// <out>/stragglers.json and <out>/stragglers.md. argv[0] is "stragglers".
+int run_bench_stragglers(int argc, const char* const* argv, std::ostream& out);
+
 }  // namespace lockstep::cli
