@@ -32,6 +32,13 @@ struct StragglerSpec {
   bool active() const { return kind != Kind::none; }
 };
 
+// The compute time factor= stragglers multiply: a worker's fastest micro-batch so far. What the
+// trainer measures around a micro-batch also holds its waits for other workers (all-reduce inside
+// backward), and multiplying those would feed a slow step's delay into the next one.
+inline double fastest(double so_far, double measured) {
+  return so_far > 0 && so_far < measured ? so_far : measured;
+}
+
 class StragglerInjector {
  public:
   StragglerInjector(const StragglerSpec& spec, int world, uint64_t seed);

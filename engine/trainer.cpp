@@ -409,7 +409,7 @@ void Trainer::train_rank(int r, Shared& sh) {
       w.train_micro_batch(micro > 0, loss_grad_scale);
       if (stragglers_) {
         w.ctx().synchronize();  // the micro-batch's real compute time, for factor= stragglers
-        compute_s = seconds_since(t_compute);
+        compute_s = fastest(compute_s, seconds_since(t_compute));
       }
       images += global_images_per_step;
       ++bn_batches;

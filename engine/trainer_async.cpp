@@ -102,7 +102,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         w.train_micro_batch(micro > 0, loss_grad_scale);
         if (stragglers_) {
           ctx.synchronize();
-          compute_s = seconds_since(t_compute);
+          compute_s = fastest(compute_s, seconds_since(t_compute));
         }
         ++bn_batches;
         if (micro == K - 1) {

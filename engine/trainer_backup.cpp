@@ -112,12 +112,12 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
           for (size_t i = 0; i < message.size(); ++i) message[i] += c * host[i];
         }
         ctx.synchronize();
-        compute_s = seconds_since(t_compute);
+        compute_s = fastest(compute_s, seconds_since(t_compute));
         agg.push(r, t, message.data());
       } else {
         w.train_micro_batch(false, loss_grad_scale);
         ctx.synchronize();
-        compute_s = seconds_since(t_compute);
+        compute_s = fastest(compute_s, seconds_since(t_compute));
         ++bn_batches;
         copy(ctx, table.grads(), h);
         agg.push(r, t, host.data());
