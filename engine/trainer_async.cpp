@@ -116,43 +116,9 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
           bytes.received += table.count() * 4;
         }
-        if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
-          Stats s = w.take_train_stats();  // this worker's own: the workers are not in step
-          if (!std::isfinite(s.loss())) {
-            std::ostringstream os;
-            os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step
-               << "; try a lower --base-lr, --staleness-lr or a longer --async-ramp-epochs";
-            throw Error(os.str());
-          }
-          const double dt = seconds_since(last_log);
-          last_log = Clock::now();
-          StepRecord rec;
-          rec.epoch = epoch;
-          rec.step = step;
-          rec.update = ps.updates();
-          rec.lr = schedule_->lr(std::max<int64_t>(rec.update - 1, 0));
-          rec.loss = s.loss();
-          rec.top1 = s.top1_acc();
-          rec.top5 = s.top5_acc();
-          rec.img_per_s = dt > 0 ? static_cast<double>((rec.update - update_at_log) * per_update) / dt : 0;
-          rec.time = seconds_since(sh.start);
-          update_at_log = rec.update;
-          sh.log->log_step(rec);
-          ProgressState p;
-          p.epoch = epoch;
-          p.epochs = config_.epochs;
-          p.step = step;
-          p.steps = steps;
-          p.img_per_s = rec.img_per_s;
-          p.loss = rec.loss;
-          p.top1 = rec.top1;
-          p.lr = rec.lr;
-          progress_.update(p);
-          sh.summary.final_loss = rec.loss;
-          sh.summary.final_top1 = rec.top1;
-          sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", rec.update}, {"loss", rec.loss},
-                          {"top1", rec.top1}, {"top5", rec.top5}, {"lr", rec.lr}};
-        }
+        if (r == 0 && (step % config_.log_every == 0 || step == steps))
+          log_server_step(sh, epoch, step, steps, ps.updates(), per_update, update_at_log, last_log,
+                          "; try a lower --base-lr, --staleness-lr or a longer --async-ramp-epochs");
       }
     }
     // The epoch's end: every worker is here and the server is quiet.
@@ -189,6 +155,45 @@ void Trainer::train_rank_async(int r, Shared& sh) {
     sh.summary.bytes_sent = bytes.sent;
     sh.summary.bytes_received = bytes.received;
   }
+}
+
+void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps, int64_t update,
+                              int64_t per_update, int64_t& update_at_log, std::chrono::steady_clock::time_point& last_log,
+                              const char* advice) {
+  Stats s = workers_[0]->take_train_stats();  // rank 0's own batches: the workers are not in step
+  if (!std::isfinite(s.loss())) {
+    std::ostringstream os;
+    os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step << advice;
+    throw Error(os.str());
+  }
+  const double dt = seconds_since(last_log);
+  last_log = Clock::now();
+  StepRecord rec;
+  rec.epoch = epoch;
+  rec.step = step;
+  rec.update = update;
+  rec.lr = schedule_->lr(std::max<int64_t>(update - 1, 0));
+  rec.loss = s.loss();
+  rec.top1 = s.top1_acc();
+  rec.top5 = s.top5_acc();
+  rec.img_per_s = dt > 0 ? static_cast<double>((update - update_at_log) * per_update) / dt : 0;
+  rec.time = seconds_since(sh.start);
+  update_at_log = update;
+  sh.log->log_step(rec);
+  ProgressState p;
+  p.epoch = epoch;
+  p.epochs = config_.epochs;
+  p.step = step;
+  p.steps = steps;
+  p.img_per_s = rec.img_per_s;
+  p.loss = rec.loss;
+  p.top1 = rec.top1;
+  p.lr = rec.lr;
+  progress_.update(p);
+  sh.summary.final_loss = rec.loss;
+  sh.summary.final_top1 = rec.top1;
+  sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", update}, {"loss", rec.loss},
+                  {"top1", rec.top1},   {"top5", rec.top5}, {"lr", rec.lr}};
 }
 
 bool Trainer::server_epoch_end(int r, Shared& sh, int epoch, int64_t update, int64_t update_prev, int64_t samples_seen,

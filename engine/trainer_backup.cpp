@@ -125,43 +125,8 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
       bytes.sent += table.count() * 4;
       ++t;
       const int64_t step = t - (end - steps);
-      if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
-        Stats s = w.take_train_stats();  // this worker's own batches
-        if (!std::isfinite(s.loss())) {
-          std::ostringstream os;
-          os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step
-             << "; try a lower --base-lr";
-          throw Error(os.str());
-        }
-        const double dt = seconds_since(last_log);
-        last_log = Clock::now();
-        StepRecord rec;
-        rec.epoch = epoch;
-        rec.step = step;
-        rec.update = agg.step();
-        rec.lr = schedule_->lr(std::max<int64_t>(rec.update - 1, 0));
-        rec.loss = s.loss();
-        rec.top1 = s.top1_acc();
-        rec.top5 = s.top5_acc();
-        rec.img_per_s = dt > 0 ? static_cast<double>((rec.update - update_at_log) * per_update) / dt : 0;
-        rec.time = seconds_since(sh.start);
-        update_at_log = rec.update;
-        sh.log->log_step(rec);
-        ProgressState p;
-        p.epoch = epoch;
-        p.epochs = config_.epochs;
-        p.step = step;
-        p.steps = steps;
-        p.img_per_s = rec.img_per_s;
-        p.loss = rec.loss;
-        p.top1 = rec.top1;
-        p.lr = rec.lr;
-        progress_.update(p);
-        sh.summary.final_loss = rec.loss;
-        sh.summary.final_top1 = rec.top1;
-        sh.last_step = {{"epoch", epoch}, {"step", step}, {"update", rec.update}, {"loss", rec.loss},
-                        {"top1", rec.top1}, {"top5", rec.top5}, {"lr", rec.lr}};
-      }
+      if (r == 0 && (step % config_.log_every == 0 || step == steps))
+        log_server_step(sh, epoch, step, steps, agg.step(), per_update, update_at_log, last_log, "; try a lower --base-lr");
     }
     const int64_t update = agg.step();
     auto read = [&](float* dst) { agg.read(update, dst); };

@@ -11,6 +11,7 @@
 
 #include "data/synthetic_source.h"
 #include "engine/trainer.h"
+#include "tests/engine/engine_test_util.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep::engine {
@@ -77,27 +78,10 @@ TEST(ParameterServer, RoundRobinOrder) {
 }
 
 TrainConfig async_config(const std::string& out, int workers, const std::string& arch = "tiny_nobn") {
-  TrainConfig c;
-  c.arch = arch;
-  c.classes = 10;
-  c.image_size = 8;
-  c.synthetic = true;
-  c.device = Device::cpu();
-  c.precision = DType::f32;
-  c.workers = workers;
-  c.batch_size = 4;
-  c.epochs = 2;
+  TrainConfig c = test_util::cpu_config(out, arch, workers, 4);
   c.steps_per_epoch = 4;
-  c.base_lr = 0.2;
-  c.lr_scaling = false;
-  c.warmup_epochs = 0;
-  c.schedule = ScheduleKind::cosine;
-  c.weight_decay = 1e-3;
   c.sync = SyncKind::async;
   c.async_ramp_epochs = 0;
-  c.checkpoints = false;
-  c.log_every = 100;
-  c.out_dir = ::testing::TempDir() + "/" + out;
   c.validate();
   return c;
 }

@@ -7,34 +7,17 @@
 
 #include "data/synthetic_source.h"
 #include "engine/trainer.h"
+#include "tests/engine/engine_test_util.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep::engine {
 namespace {
 
 TrainConfig average_config(const std::string& out, int workers, int64_t every) {
-  TrainConfig c;
-  c.arch = "tiny_nobn";
-  c.classes = 10;
-  c.image_size = 8;
-  c.synthetic = true;
-  c.device = Device::cpu();
-  c.precision = DType::f32;
-  c.workers = workers;
-  c.batch_size = 4;
-  c.epochs = 2;
-  c.steps_per_epoch = 5;
+  TrainConfig c = test_util::cpu_config(out, "tiny_nobn", workers, 4);
   c.eval_steps = 1;
-  c.base_lr = 0.2;
-  c.lr_scaling = false;
-  c.warmup_epochs = 0;
-  c.schedule = ScheduleKind::cosine;
-  c.weight_decay = 1e-3;
   c.sync = SyncKind::average;
   c.average_every = every;
-  c.checkpoints = false;
-  c.log_every = 100;
-  c.out_dir = ::testing::TempDir() + "/" + out;
   c.validate();
   return c;
 }

@@ -6,32 +6,14 @@
 #include <sstream>
 
 #include "engine/trainer.h"
+#include "tests/engine/engine_test_util.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep::engine {
 namespace {
 
 TrainConfig coded_config(const std::string& out, int workers, int batch) {
-  TrainConfig c;
-  c.arch = "tiny_nobn";
-  c.classes = 10;
-  c.image_size = 8;
-  c.synthetic = true;
-  c.device = Device::cpu();
-  c.precision = DType::f32;
-  c.workers = workers;
-  c.batch_size = batch;
-  c.epochs = 2;
-  c.steps_per_epoch = 5;
-  c.base_lr = 0.2;
-  c.lr_scaling = false;
-  c.warmup_epochs = 0;
-  c.schedule = ScheduleKind::cosine;
-  c.weight_decay = 1e-3;
-  c.checkpoints = false;
-  c.log_every = 100;
-  c.out_dir = ::testing::TempDir() + "/" + out;
-  return c;
+  return test_util::cpu_config(out, "tiny_nobn", workers, batch);
 }
 
 std::vector<float> full_batch(int n, int b) {
