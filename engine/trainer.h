@@ -9,6 +9,10 @@
 // --log-every steps and summed over workers; rank 0 logs. A loss that turns non-finite stops the
 // run with an error naming where. A failure in any worker aborts the communicators, so no
 // other worker hangs, and the run fails with "worker r failed: <reason>".
+// The other modes have their own loops: --sync average (trainer.cpp: no per-step exchange, the
+// models averaged), async (trainer_async.cpp, a parameter server), backup and coded
+// (trainer_backup.cpp, an aggregator that takes the first N or N - s messages of each step);
+// checkpoints, resume and --init-from live in trainer_checkpoint.cpp.
 #pragma once
 
 #include <atomic>
@@ -68,6 +72,11 @@ class Trainer {
   void set_update_hook(std::function<void(int64_t)> hook) { update_hook_ = std::move(hook); }
   // Called at each stage of a checkpoint save (write_checkpoint's stages): crash tests.
   void set_checkpoint_hook(StageHook hook) { checkpoint_hook_ = std::move(hook); }
+  // The server modes' state, during and after run(): --sync async's parameter server, the backup
+  // and coded aggregator, the injected stragglers (null when the mode has none).
+  ParameterServer* parameter_server() { return ps_.get(); }
+  BackupAggregator* backup_aggregator() { return backup_.get(); }
+  const StragglerInjector* stragglers() const { return stragglers_.get(); }
   // Where a resumed run continues: (epoch, micro-batches done in it, updates done).
   int start_epoch() const { return start_.epoch; }
   int64_t start_step() const { return start_.step; }
@@ -141,10 +150,6 @@ class Trainer {
   std::unique_ptr<StragglerInjector> stragglers_;
   std::unique_ptr<Interleaving> interleaving_;
   std::vector<float> resume_ps_momentum_, resume_ps_ema_;  // --resume of an async run
- public:
-  ParameterServer* parameter_server() { return ps_.get(); }  // --sync async, during and after run()
-  BackupAggregator* backup_aggregator() { return backup_.get(); }  // --sync backup
-  const StragglerInjector* stragglers() const { return stragglers_.get(); }
 };
 
 }  // namespace lockstep::engine
