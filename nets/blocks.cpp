@@ -7,6 +7,27 @@ namespace lockstep::nets {
 
 namespace {
 Tensor resolve(const TensorStore* store, int idx) { return (*store)[idx]; }
+
+// LayerCost helpers (see nets/layer.h). e: bytes per element in the compute dtype.
+double num(const Shape& s) { return static_cast<double>(s.numel()); }
+
+// Forward: y = conv(x, w). Backward: dw from x and dy; dx from dy and w when wanted.
+void add_conv(LayerCost& c, const ConvShape& cs, double e, bool dx) {
+  const double x = num(cs.x_shape()), w = num(cs.w_shape()), y = num(cs.y_shape());
+  c.fwd_flops += cs.flops_forward();
+  c.fwd_bytes += (x + w + y) * e;
+  c.bwd_flops += cs.flops_forward() * (dx ? 2 : 1);
+  c.bwd_bytes += (x + y + w) * e + (dx ? (y + w + x) * e : 0);
+}
+
+// BN (+ residual add) + ReLU?: statistics, normalize, add, ReLU ~ 5 FLOPs an element forward, ~2x backward.
+void add_bn(LayerCost& c, const Shape& s, double e, bool residual) {
+  const double n = num(s), r = residual ? 1 : 0;
+  c.fwd_flops += n * (5 + r);
+  c.fwd_bytes += n * (2 + r) * e;
+  c.bwd_flops += n * 2 * (5 + r);
+  c.bwd_bytes += n * (3 + r) * e;  // x, dy -> dx (+ dresidual)
+}
 }  // namespace
 
 // ---- ResidualBlock ----
@@ -110,6 +131,26 @@ void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
   if (dx) add(ctx, *dx, ds_conv_ ? resolve(temps_, t_x_) : t_res, *dx);
 }
 
+LayerCost ResidualBlock::cost() const {
+  LayerCost c;
+  c.kind = stages_.size() == 3 ? "bottleneck" : "basic block";
+  if (ds_conv_) c.kind += " + proj";
+  const double e = static_cast<double>(dtype_size(stages_.front().conv.plan().dtype));
+  for (const Stage& st : stages_) {
+    add_conv(c, st.conv.plan().shape, e, true);
+    add_bn(c, st.conv.plan().shape.y_shape(), e, &st == &stages_.back());
+  }
+  if (ds_conv_) {
+    add_conv(c, ds_conv_->plan().shape, e, true);
+    add_bn(c, ds_conv_->plan().shape.y_shape(), e, false);
+  }
+  const double in = num(stages_.front().conv.plan().shape.x_shape());
+  c.bwd_flops += in;  // dx = main path's + shortcut's
+  c.bwd_bytes += 3 * in * e;
+  c.out = stages_.back().conv.plan().shape.y_shape();
+  return c;
+}
+
 // ---- Stem ----
 
 Stem::Stem(int in_c, int out_c, int kernel, int stride, bool pool, bool batchnorm)
@@ -151,6 +192,34 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
   return y_;
 }
 
+LayerCost Stem::cost() const {
+  LayerCost c;
+  const ConvShape& cs = conv_.plan().shape;
+  const int k = cs.r;
+  c.kind = "stem conv" + std::to_string(k) + "x" + std::to_string(k) + (pool_ ? " + pool" : "");
+  const double e = static_cast<double>(dtype_size(conv_.plan().dtype));
+  add_conv(c, cs, e, false);
+  const Shape a = cs.y_shape();
+  if (bn_) {
+    add_bn(c, a, e, false);
+  } else {  // ReLU
+    c.fwd_flops += num(a);
+    c.fwd_bytes += 2 * num(a) * e;
+    c.bwd_flops += num(a);
+    c.bwd_bytes += 3 * num(a) * e;
+  }
+  c.out = a;
+  if (pool_) {
+    c.out = Shape{a[0], pool_shape_.out(static_cast<int>(a[1])), pool_shape_.out(static_cast<int>(a[2])), a[3]};
+    const double win = pool_shape_.window * pool_shape_.window;
+    c.fwd_flops += num(c.out) * win;  // comparisons
+    c.fwd_bytes += (num(a) + num(c.out)) * e;
+    c.bwd_flops += num(c.out) * win;
+    c.bwd_bytes += (2 * num(a) + 2 * num(c.out)) * e;  // x, y, dy -> dx
+  }
+  return c;
+}
+
 void Stem::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
   LS_CHECK(dx == nullptr, "stem: the input image has no gradient");
   Tensor g = resolve(temps_, t_grad_);
@@ -176,6 +245,7 @@ Shape Head::setup(SetupContext& s, const Shape& in) {
   logits_ = s.acts.add({in[0], classes_}, s.dtype);
   t_pooled_ = s.temps.add({in[0], in_c_}, s.dtype);
   t_db_ = s.temps.add({classes_}, DType::f32);
+  in_ = in;
   return {in[0], classes_};
 }
 
@@ -186,6 +256,20 @@ const Tensor& Head::forward(Context& ctx, const Tensor& x, Mode) {
   Tensor b = params_->param(bias_);
   linear_forward(ctx, pooled, params_->compute_param(weight_), &b, y_);
   return y_;
+}
+
+LayerCost Head::cost() const {
+  LayerCost c;
+  c.kind = "avgpool + fc";
+  c.out = Shape{in_[0], classes_};
+  const double e = static_cast<double>(dtype_size(params_->compute_dtype()));
+  const double x = num(in_), n = static_cast<double>(in_[0]), pooled = n * in_c_, w = double(classes_) * in_c_,
+               y = n * classes_;
+  c.fwd_flops = x + 2 * n * in_c_ * classes_;              // pool sums, then the GEMM
+  c.bwd_flops = x + 2 * (2 * n * in_c_ * classes_) + y;    // dx and dw GEMMs, db, the pool's spread
+  c.fwd_bytes = (x + pooled + w + classes_ + y) * e;
+  c.bwd_bytes = (y + w + pooled + pooled + w + classes_ + pooled + x) * e;
+  return c;
 }
 
 void Head::backward(Context& ctx, const Tensor& dy, Tensor* dx) {

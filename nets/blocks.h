@@ -29,6 +29,7 @@ class ResidualBlock : public Layer {
   const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) override;
   void backward(Context& ctx, const Tensor& dy, Tensor* dx) override;
   std::string name() const override { return prefix_; }
+  LayerCost cost() const override;
   // The BN whose gamma starts at zero under --zero-init-residual.
   const BatchNorm2d& last_bn() const { return stages_.back().bn; }
 
@@ -59,6 +60,7 @@ class Stem : public Layer {
   const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) override;
   void backward(Context& ctx, const Tensor& dy, Tensor* dx) override;
   std::string name() const override { return "stem"; }
+  LayerCost cost() const override;
 
  private:
   Conv2d conv_;
@@ -79,11 +81,13 @@ class Head : public Layer {
   const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) override;
   void backward(Context& ctx, const Tensor& dy, Tensor* dx) override;
   std::string name() const override { return "fc"; }
+  LayerCost cost() const override;
   int weight() const { return weight_; }
   int bias() const { return bias_; }
 
  private:
   int in_c_, classes_;
+  Shape in_;
   int weight_ = -1, bias_ = -1;
   int pooled_ = -1, logits_ = -1, t_pooled_ = -1, t_db_ = -1;
   ParamTable* params_ = nullptr;

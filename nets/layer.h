@@ -16,6 +16,17 @@ namespace lockstep::nets {
 
 enum class Mode { train, eval };
 
+// The work of one forward and one backward pass of a set-up layer (`lockstep bench ops`). FLOPs
+// count a multiply-add as 2: exact for convolutions and the linear layer (backward: the data and
+// filter gradients, 2x forward, or 1x where no input gradient is needed), approximate for the
+// element-wise ops (BN, ReLU, pooling, adds). Bytes: each op's inputs, outputs and parameters
+// counted once, in the compute dtype: a lower bound on the memory traffic.
+struct LayerCost {
+  std::string kind;  // "basic block", "bottleneck", "stem", "head", ...
+  Shape out;
+  double fwd_flops = 0, bwd_flops = 0, fwd_bytes = 0, bwd_bytes = 0;
+};
+
 struct SetupContext {
   Context& ctx;
   DType dtype;                    // compute dtype of activations and conv/GEMM inputs
@@ -34,6 +45,8 @@ class Layer {
   // dx may be null when nobody needs the input gradient (the stem).
   virtual void backward(Context& ctx, const Tensor& dy, Tensor* dx) = 0;
   virtual std::string name() const = 0;
+  // Valid after setup.
+  virtual LayerCost cost() const = 0;
 };
 
 // "layer1.0" + "conv1" -> "layer1.0.conv1"; an empty prefix gives the bare name.

@@ -160,7 +160,11 @@ const Tensor& Model::forward(Context& ctx, const Tensor& x, Mode mode) {
   LS_CHECK(x.shape() == input_shape() && x.dtype() == opt_.dtype,
            "model input must be " << dtype_name(opt_.dtype) << input_shape().str() << ", got " << x.str());
   const Tensor* cur = &x;
-  for (auto& layer : layers_) cur = &layer->forward(ctx, *cur, mode);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (timer_) timer_->begin(i, true);
+    cur = &layers_[i]->forward(ctx, *cur, mode);
+    if (timer_) timer_->end(i, true);
+  }
   return *cur;
 }
 
@@ -172,13 +176,16 @@ void Model::backward(Context& ctx, const Tensor& dlogits, bool accumulate) {
   Tensor dy = dlogits;
   bool use_a = true;
   for (size_t i = layers_.size(); i-- > 0;) {
+    if (timer_) timer_->begin(i, false);
     if (i == 0) {
       layers_[0]->backward(ctx, dy, nullptr);
+      if (timer_) timer_->end(i, false);
       break;
     }
     const Shape& in = layer_inputs_[i];
     Tensor dx = (use_a ? grad_a_ : grad_b_).view().slice(0, in.numel()).reshape(in);
     layers_[i]->backward(ctx, dy, &dx);
+    if (timer_) timer_->end(i, false);
     dy = dx;
     use_a = !use_a;
   }

@@ -37,6 +37,15 @@ struct ModelOptions {
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
 };
 
+// Per-layer timing for `lockstep bench ops`: called around each layer's forward and backward
+// call inside Model::forward/backward (layer = index into Model::layers()). Unset by default.
+class LayerTimer {
+ public:
+  virtual ~LayerTimer() = default;
+  virtual void begin(size_t layer, bool forward) = 0;
+  virtual void end(size_t layer, bool forward) = 0;
+};
+
 class Model {
  public:
   // Builds the layers of `arch`; throws lockstep::Error for an unknown arch or a bad size.
@@ -71,6 +80,8 @@ class Model {
   // each BN's num_batches_tracked.
   std::vector<std::string> state_dict_names() const;
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // nullptr (the default) switches timing off; the timer must outlive its use.
+  void set_layer_timer(LayerTimer* timer) { timer_ = timer; }
 
  private:
   ModelOptions opt_;
@@ -84,6 +95,7 @@ class Model {
   OwnedTensor grad_a_, grad_b_;  // ping-pong buffers for the gradients between layers
   size_t workspace_bytes_ = 0;
   bool set_up_ = false;
+  LayerTimer* timer_ = nullptr;
 };
 
 }  // namespace lockstep::nets

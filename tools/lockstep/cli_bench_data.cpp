@@ -1,6 +1,7 @@
 #include "tools/lockstep/cli_bench_data.h"
 #include "tools/lockstep/cli_bench_comm.h"
 #include "tools/lockstep/cli_bench_modes.h"
+#include "tools/lockstep/cli_bench_ops.h"
 #include "tools/lockstep/cli_bench_train.h"
 
 #include <sys/resource.h>
@@ -32,6 +33,8 @@ constexpr const char* kBenchUsage =
     "                           [--batches 20] [--warmup 3] [--prefetch 4] [--seed 0]\n"
     "       lockstep bench comm [--gpus N | --device cpu --workers N] [--min-bytes 1K] [--max-bytes 256M]\n"
     "                           [--iters 20] [--dtype f32|bf16]\n"
+    "       lockstep bench ops [--arch resnet50] [--batch-size 32] [--device cpu|cuda[:N]] [--precision P]\n"
+    "                          [--warmup 2] [--iters 5] [--top K] [--json FILE]\n"
     "       lockstep bench modes [--modes allreduce,sign,backup,average,async] [lockstep train options]\n"
     "       lockstep bench stragglers [--modes allreduce,backup,coded] [--target ACC] [lockstep train options]\n";
 
@@ -119,6 +122,7 @@ int run_bench(int argc, const char* const* argv, std::ostream& out) {
   if (what == "train") return run_bench_train(parse_bench_train_args(argc - 1, argv + 1), out);
   if (what == "data") return bench_data(argc - 1, argv + 1, out);
   if (what == "comm") return run_bench_comm(parse_bench_comm_args(argc - 1, argv + 1), out);
+  if (what == "ops") return run_bench_ops(parse_bench_ops_args(argc - 1, argv + 1), out);
   if (what == "modes") return run_bench_modes(argc - 1, argv + 1, out);
   if (what == "stragglers") return run_bench_stragglers(argc - 1, argv + 1, out);
   throw ConfigError("", "unknown benchmark '" + what + "'\n" + kBenchUsage);
