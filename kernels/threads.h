@@ -6,8 +6,8 @@ namespace lockstep {
 
 // The cores this process may use (affinity-aware), at least 1.
 int available_cores();
-// Sets the calling thread's OpenMP team size and OpenBLAS's thread count (process-wide: set
-// it to the same per-worker share from every worker).
+// Sets the calling thread's OpenMP team size; OpenBLAS is kept at one thread (its own pthread
+// pool beside the OpenMP team oversubscribes the cores: threads.cpp has the measurement).
 void set_cpu_threads(int threads);
 
 }  // namespace lockstep
