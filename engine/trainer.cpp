@@ -305,6 +305,13 @@ void Trainer::on_every_worker(const std::function<void(int)>& f) {
   });
 }
 
+void Trainer::record_eval(Shared& sh, const EvalRecord& e) {
+  sh.log->log_eval(e);
+  progress_.eval(e);
+  sh.summary.has_eval = true;
+  sh.summary.last_eval = e;
+}
+
 CommBytes Trainer::average_models(int r) {
   Worker& w = *workers_[r];
   nets::ParamTable& t = w.model().params();
@@ -498,14 +505,7 @@ void Trainer::train_rank(int r, Shared& sh) {
     }
     if (w.val_source()) {
       EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), models_differ);
-      if (r == 0) {
-        sh.log->log_eval(e);
-        progress_.eval(e);
-        sh.summary.has_eval = true;
-        sh.summary.last_eval = e;
-        sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
-                        {"top1", e.top1}, {"top5", e.top5}};
-      }
+      if (r == 0) record_eval(sh, e);
     }
     const bool final_epoch = epoch == config_.epochs;
     const bool stop = !final_epoch && should_stop(sh, update);

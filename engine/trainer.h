@@ -122,6 +122,8 @@ class Trainer {
   void train_rank(int rank, Shared& shared);
   // models_differ: --sync average between averagings (evaluate the average, keep each model).
   EvalRecord evaluate_rank(int rank, int epoch, int64_t update, double time, bool models_differ);
+  // Rank 0's record of an evaluation: the log, the progress line, the summary.
+  void record_eval(Shared& sh, const EvalRecord& e);
   // --sync average: every worker's parameters and BN statistics become their average.
   // Returns the bytes this worker moved (engine/sync/strategy.h's formulas).
   CommBytes average_models(int rank);

@@ -22,11 +22,6 @@ namespace lockstep::engine {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-void upload(Context& ctx, std::vector<float>& host, Tensor& dst) {
-  Tensor h(host.data(), Shape{dst.numel()}, DType::f32, Device::cpu());
-  copy(ctx, h, dst);
-}
 }  // namespace
 
 int Trainer::active_workers(int epoch) const {
@@ -94,7 +89,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           interleaving_->wait(AsyncEvent::Op::read, r);
           version = ps.read(host.data());
           interleaving_->done();
-          upload(ctx, host, table.params());
+          copy_from_host(ctx, host, table.params());
           w.model().parameters_updated(ctx);
         }
         if (stragglers_) straggle(r, bn_batches, compute_s);
@@ -106,7 +101,6 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         }
         ++bn_batches;
         if (micro == K - 1) {
-          ctx.synchronize();
           Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
           copy(ctx, table.grads(), h);
           interleaving_->wait(AsyncEvent::Op::push, r);
@@ -223,21 +217,14 @@ bool Trainer::server_epoch_end(int r, Shared& sh, int epoch, int64_t update, int
   }
   if (w.val_source()) {
     read_eval(host.data());
-    upload(ctx, host, table.params());
+    copy_from_host(ctx, host, table.params());
     w.model().parameters_updated(ctx);
     EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), false);
-    if (r == 0) {
-      sh.log->log_eval(e);
-      progress_.eval(e);
-      sh.summary.has_eval = true;
-      sh.summary.last_eval = e;
-      sh.last_eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples}, {"loss", e.loss},
-                      {"top1", e.top1}, {"top5", e.top5}};
-    }
+    if (r == 0) record_eval(sh, e);
   }
   // The model a checkpoint holds, and the next epoch starts from, is the server's.
   read_model(host.data());
-  upload(ctx, host, table.params());
+  copy_from_host(ctx, host, table.params());
   w.model().parameters_updated(ctx);
   const bool final_epoch = epoch == config_.epochs;
   // Checkpoints wait for the epoch's end: due in epochs, or when the epoch crossed a multiple of

@@ -89,9 +89,9 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
       t = agg.read(t, host.data());  // the newest parameters: a late worker skips ahead
       bytes.received += table.count() * 4;
       if (t >= end) break;
-      Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
-      copy(ctx, h, table.params());
+      copy_from_host(ctx, host, table.params());
       w.model().parameters_updated(ctx);
+      Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
       if (stragglers_) straggle(r, bn_batches, compute_s);
       const auto t_compute = Clock::now();
       if (code_) {
@@ -111,15 +111,13 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
           const float c = static_cast<float>(coeff[k]);
           for (size_t i = 0; i < message.size(); ++i) message[i] += c * host[i];
         }
-        ctx.synchronize();
-        compute_s = fastest(compute_s, seconds_since(t_compute));
+        if (stragglers_) compute_s = fastest(compute_s, seconds_since(t_compute));  // the copies synchronised
         agg.push(r, t, message.data());
       } else {
         w.train_micro_batch(false, loss_grad_scale);
-        ctx.synchronize();
-        compute_s = fastest(compute_s, seconds_since(t_compute));
         ++bn_batches;
-        copy(ctx, table.grads(), h);
+        copy(ctx, table.grads(), h);  // synchronous: the gradient is complete
+        if (stragglers_) compute_s = fastest(compute_s, seconds_since(t_compute));
         agg.push(r, t, host.data());
       }
       bytes.sent += table.count() * 4;

@@ -19,13 +19,6 @@ namespace {
 
 std::string rank_prefix(int r) { return "rank" + std::to_string(r) + "."; }
 
-void upload(Context& ctx, std::vector<float>& host, Tensor& dst) {
-  LS_CHECK(static_cast<int64_t>(host.size()) == dst.numel(),
-           "checkpoint: " << host.size() << " values for a tensor of " << dst.numel());
-  Tensor h(host.data(), Shape{dst.numel()}, DType::f32, Device::cpu());
-  copy(ctx, h, dst);
-}
-
 // "--arch resnet50 but the checkpoint has resnet18".
 void require_same(const char* flag, const std::string& ours, const std::string& theirs, const fs::path& ck) {
   if (ours != theirs)
@@ -86,16 +79,16 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     nets::ParamTable& table = w.model().params();
     if (r > 0 && r < st.world && ck.workers) {
       std::vector<float> b = read_buffer_state(table, *ck.workers, rank_prefix(r));
-      upload(ctx, b, table.buffers());
+      copy_from_host(ctx, b, table.buffers());
       if (config_.sync == SyncKind::average) {
         std::vector<float> p = read_param_state(table, *ck.workers, rank_prefix(r));
-        upload(ctx, p, table.params());
+        copy_from_host(ctx, p, table.params());
         w.model().parameters_updated(ctx);
       }
     }
     if (config_.sync == SyncKind::sign) {
       std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
-      upload(ctx, m, sign_sync(r)->momentum());
+      copy_from_host(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
     } else if (config_.sync == SyncKind::async || config_.sync == SyncKind::backup || config_.sync == SyncKind::coded) {
       if (r == 0) {
@@ -108,11 +101,11 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     } else if (config_.sync == SyncKind::average) {
       if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
         std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
-        upload(ctx, m, w.optimizer().momentum());
+        copy_from_host(ctx, m, w.optimizer().momentum());
       }
     } else if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
       std::vector<float> m = read_param_state(table, ck.optimizer);
-      upload(ctx, m, w.optimizer().momentum());
+      copy_from_host(ctx, m, w.optimizer().momentum());
     }
     w.loss_scaler().restore(st.scaler_enabled == w.loss_scaler().enabled() ? st.scaler_scale : w.loss_scaler().scale(),
                             st.scaler_clean, st.scaler_skipped);
@@ -206,7 +199,13 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
   st.scaler_clean = w.loss_scaler().clean_steps();
   st.scaler_skipped = w.loss_scaler().skipped();
   st.sign_updates = config_.sync == SyncKind::sign ? sign_sync(0)->updates() : 0;
-  st.metrics = {{"train", sh.last_step}, {"eval", sh.last_eval}};
+  nlohmann::json eval = nlohmann::json::object();
+  if (sh.summary.has_eval) {
+    const EvalRecord& e = sh.summary.last_eval;
+    eval = {{"epoch", e.epoch}, {"update", e.update}, {"samples", e.samples},
+            {"loss", e.loss},   {"top1", e.top1},     {"top5", e.top5}};
+  }
+  st.metrics = {{"train", sh.last_step}, {"eval", eval}};
   st.config = config_.to_json();
   c.model = model_state(w.model(), ctx, bn_batches);
   c.model_meta = {{"arch", config_.arch}, {"classes", std::to_string(config_.classes)},

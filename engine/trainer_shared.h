@@ -35,7 +35,6 @@ struct Trainer::Shared {
   };
   std::vector<Staged> staged;
   nlohmann::json last_step = nlohmann::json::object();  // rank 0's last step record (metrics at save)
-  nlohmann::json last_eval = nlohmann::json::object();
 };
 
 }  // namespace lockstep::engine

@@ -131,14 +131,14 @@ Stats Worker::all_reduce_stats(Communicator& comm, const Stats& s) {
   return r;
 }
 
-Stats Worker::pending_train_stats() {
+Stats Worker::peek(const OwnedTensor& stats, int64_t samples) {
   Tensor host = host_scratch_.view().slice(0, 3);
-  copy(ctx_, train_stats_, host);
+  copy(ctx_, stats, host);
   Stats s;
   s.loss_sum = host.data<float>()[0];
   s.top1 = host.data<float>()[1];
   s.top5 = host.data<float>()[2];
-  s.samples = train_samples_;
+  s.samples = samples;
   return s;
 }
 
@@ -152,14 +152,8 @@ void Worker::restore_train_stats(const Stats& s) {
 }
 
 Stats Worker::take(OwnedTensor& stats, int64_t& samples) {
-  Tensor host = host_scratch_.view().slice(0, 3);
-  copy(ctx_, stats, host);
+  Stats s = peek(stats, samples);
   zero(ctx_, stats);
-  Stats s;
-  s.loss_sum = host.data<float>()[0];
-  s.top1 = host.data<float>()[1];
-  s.top5 = host.data<float>()[2];
-  s.samples = samples;
   samples = 0;
   return s;
 }

@@ -66,7 +66,7 @@ class Worker {
   Stats take_eval_stats() { return take(eval_stats_, eval_samples_); }
   // The training sums not yet read back, left in place (a checkpoint saves them), and putting
   // them back (a resumed run): the first logged window then averages the same steps.
-  Stats pending_train_stats();
+  Stats pending_train_stats() { return peek(train_stats_, train_samples_); }
   void restore_train_stats(const Stats& s);
 
   // Times the phases of training steps (engine/phase_timer.h) from now on; null stops timing.
@@ -80,7 +80,8 @@ class Worker {
 
  private:
   const Tensor& upload_and_normalize(const HostBatch& batch);
-  Stats take(OwnedTensor& stats, int64_t& samples);
+  Stats peek(const OwnedTensor& stats, int64_t samples);  // the device sums, left in place
+  Stats take(OwnedTensor& stats, int64_t& samples);       // the same, then zeroed
 
   WorkerOptions opt_;
   Context ctx_;

@@ -24,6 +24,8 @@ BackupAggregator::BackupAggregator(std::vector<float> init,
                                                           << " workers");
   if (o.momentum != 0.f) momentum_.assign(params_.size(), 0.f);
   for (auto& s : slots_) s.resize(params_.size());
+  ranks_.reserve(static_cast<size_t>(o.needed));
+  grads_.reserve(static_cast<size_t>(o.needed));
   std::vector<uint32_t> segs;
   for (const auto& [b, e] : decay_segments) {
     segs.push_back(b);
@@ -61,13 +63,13 @@ bool BackupAggregator::push(int rank, int64_t step, const float* grad) {
 
 void BackupAggregator::apply() {
   // Summed in rank order and divided by N, as LocalCommunicator's average: b = 0 is all-reduce.
-  std::vector<int> order = ranks_;
+  std::vector<int>& order = ranks_;  // reserved for N at construction: no allocation per update
   std::sort(order.begin(), order.end());
   const auto n = static_cast<int64_t>(params_.size());
   if (opt_.combine) {
-    std::vector<const float*> grads;
-    for (int r : order) grads.push_back(slots_[static_cast<size_t>(r)].data());
-    opt_.combine(order, grads, sum_.data(), n);
+    grads_.clear();
+    for (int r : order) grads_.push_back(slots_[static_cast<size_t>(r)].data());
+    opt_.combine(order, grads_, sum_.data(), n);
   } else {
     std::memcpy(sum_.data(), slots_[static_cast<size_t>(order[0])].data(), static_cast<size_t>(n) * sizeof(float));
     for (size_t k = 1; k < order.size(); ++k) {

@@ -66,7 +66,8 @@ class BackupAggregator {
   int world_;
   std::vector<float> params_, momentum_, sum_;
   std::vector<std::vector<float>> slots_;  // the accepted gradients of the current step, by rank
-  std::vector<int> ranks_;                 // who was accepted, in arrival order
+  std::vector<int> ranks_;                 // who was accepted, in arrival order (sorted when applied)
+  std::vector<const float*> grads_;        // their slots, for the combiner
   Context ctx_{Device::cpu(), 0};
   OwnedTensor decay_;
   mutable std::mutex m_;

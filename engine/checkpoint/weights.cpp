@@ -111,6 +111,13 @@ std::vector<float> host_copy(Context& ctx, const Tensor& t) {
   return out;
 }
 
+void copy_from_host(Context& ctx, std::vector<float>& host, Tensor& dst) {
+  LS_CHECK(static_cast<int64_t>(host.size()) == dst.numel(),
+           "copy_from_host: " << host.size() << " values for a tensor of " << dst.numel());
+  Tensor h(host.data(), Shape{dst.numel()}, DType::f32, Device::cpu());
+  copy(ctx, h, dst);
+}
+
 HostTensors param_state(const nets::ParamTable& table, const std::vector<float>& flat, const std::string& prefix) {
   LS_CHECK(static_cast<int64_t>(flat.size()) == table.count(),
            "param_state: " << flat.size() << " values for " << table.count() << " parameters");
@@ -229,10 +236,8 @@ WeightsLoadReport load_model_weights(nets::Model& model, Context& ctx, const Saf
       std::memcpy(buffers.data() + t.buffer_specs()[sl.index].offset, tmp.data(), tmp.size() * sizeof(float));
     }
   }
-  Tensor hp(params.data(), Shape{t.count()}, DType::f32, Device::cpu());
-  Tensor hb(buffers.data(), Shape{static_cast<int64_t>(buffers.size())}, DType::f32, Device::cpu());
-  copy(ctx, hp, t.params());
-  copy(ctx, hb, t.buffers());
+  copy_from_host(ctx, params, t.params());
+  copy_from_host(ctx, buffers, t.buffers());
   model.parameters_updated(ctx);
   return report;
 }

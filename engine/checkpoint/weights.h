@@ -30,8 +30,10 @@ struct HostTensors {
   HostTensors& operator=(HostTensors&&) = default;
 };
 
-// A device (or host) f32 tensor copied to host memory.
+// A device (or host) f32 tensor copied to host memory, and host values copied into one (the
+// element counts must agree).
 std::vector<float> host_copy(Context& ctx, const Tensor& t);
+void copy_from_host(Context& ctx, std::vector<float>& host, Tensor& dst);
 
 // The model's state_dict: parameters and running statistics from the device, converted to
 // torchvision's layout; num_batches_tracked = `bn_batches` for every BN (the training

@@ -4,13 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 #include <vector>
 
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/checkpoint/atomic_dir.h"
 #include "kernels/memory.h"
 #include "kernels/random.h"
 #include "kernels/threads.h"
@@ -302,10 +302,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
       arr.push_back(o);
     }
     j["layers"] = arr;
-    std::ofstream f(c.json);
-    LS_CHECK(f.good(), "bench ops: cannot write " << c.json);
-    f << j.dump(2) << "\n";
-    LS_CHECK(f.good(), "bench ops: error writing " << c.json);
+    engine::atomic_write_file(c.json, j.dump(2) + "\n");
     out << "  wrote " << c.json << "\n";
   }
   return 0;

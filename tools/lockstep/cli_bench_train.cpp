@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -20,6 +19,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/checkpoint/atomic_dir.h"
 #include "data/batch_source.h"
 #include "engine/metrics.h"
 #include "engine/phase_timer.h"
@@ -418,10 +418,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["peak_memory_bytes"] = static_cast<int64_t>(peak_bytes);
     j["peak_memory_kind"] = peak_kind;
     j["loss"] = stats.loss();
-    std::ofstream f(bc.json);
-    LS_CHECK(f.good(), "bench: cannot write " << bc.json);
-    f << j.dump(2) << "\n";
-    LS_CHECK(f.good(), "bench: error writing " << bc.json);
+    engine::atomic_write_file(bc.json, j.dump(2) + "\n");
     out << "  wrote " << bc.json << "\n";
   }
   return 0;

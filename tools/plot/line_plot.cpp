@@ -5,7 +5,6 @@
 // so rising accuracy curves push it to the bottom right, falling losses to the top right.
 #include "tools/plot/line_plot.h"
 
-#include <png.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +14,7 @@
 #include <memory>
 #include <tuple>
 
+#include "data/decode.h"
 #include "kernels/error.h"
 
 namespace lockstep::plot {
@@ -139,50 +139,6 @@ double covered(const PlotLayout& L, const std::vector<std::vector<Run>>& runs, R
 
 // 1, 2 or 5 x 10^k as a quotient or product of exact integers, so multiples round once.
 double scaled(double n, int k) { return k < 0 ? n / std::pow(10.0, -k) : n * std::pow(10.0, k); }
-
-// PNG encoding into memory. libpng reports errors by longjmp, so the calls that can fail sit in
-// a C-style function that holds no object with a destructor (as data/decode.cpp does).
-struct PngSink {
-  std::vector<uint8_t> bytes;
-  char message[256] = {0};
-};
-
-void png_error_c(png_structp png, png_const_charp msg) {
-  auto* s = static_cast<PngSink*>(png_get_error_ptr(png));
-  std::snprintf(s->message, sizeof(s->message), "%s", msg ? msg : "libpng error");
-  png_longjmp(png, 1);
-}
-void png_warning_c(png_structp, png_const_charp) {}
-void png_write_c(png_structp png, png_bytep data, size_t n) {
-  auto* s = static_cast<PngSink*>(png_get_io_ptr(png));
-  s->bytes.insert(s->bytes.end(), data, data + n);
-}
-void png_flush_c(png_structp) {}
-
-bool png_encode_c(png_structp png, png_infop info, int w, int h, png_bytep* rows) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), 8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  png_write_image(png, rows);
-  png_write_end(png, info);
-  return true;
-}
-
-struct PngWriter {
-  PngSink sink;
-  png_structp png = nullptr;
-  png_infop info = nullptr;
-  PngWriter() {
-    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink, png_error_c, png_warning_c);
-    if (png) info = png_create_info_struct(png);
-    if (!png || !info) throw Error("out of memory creating a PNG writer");
-    png_set_write_fn(png, &sink, png_write_c, png_flush_c);
-  }
-  ~PngWriter() { png_destroy_write_struct(&png, info ? &info : nullptr); }
-  PngWriter(const PngWriter&) = delete;
-  PngWriter& operator=(const PngWriter&) = delete;
-};
 
 }  // namespace
 
@@ -394,14 +350,12 @@ void write_png_rgb(const std::filesystem::path& path, const uint8_t* rgb, int wi
   if (!rgb || width <= 0 || height <= 0)
     throw Error("cannot write PNG '" + path.string() + "': no pixels (" + std::to_string(width) + "x" +
                 std::to_string(height) + ")");
-  PngWriter wr;
-  std::vector<png_bytep> rows(static_cast<size_t>(height));
-  for (int y = 0; y < height; ++y)
-    rows[static_cast<size_t>(y)] = const_cast<png_bytep>(rgb + static_cast<size_t>(y) * width * 3);
-  if (!png_encode_c(wr.png, wr.info, width, height, rows.data()))
-    throw Error("cannot write PNG '" + path.string() + "': " + wr.sink.message);
-
-  const std::vector<uint8_t>& bytes = wr.sink.bytes;
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = data::encode_png(rgb, width, height);  // the project's one PNG encoder
+  } catch (const Error& e) {
+    throw Error("cannot write PNG '" + path.string() + "': " + e.what());
+  }
   struct Closer {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };

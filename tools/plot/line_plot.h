@@ -1,5 +1,5 @@
 // Line plots as PNG files, for reports such as "test accuracy against epochs, one line per mode".
-// Dependency-free apart from libpng: rendering is plain C++ on an RGB8 raster (tools/plot/canvas.h)
+// Rendering is plain C++ on an RGB8 raster (tools/plot/canvas.h), encoded by data/'s encode_png,
 // and the same inputs always give the same pixels. Axes carry 1/2/5 x 10^k ticks, each series has
 // its own colour and a legend entry, and any input that is not an error (no series, empty series,
 // NaN values, a constant series) still gives a readable plot.
