@@ -239,7 +239,8 @@ void TrainConfig::validate() const {
     if (nesterov) fail("--nesterov", "--nesterov does not apply to --sync sign (use --sign-momentum)");
     if (precision == DType::f16)
       fail("--precision", "--sync sign does not support --precision fp16 (dynamic loss scaling); use bf16 or fp32");
-    if (workers > 255) fail("--workers", "--sync sign votes over at most 255 workers (got " + str(workers) + ")");
+    if (int64_t{workers} * processes > 255)
+      fail("--workers", "--sync sign votes over at most 255 workers (got " + str(int64_t{workers} * processes) + " over all processes)");
   }
   if (average_every < 0) fail("--average-every", "--average-every must be >= 0 updates (got " + str(average_every) + ")");
   if (!(ema >= 0 && ema < 1)) fail("--ema", "--ema must be in [0, 1) (got " + str(ema) + ")");
@@ -312,6 +313,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"eval_steps", eval_steps},
       {"device", device.str()},
       {"workers", workers},
+      {"processes", processes},
       {"devices", devices},
       {"workers_per_gpu", workers_per_gpu},
       {"bucket_mb", bucket_mb},
@@ -386,6 +388,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("eval_steps", c.eval_steps);
   if (j.contains("device")) c.device = Device::parse(get_str("device"));
   get("workers", c.workers);
+  get("processes", c.processes);
   get("devices", c.devices);
   get("workers_per_gpu", c.workers_per_gpu);
   get("bucket_mb", c.bucket_mb);

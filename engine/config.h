@@ -76,7 +76,8 @@ struct TrainConfig {
 
   // devices and batch
   Device device = Device::cuda();
-  int workers = 1;               // all workers; on CUDA = devices x workers_per_gpu
+  int workers = 1;               // this process's workers; on CUDA = devices x workers_per_gpu
+  int processes = 1;             // processes of the run (mpirun -np P): set from the launch, not a flag
   std::vector<int> devices;     // GPUs of a multi-GPU run (--gpus N -> 0..N-1, or --devices 0,2,3)
   int workers_per_gpu = 1;      // >1: several workers share each GPU (LocalCommunicator; for tests)
   double bucket_mb = 25;        // gradient bucket cap (the first bucket is 1 MB)
@@ -137,7 +138,7 @@ struct TrainConfig {
 
   // Throws ConfigError naming the first invalid option. Consults gpu_status() for cuda.
   void validate() const;
-  int64_t global_batch() const { return int64_t{workers} * batch_size * accumulate; }
+  int64_t global_batch() const { return int64_t{processes} * workers * batch_size * accumulate; }
   // --sign-exchange resolved: auto is sharded for workers > 2, allgather otherwise.
   SignExchangeKind resolved_sign_exchange() const;
   // The device of each worker, by rank: cpu for CPU runs; on CUDA each of `devices` (or the

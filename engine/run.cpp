@@ -5,10 +5,14 @@
 
 #include <atomic>
 #include <csignal>
+#include <chrono>
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <string>
 
+#include "engine/comm/launch.h"
+#include "engine/comm/processes.h"
 #include "engine/trainer.h"
 
 namespace lockstep::engine {
@@ -65,12 +69,16 @@ StageHook crash_hook_from_env() {
   };
 }
 
-}  // namespace
 
-int run_train(const TrainConfig& config) {
-  Progress progress = Progress::for_stdout();
+// One process's part of a training run (all of it when alone).
+int train(const TrainConfig& config, Processes& procs) {
+  // Only the process of global rank 0 talks to the terminal; the others' lines would repeat it.
+  std::ostream quiet(nullptr);
+  Progress progress = procs.rank() == 0 ? Progress::for_stdout() : Progress(quiet, false);
+  if (procs.several())
+    progress.message("processes: " + std::to_string(procs.size()) + " (MPI), this is process 0 on " + procs.host());
   StopSignals signals;
-  Trainer trainer(config, progress);
+  Trainer trainer(config, progress, &procs);
   trainer.set_stop_flag(&g_stop);
   trainer.set_checkpoint_hook(crash_hook_from_env());
   RunSummary s = trainer.run();
@@ -84,7 +92,36 @@ int run_train(const TrainConfig& config) {
   return 0;
 }
 
+}  // namespace
+
+int run_train(const TrainConfig& config) {
+  std::unique_ptr<Processes> procs =
+      Processes::join(std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000)));
+  if (!procs->several()) return train(config, *procs);
+  // Several processes: a failure in one must end all of them (the others would wait for it in a
+  // collective until the timeout), so it is reported here, naming the process, and the job is
+  // aborted (MPI_Abort: every process exits non-zero).
+  const std::string who = "process " + std::to_string(procs->rank()) + " of " + std::to_string(procs->size()) + " (" +
+                          procs->host() + ")";
+  try {
+    TrainConfig c = config;
+    c.processes = procs->size();
+    c.validate();
+    return train(c, *procs);
+  } catch (const ConfigError& e) {
+    std::cerr << "lockstep train: " << who << ": " << e.what() << std::endl;
+    procs->abort_job(2);
+  } catch (const std::exception& e) {
+    std::cerr << "lockstep: error: " << who << ": " << e.what() << std::endl;
+    procs->abort_job(1);
+  }
+}
+
 int run_eval(const TrainConfig& config) {
+  const ProcessLaunch launch = detect_process_launch();
+  if (launch.size > 1)
+    throw ConfigError("mpirun", "lockstep eval runs in one process, but " + std::to_string(launch.size) +
+                                    " were launched (" + launch.launcher + "); run it without mpirun/srun");
   Progress progress = Progress::for_stdout();
   Trainer trainer(config, progress);
   EvalRecord r = trainer.evaluate(0, 0, 0.0);

@@ -12,6 +12,7 @@
 #include "data/loader.h"
 #include "data/synthetic_source.h"
 #include "engine/comm/group.h"
+#include "engine/comm/hierarchical_communicator.h"
 #include "engine/trainer_shared.h"
 #include "kernels/copy.h"
 #include "kernels/threads.h"
@@ -28,19 +29,45 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // Streams of the synthetic data: training and validation samples never coincide.
 constexpr uint64_t kTrainStream = 0, kValStream = 1;
 
-// NCCL when every worker has a GPU of its own; otherwise threads meeting in host memory.
-std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, const std::vector<Device>& devices) {
+// NCCL when every worker has a GPU of its own (one communicator over every process's GPUs);
+// otherwise threads meeting in host memory, joined across processes through MPI.
+std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, const std::vector<Device>& devices,
+                                                      Processes* procs, int world, int first_rank) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.comm_timeout_s * 1000));
-  if (devices.front().is_cuda() && c.workers_per_gpu == 1 && devices.size() > 1) {
+  const bool several = procs && procs->several();
+  if (devices.front().is_cuda() && c.workers_per_gpu == 1 && (devices.size() > 1 || several)) {
     std::vector<int> ids;
     for (const Device& d : devices) ids.push_back(d.index);
     NcclOptions o;
     o.timeout = timeout;
-    return make_nccl_group(ids, o);
+    if (!several) return make_nccl_group(ids, o);
+    return make_nccl_group(ids, o, nccl_span_over(*procs, world, first_rank));
   }
+  if (several && devices.front().is_cuda())
+    throw ConfigError("--workers-per-gpu", "--workers-per-gpu " + std::to_string(c.workers_per_gpu) +
+                                               " shares GPUs through host memory inside one process; across "
+                                               "processes every worker needs a GPU of its own (NCCL)");
   LocalOptions o;
   o.timeout = timeout;
-  return make_local_group(static_cast<int>(devices.size()), o);
+  auto local = make_local_group(static_cast<int>(devices.size()), o);
+  if (!several) return local;
+  return make_hierarchical_group(std::move(local), *procs->comm());
+}
+
+// Every process must bring the same number of workers: ranks are process x workers + thread.
+void check_same_workers(Processes& procs, int local) {
+  Context host(Device::cpu());
+  std::vector<int32_t> counts(static_cast<size_t>(procs.size()));
+  int32_t mine = local;
+  Tensor send(&mine, Shape{1}, DType::i32, Device::cpu());
+  Tensor recv(counts.data(), Shape{procs.size()}, DType::i32, Device::cpu());
+  procs.comm()->all_gather(host, send, recv);
+  for (int p = 0; p < procs.size(); ++p)
+    if (counts[static_cast<size_t>(p)] != local)
+      throw ConfigError("--workers", "process " + std::to_string(procs.rank()) + " runs " + std::to_string(local) +
+                                         " worker(s) but process " + std::to_string(p) + " runs " +
+                                         std::to_string(counts[static_cast<size_t>(p)]) +
+                                         "; every process of a run needs the same --workers / --gpus");
 }
 
 // The default job's data: Debian's Fashion-MNIST IDX files imported once into the cache folder.
@@ -89,25 +116,40 @@ WorkerOptions worker_options(const TrainConfig& c) {
   return o;
 }
 
-Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progress_(progress) {
+Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
+    : config_(c), progress_(progress), processes_(processes) {
   const std::vector<Device> devices = c.worker_devices();
-  const int world = static_cast<int>(devices.size());
-  cpu_threads_ = std::max(1, available_cores() / world);
-  for (int r = 0; r < world; ++r) {
+  const int local = static_cast<int>(devices.size());
+  world_ = local;
+  if (several_processes()) {
+    if (c.sync == SyncKind::async || c.sync == SyncKind::backup || c.sync == SyncKind::coded)
+      throw ConfigError("--sync", "--sync " + std::string(sync_name(c.sync)) +
+                                      " keeps its server in host memory of one process; across processes (" +
+                                      std::to_string(processes_->size()) +
+                                      " launched) use --sync allreduce, sign or average, or run one process");
+    LS_CHECK(c.processes == processes_->size(), "Trainer: the config says " << c.processes << " process(es) but "
+                                                                            << processes_->size() << " were launched");
+    check_same_workers(*processes_, local);
+    world_ = local * processes_->size();
+    first_rank_ = local * processes_->rank();
+  }
+  const int world = world_;
+  cpu_threads_ = std::max(1, available_cores() / local);
+  for (int r = 0; r < local; ++r) {
     try {
       workers_.push_back(std::make_unique<Worker>(devices[r], worker_options(c)));
     } catch (const Error& e) {
       if (std::string(e.what()).find("cudaMalloc") == std::string::npos) throw;
-      throw Error("worker " + std::to_string(r) + " on " + devices[r].str() + ": out of memory setting up " + c.arch +
+      throw Error("worker " + std::to_string(first_rank_ + r) + " on " + devices[r].str() + ": out of memory setting up " + c.arch +
                   " at --batch-size " + std::to_string(c.batch_size) + " (" + e.what() + "); lower --batch-size");
     }
   }
-  comms_ = make_group(c, devices);
+  comms_ = make_group(c, devices, processes_, world_, first_rank_);
   ReducerOptions ro;
   ro.bucket_mb = c.bucket_mb;
   ro.first_bucket_mb = std::min(ro.first_bucket_mb, c.bucket_mb);  // the first bucket never exceeds the cap
   ro.overlap = c.overlap;
-  for (int r = 0; r < world; ++r) {
+  for (int r = 0; r < local; ++r) {
     Context& ctx = workers_[r]->ctx();
     nets::ParamTable& params = workers_[r]->model().params();
     if (c.sync == SyncKind::sign) {
@@ -151,7 +193,9 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
                             "once, at the end; evaluations use the average)");
   if (world > 1) {
     std::ostringstream os;
-    os << "workers: " << world << " (" << comms_[0]->kind() << "), global batch " << c.global_batch();
+    os << "workers: " << world;
+    if (several_processes()) os << " (" << processes_->size() << " processes x " << local << ")";
+    os << " (" << comms_[0]->kind() << "), global batch " << c.global_batch();
     if (!syncs_.empty())
       os << ", " << syncs_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");
     if (devices[0].is_cpu()) os << ", " << cpu_threads_ << " CPU thread(s) each";
@@ -171,7 +215,13 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress) : config_(c), progres
   if (c.synthetic) {
     make_synthetic_sources();
   } else {
-    if (c.default_dataset) ensure_default_dataset(c, progress_);
+    if (c.default_dataset) {
+      // Process 0 imports the dataset (once, into the shared cache); the others wait for it.
+      Context host(Device::cpu());
+      if (several_processes() && processes_->rank() != 0) processes_->comm()->barrier(host);
+      ensure_default_dataset(c, progress_);
+      if (several_processes() && processes_->rank() == 0) processes_->comm()->barrier(host);
+    }
     make_loader_sources();
   }
   if (c.command == Command::train) {
@@ -206,13 +256,13 @@ void Trainer::straggle(int rank, int64_t micro, double compute_s) { stragglers_-
 
 void Trainer::make_synthetic_sources() {
   const TrainConfig& c = config_;
-  for (int r = 0; r < world(); ++r) {
+  for (int r = 0; r < local_workers(); ++r) {
     SyntheticSpec spec;
     spec.classes = c.classes;
     spec.image_size = c.image_size;
     spec.batch = c.batch_size;
     spec.seed = c.seed;
-    spec.rank = r;
+    spec.rank = first_rank_ + r;
     spec.world = world();
     std::unique_ptr<BatchSource> train, val;
     if (c.command == Command::train) {
@@ -259,7 +309,7 @@ void Trainer::make_loader_sources() {
   lc.batch = c.batch_size;
   lc.world = world();
   lc.seed = c.seed;
-  lc.threads = c.loader_threads > 0 ? c.loader_threads : std::max(1, available_cores() / world());
+  lc.threads = c.loader_threads > 0 ? c.loader_threads : std::max(1, available_cores() / local_workers());
   lc.prefetch = c.prefetch;
   lc.bad_images = c.bad_images == "fail" ? data::BadImagePolicy::fail : data::BadImagePolicy::skip;
   lc.max_bad_fraction = c.max_bad_fraction;
@@ -270,8 +320,8 @@ void Trainer::make_loader_sources() {
   if (val_index && !eval_only) os << ", " << val_index->samples.size() << " validation images";
   os << "; " << lc.threads << " decode thread(s) per worker";
   progress_.message(os.str());
-  for (int r = 0; r < world(); ++r) {
-    lc.rank = r;
+  for (int r = 0; r < local_workers(); ++r) {
+    lc.rank = first_rank_ + r;
     std::unique_ptr<BatchSource> train, val;
     if (c.command == Command::train) {
       lc.train = true;
@@ -429,7 +479,7 @@ void Trainer::train_rank(int r, Shared& sh) {
         if (PhaseTimer* t = w.phase_timer()) t->lap(Phase::comm);  // exposed communication (bench)
         lr = schedule_->lr(update);
         w.update(lr, 1.f);
-        if (update_hook_ && r == 0) update_hook_(update);
+        if (update_hook_ && driver(r)) update_hook_(update);
         ++update;
         models_differ = averaging;
         if (averaging && config_.average_every > 0 && update % config_.average_every == 0) {
@@ -445,7 +495,7 @@ void Trainer::train_rank(int r, Shared& sh) {
              << " (lr " << lr << "); try a lower --base-lr or a longer --warmup-epochs";
           throw Error(os.str());
         }
-        if (r == 0) {
+        if (driver(r)) {
           const double dt = seconds_since(last_log);
           last_log = Clock::now();
           StepRecord rec;
@@ -489,7 +539,7 @@ void Trainer::train_rank(int r, Shared& sh) {
       }
       // Mid-epoch checkpoints and stops, at update boundaries only (the epoch's end is below).
       if (last && step < steps) {
-        const bool stop = should_stop(sh, update);
+        const bool stop = should_stop(r, sh, update);
         if (config_.checkpoints && (stop || checkpoint_due(false, epoch)))
           save_checkpoint(r, sh, epoch, step, update, images, bn_batches, lr, false);
         if (stop) {
@@ -505,15 +555,15 @@ void Trainer::train_rank(int r, Shared& sh) {
     }
     if (w.val_source()) {
       EvalRecord e = evaluate_rank(r, epoch, update, seconds_since(sh.start), models_differ);
-      if (r == 0) record_eval(sh, e);
+      if (driver(r)) record_eval(sh, e);
     }
     const bool final_epoch = epoch == config_.epochs;
-    const bool stop = !final_epoch && should_stop(sh, update);
+    const bool stop = !final_epoch && should_stop(r, sh, update);
     if (config_.checkpoints && (final_epoch || stop || checkpoint_due(true, epoch)))
       save_checkpoint(r, sh, epoch + 1, 0, update, images, bn_batches, lr, final_epoch);
     stopped = stop;
   }
-  if (r == 0) {
+  if (driver(r)) {
     sh.summary.updates = update;
     sh.summary.images = images - images_start;
     bytes_total += bytes_window;  // what moved after the last log (e.g. the final averaging)
@@ -530,12 +580,19 @@ RunSummary Trainer::run() {
   LS_CHECK(workers_[0]->train_source() != nullptr, "Trainer::run: built for evaluation only");
   Shared sh;
   const bool resumed = !config_.resume.empty();
-  sh.log = std::make_unique<RunLog>(config_.out_dir, resumed ? std::optional<int64_t>(start_.update) : std::nullopt);
-  sh.log->write_config(config_.to_json());
-  if (resumed) sh.log->log_resume(start_.update, config_.resume);
+  const bool writer = first_rank_ == 0;  // the process of global rank 0 writes the run folder
+  if (writer) {
+    sh.log = std::make_unique<RunLog>(config_.out_dir, resumed ? std::optional<int64_t>(start_.update) : std::nullopt);
+    sh.log->write_config(config_.to_json());
+    if (resumed) sh.log->log_resume(start_.update, config_.resume);
+  }
   sh.staged.resize(static_cast<size_t>(world()));
+  sh.stop_host.assign(static_cast<size_t>(local_workers()), 0.f);
+  if (several_processes())
+    for (int r = 0; r < local_workers(); ++r)
+      sh.stop_word.emplace_back(workers_[r]->ctx().device(), Shape{1}, DType::f32);
   // Leftovers of a save that crashed (ARCHITECTURE decision 10) go before anything else is written.
-  if (config_.checkpoints && std::filesystem::is_directory(checkpoints_dir(config_.out_dir)))
+  if (writer && config_.checkpoints && std::filesystem::is_directory(checkpoints_dir(config_.out_dir)))
     for (const std::filesystem::path& p : clean_stale_temporaries(checkpoints_dir(config_.out_dir)))
       progress_.message("checkpoint: removed " + p.string() + ", left by an interrupted save");
   sh.summary.out_dir = config_.out_dir;
@@ -561,8 +618,10 @@ RunSummary Trainer::run() {
     sh.summary.updates = start_.update;
   }
   sh.summary.seconds = seconds_since(sh.start);
-  sh.log->log_summary(sh.summary);
-  progress_.summary(sh.summary);
+  if (writer) {
+    sh.log->log_summary(sh.summary);
+    progress_.summary(sh.summary);
+  }
   return sh.summary;
 }
 

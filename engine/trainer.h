@@ -32,6 +32,7 @@
 #include "engine/coded/gradient_code.h"
 
 #include "engine/comm/communicator.h"
+#include "engine/comm/processes.h"
 #include "engine/config.h"
 #include "engine/metrics.h"
 #include "engine/reducer.h"
@@ -47,13 +48,18 @@ WorkerOptions worker_options(const TrainConfig& c);
 
 class Trainer {
  public:
-  Trainer(const TrainConfig& config, Progress& progress);
+  // processes: the processes of a multi-process launch (null or one process: this one alone).
+  Trainer(const TrainConfig& config, Progress& progress, Processes* processes = nullptr);
   ~Trainer();
   RunSummary run();
   // One distributed evaluation pass over the validation shards; also `lockstep eval`.
   EvalRecord evaluate(int epoch, int64_t update, double time);
 
-  int world() const { return static_cast<int>(workers_.size()); }
+  // Workers over all processes; this process's workers are global ranks first_rank() + 0..local_workers()-1.
+  int world() const { return world_; }
+  int local_workers() const { return static_cast<int>(workers_.size()); }
+  int first_rank() const { return first_rank_; }
+  // This process's worker `rank` (0..local_workers()-1).
   Worker& worker(int rank = 0) { return *workers_.at(rank); }
   // The sync strategy of a worker (null for a lone all-reduce worker), and the same as a Reducer
   // or a SignSync when it is one.
@@ -113,7 +119,12 @@ class Trainer {
   void load_eval_weights();
   void restore(const LoadedCheckpoint& ck);
   // Whether every worker stops after `update` (--stop-after, or the stop flag agreed on).
-  bool should_stop(Shared& sh, int64_t update);
+  bool should_stop(int r, Shared& sh, int64_t update);
+  // The thread that logs and writes checkpoints: global rank 0.
+  bool driver(int r) const { return first_rank_ + r == 0; }
+  bool several_processes() const { return processes_ && processes_->several(); }
+  // Gathers every rank's staged checkpoint state to global rank 0 (multi-process runs).
+  void gather_staged(int r, Shared& sh);
   // Every worker stages its own state, rank 0 writes the checkpoint (after a barrier).
   void save_checkpoint(int rank, Shared& sh, int next_epoch, int64_t epoch_step, int64_t update, int64_t images,
                        int64_t bn_batches, float lr, bool finished);
@@ -133,6 +144,8 @@ class Trainer {
 
   TrainConfig config_;
   Progress& progress_;
+  Processes* processes_ = nullptr;
+  int world_ = 1, first_rank_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Communicator>> comms_;
   std::vector<std::unique_ptr<SyncStrategy>> syncs_;  // one per worker; none for one all-reduce worker

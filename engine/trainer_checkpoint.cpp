@@ -1,6 +1,7 @@
 // The Trainer's side of checkpoints: starting from torchvision-named weights (--init-from),
 // restoring a checkpoint (--resume), agreeing on where to stop, and saving (engine/checkpoint/).
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "engine/trainer.h"
@@ -71,23 +72,24 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
                                        std::string(sync_name(config_.sync)) +
                                        " keeps momentum per worker, so the count cannot change");
 
-  for (int r = 0; r < world(); ++r) {
+  for (int r = 0; r < local_workers(); ++r) {
+    const int g = first_rank_ + r;  // what the checkpoint calls this worker
     Worker& w = *workers_[r];
     Context& ctx = w.ctx();
     ctx.make_current();
     load_model_weights(w.model(), ctx, ck.model);
     nets::ParamTable& table = w.model().params();
-    if (r > 0 && r < st.world && ck.workers) {
-      std::vector<float> b = read_buffer_state(table, *ck.workers, rank_prefix(r));
+    if (g > 0 && g < st.world && ck.workers) {
+      std::vector<float> b = read_buffer_state(table, *ck.workers, rank_prefix(g));
       copy_from_host(ctx, b, table.buffers());
       if (config_.sync == SyncKind::average) {
-        std::vector<float> p = read_param_state(table, *ck.workers, rank_prefix(r));
+        std::vector<float> p = read_param_state(table, *ck.workers, rank_prefix(g));
         copy_from_host(ctx, p, table.params());
         w.model().parameters_updated(ctx);
       }
     }
     if (config_.sync == SyncKind::sign) {
-      std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
+      std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(g));
       copy_from_host(ctx, m, sign_sync(r)->momentum());
       sign_sync(r)->restore_updates(st.sign_updates);
     } else if (config_.sync == SyncKind::async || config_.sync == SyncKind::backup || config_.sync == SyncKind::coded) {
@@ -100,7 +102,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
       }
     } else if (config_.sync == SyncKind::average) {
       if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
-        std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(r));
+        std::vector<float> m = read_param_state(table, ck.optimizer, rank_prefix(g));
         copy_from_host(ctx, m, w.optimizer().momentum());
       }
     } else if (w.optimizer().momentum().numel() > 0 && !ck.optimizer.tensors().empty()) {
@@ -109,7 +111,7 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
     }
     w.loss_scaler().restore(st.scaler_enabled == w.loss_scaler().enabled() ? st.scaler_scale : w.loss_scaler().scale(),
                             st.scaler_clean, st.scaler_skipped);
-    const WorkerCheckpoint& wc = st.workers[static_cast<size_t>(std::min(r, st.world - 1))];
+    const WorkerCheckpoint& wc = st.workers[static_cast<size_t>(std::min(g, st.world - 1))];
     ctx.set_rng_offset(wc.rng_offset);
     if (same_world) {
       Stats s;
@@ -147,9 +149,78 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   progress_.message(os.str());
 }
 
-bool Trainer::should_stop(Shared& sh, int64_t update) {
+void Trainer::gather_staged(int r, Shared& sh) {
+  // One fixed-size record per rank: the WorkerCheckpoint, then BN statistics, own parameters and
+  // momentum (zeros where a rank has none), all-gathered (the Communicator has no gather; this
+  // runs only at checkpoints).
+  Worker& w = *workers_[r];
+  Context& ctx = w.ctx();
+  nets::ParamTable& table = w.model().params();
+  const Shared::Staged& mine = sh.staged[static_cast<size_t>(first_rank_ + r)];
+  const size_t nb = static_cast<size_t>(table.buffers().numel());
+  const size_t np = config_.sync == SyncKind::average ? static_cast<size_t>(table.params().numel()) : 0;
+  size_t nm = 0;
+  if (config_.sync == SyncKind::sign) nm = static_cast<size_t>(sign_sync(r)->momentum().numel());
+  else if (config_.sync == SyncKind::average) nm = static_cast<size_t>(w.optimizer().momentum().numel());
+  struct Header {
+    uint64_t rng_offset;
+    double loss_sum, top1, top5;
+    int64_t samples;
+  };
+  const size_t bytes = sizeof(Header) + (nb + np + nm) * sizeof(float);
+  std::vector<char> record(bytes, 0);
+  const Header h{mine.worker.rng_offset, mine.worker.loss_sum, mine.worker.top1, mine.worker.top5, mine.worker.samples};
+  std::memcpy(record.data(), &h, sizeof h);
+  auto put = [&](size_t at, const std::vector<float>& v, size_t n) {
+    if (!v.empty()) std::memcpy(record.data() + sizeof h + at * sizeof(float), v.data(), n * sizeof(float));
+  };
+  put(0, mine.buffers, nb);
+  put(nb, mine.params, np);
+  put(nb + np, mine.momentum, nm);
+  const int64_t n = static_cast<int64_t>(bytes);
+  OwnedTensor send(ctx.device(), Shape{n}, DType::u8), recv(ctx.device(), Shape{n * world()}, DType::u8);
+  Tensor host(record.data(), Shape{n}, DType::u8, Device::cpu());
+  copy(ctx, host, send);
+  comms_[r]->all_gather(ctx, send, recv);
+  ctx.synchronize();
+  if (!driver(r)) return;
+  std::vector<char> all(bytes * static_cast<size_t>(world()));
+  Tensor all_host(all.data(), Shape{n * world()}, DType::u8, Device::cpu());
+  copy(ctx, recv, all_host);
+  for (int k = 0; k < world(); ++k) {
+    const char* rec = all.data() + bytes * static_cast<size_t>(k);
+    Shared::Staged& st = sh.staged[static_cast<size_t>(k)];
+    Header hk;
+    std::memcpy(&hk, rec, sizeof hk);
+    st.worker = {hk.rng_offset, hk.loss_sum, hk.top1, hk.top5, hk.samples};
+    auto get = [&](size_t at, size_t count) {
+      std::vector<float> v(count);
+      std::memcpy(v.data(), rec + sizeof hk + at * sizeof(float), count * sizeof(float));
+      return v;
+    };
+    st.buffers = k > 0 ? get(0, nb) : std::vector<float>{};
+    st.params = k > 0 && np > 0 ? get(nb, np) : std::vector<float>{};
+    st.momentum = nm > 0 ? get(nb + np, nm) : std::vector<float>{};
+  }
+}
+
+bool Trainer::should_stop(int r, Shared& sh, int64_t update) {
   if (config_.stop_after > 0 && update >= config_.stop_after) return true;  // the same on every rank
   if (!stop_flag_) return false;
+  if (several_processes()) {
+    // Each process sees its own signal at its own moment; every rank is at this same update, so
+    // one all-reduce of the flags gives every rank of every process the same answer.
+    Context& ctx = workers_[r]->ctx();
+    float& host = sh.stop_host[static_cast<size_t>(r)];
+    host = stop_flag_->load() ? 1.f : 0.f;
+    Tensor h(&host, Shape{1}, DType::f32, Device::cpu());
+    Tensor& word = sh.stop_word[static_cast<size_t>(r)];
+    copy(ctx, h, word);
+    comms_[r]->all_reduce(ctx, word, ReduceOp::sum);
+    ctx.synchronize();
+    copy(ctx, word, h);
+    return host > 0;
+  }
   std::lock_guard<std::mutex> lock(sh.stop_mutex);
   sh.max_update = std::max(sh.max_update, update);
   if (sh.stop_at < 0 && stop_flag_->load()) {
@@ -165,16 +236,18 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
                               int64_t bn_batches, float lr, bool finished) {
   Worker& w = *workers_[r];
   Context& ctx = w.ctx();
-  Shared::Staged& mine = sh.staged[static_cast<size_t>(r)];
+  const int g = first_rank_ + r;
+  Shared::Staged& mine = sh.staged[static_cast<size_t>(g)];
   const Stats pending = w.pending_train_stats();
   mine.worker = {ctx.rng_offset(), pending.loss_sum, pending.top1, pending.top5, pending.samples};
   const bool per_rank_optimizer = config_.sync == SyncKind::sign || config_.sync == SyncKind::average;
-  if (r > 0) mine.buffers = host_copy(ctx, w.model().params().buffers());
-  if (r > 0 && config_.sync == SyncKind::average) mine.params = host_copy(ctx, w.model().params().params());
+  if (g > 0) mine.buffers = host_copy(ctx, w.model().params().buffers());
+  if (g > 0 && config_.sync == SyncKind::average) mine.params = host_copy(ctx, w.model().params().params());
   if (config_.sync == SyncKind::sign) mine.momentum = host_copy(ctx, sign_sync(r)->momentum());
   else if (per_rank_optimizer && w.optimizer().momentum().numel() > 0) mine.momentum = host_copy(ctx, w.optimizer().momentum());
   if (world() > 1) comms_[r]->barrier(ctx);  // every rank's state is staged
-  if (r != 0) return;
+  if (several_processes()) gather_staged(r, sh);
+  if (!driver(r)) return;
 
   CheckpointContents c;
   CheckpointState& st = c.state;

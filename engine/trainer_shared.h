@@ -25,6 +25,10 @@ struct Trainer::Shared {
   std::mutex stop_mutex;
   int64_t max_update = -1;
   int64_t stop_at = -1;
+  // Across processes the stop is agreed by an all-reduce of each rank's flag at every update:
+  // the flag on the host and on the worker's device, allocated before training starts.
+  std::vector<float> stop_host;
+  std::vector<OwnedTensor> stop_word;
 
   // A checkpoint's per-rank state, written by each rank before the barrier, read by rank 0.
   struct Staged {
@@ -33,7 +37,7 @@ struct Trainer::Shared {
     std::vector<float> params;         // ranks >= 1, --sync average: the rank's own model
     std::vector<float> momentum;       // per-rank optimizer state: Signum's (sign) or SGD's (average)
   };
-  std::vector<Staged> staged;
+  std::vector<Staged> staged;  // [global rank]; other processes' entries arrive by gather_staged
   nlohmann::json last_step = nlohmann::json::object();  // rank 0's last step record (metrics at save)
 };
 

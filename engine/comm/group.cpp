@@ -20,15 +20,35 @@ std::vector<std::unique_ptr<Communicator>> make_local_group(int n, LocalOptions 
 }
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int>& devices,
-                                                           NcclOptions options) {
+                                                           NcclOptions options, const NcclSpan& span) {
   LS_CHECK(options.timeout.count() > 0,
            "make_nccl_group: timeout must be > 0 ms, got " << options.timeout.count());
 #if LOCKSTEP_HAVE_CUDA
-  return make_nccl_communicators(devices, options);
+  return make_nccl_communicators(devices, options, span);
 #else
   (void)devices;
+  (void)span;
   throw Error("make_nccl_group: lockstep was built without its CUDA backend (no NCCL); "
               "use a local group (--device cpu --workers N)");
+#endif
+}
+
+NcclSpan nccl_span_over(Processes& procs, int world, int first_rank) {
+  LS_CHECK(procs.several(), "nccl_span_over: one process needs no span");
+#if LOCKSTEP_HAVE_CUDA
+  NcclSpan span;
+  span.world = world;
+  span.first_rank = first_rank;
+  // Every process learns the id's size from its own NCCL; process 0's bytes overwrite the rest.
+  span.unique_id = nccl_unique_id();
+  Context host(Device::cpu());
+  Tensor id(span.unique_id.data(), Shape{static_cast<int64_t>(span.unique_id.size())}, DType::u8, Device::cpu());
+  procs.comm()->broadcast(host, id, 0);
+  return span;
+#else
+  (void)world;
+  (void)first_rank;
+  throw Error("nccl_span_over: lockstep was built without its CUDA backend (no NCCL)");
 #endif
 }
 
@@ -49,7 +69,8 @@ void run_on_every_rank(std::vector<std::unique_ptr<Communicator>>& comms, const 
           reason = e.what();
         }
       }
-      comms[static_cast<size_t>(r)]->abort(who + " " + std::to_string(r) + " failed: " + e.what());
+      comms[static_cast<size_t>(r)]->abort(who + " " + std::to_string(comms[static_cast<size_t>(r)]->rank()) +
+                                           " failed: " + e.what());
     }
   };
   if (n == 1) {
@@ -60,8 +81,9 @@ void run_on_every_rank(std::vector<std::unique_ptr<Communicator>>& comms, const 
     for (auto& t : threads) t.join();
   }
   if (failed_rank < 0) return;
-  if (n == 1) throw Error(reason);
-  throw Error(who + " " + std::to_string(failed_rank) + " failed: " + reason);
+  if (n == 1 && comms[0]->size() == 1) throw Error(reason);
+  // The rank in the whole group (across processes it is not the thread's index here).
+  throw Error(who + " " + std::to_string(comms[static_cast<size_t>(failed_rank)]->rank()) + " failed: " + reason);
 }
 
 }  // namespace lockstep::engine

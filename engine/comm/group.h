@@ -3,7 +3,9 @@
 //   make_nccl_group(devices):     one NCCL rank per GPU in `devices`, created on the calling
 //                                  thread (see engine/comm/cuda/nccl_communicator.h); throws a
 //                                  clear Error in a build without the CUDA backend or without a GPU.
-// Communicator i has rank i. They may be moved to their worker threads; the group's shared state
+//                                  With a NcclSpan, this process's share of one communicator
+//                                  spanning every process's GPUs.
+// Communicator i has rank i (in a span: first_rank + i). They may be moved to their worker threads; the group's shared state
 // lives until the last of them is destroyed, so no rank's resources vanish under a waiting peer.
 #pragma once
 
@@ -15,13 +17,18 @@
 #include "engine/comm/communicator.h"
 #include "engine/comm/cuda/nccl_communicator.h"
 #include "engine/comm/local_communicator.h"
+#include "engine/comm/processes.h"
 
 namespace lockstep::engine {
 
 std::vector<std::unique_ptr<Communicator>> make_local_group(int n, LocalOptions options = {});
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int>& devices,
-                                                           NcclOptions options = {});
+                                                           NcclOptions options = {}, const NcclSpan& span = {});
+
+// This process's share of one NCCL communicator over every process's GPUs: process 0 makes the
+// unique id and broadcasts it over MPI (a collective: every process calls this).
+NcclSpan nccl_span_over(Processes& procs, int world, int first_rank);
 
 // Runs f(rank) on one thread per communicator of the group (on the calling thread when there is
 // one). The first rank to fail aborts the group, so the others stop instead of waiting for it;

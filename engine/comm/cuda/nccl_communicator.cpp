@@ -4,6 +4,7 @@
 #include "engine/comm/cuda/nccl_communicator.h"
 
 #include <atomic>
+#include <cstring>
 #include <iostream>
 #include <mutex>
 #include <shared_mutex>
@@ -46,23 +47,33 @@ std::string library_message(ncclResult_t r, const char* stmt, const char* file, 
 
 class NcclGroup {
  public:
-  NcclGroup(std::vector<int> devices, NcclOptions o)
-      : devices_(std::move(devices)), opts_(o), comms_(devices_.size(), nullptr) {
+  NcclGroup(std::vector<int> devices, NcclOptions o, const NcclSpan& span)
+      : devices_(std::move(devices)),
+        opts_(o),
+        world_(span.world > 0 ? span.world : static_cast<int>(devices_.size())),
+        first_rank_(span.first_rank),
+        comms_(devices_.size(), nullptr) {
     const int n = static_cast<int>(devices_.size());
+    LS_CHECK(first_rank_ >= 0 && first_rank_ + n <= world_,
+             "NcclGroup: ranks " << first_rank_ << ".." << first_rank_ + n - 1 << " do not fit a world of " << world_);
+    LS_CHECK(span.unique_id.empty() || span.unique_id.size() == sizeof(ncclUniqueId),
+             "NcclGroup: a unique id is " << sizeof(ncclUniqueId) << " bytes, got " << span.unique_id.size());
+    LS_CHECK(!span.unique_id.empty() || world_ == n, "NcclGroup: a group spanning processes needs process 0's unique id");
     int previous = 0;
     CUDA_CHECK(cudaGetDevice(&previous));
     bool in_group = false;
     try {
       ncclUniqueId id;
-      NCCL_CHECK(ncclGetUniqueId(&id));
+      if (span.unique_id.empty()) NCCL_CHECK(ncclGetUniqueId(&id));
+      else std::memcpy(&id, span.unique_id.data(), sizeof id);
       ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
       config.blocking = 0;
       NCCL_CHECK(ncclGroupStart());
       in_group = true;
       for (int i = 0; i < n; ++i) {
         CUDA_CHECK(cudaSetDevice(devices_[static_cast<size_t>(i)]));
-        check_started(ncclCommInitRankConfig(&comms_[static_cast<size_t>(i)], n, id, i, &config),
-                      "ncclCommInitRankConfig(&comm, n, id, i, &config)", __FILE__, __LINE__);
+        check_started(ncclCommInitRankConfig(&comms_[static_cast<size_t>(i)], world_, id, first_rank_ + i, &config),
+                      "ncclCommInitRankConfig(&comm, world, id, first_rank + i, &config)", __FILE__, __LINE__);
       }
       in_group = false;
       check_started(ncclGroupEnd(), "ncclGroupEnd()", __FILE__, __LINE__);
@@ -104,7 +115,9 @@ class NcclGroup {
     }
   }
 
-  int size() const { return static_cast<int>(devices_.size()); }
+  int size() const { return world_; }
+  int local_size() const { return static_cast<int>(devices_.size()); }
+  int first_rank() const { return first_rank_; }
   int device(int rank) const { return devices_[static_cast<size_t>(rank)]; }
 
   // Runs one non-blocking NCCL call `f(comm)` of `rank` and waits until NCCL has accepted it
@@ -220,8 +233,9 @@ class NcclGroup {
     abort_locked(reason);
   }
 
-  const std::vector<int> devices_;
+  const std::vector<int> devices_;   // [index in this process]
   const NcclOptions opts_;
+  const int world_, first_rank_;     // the NCCL communicator's size; this process's first rank
   mutable std::shared_mutex m_;       // shared: one rank's NCCL call; exclusive: abort, teardown
   std::vector<ncclComm_t> comms_;     // [rank]; null once aborted
   bool aborted_ = false;              // guarded by m_
@@ -234,7 +248,7 @@ class NcclGroup {
 
 NcclCommunicator::NcclCommunicator(std::shared_ptr<NcclGroup> group, int rank)
     : group_(std::move(group)), rank_(rank) {
-  LS_CHECK(group_ && rank >= 0 && rank < group_->size(),
+  LS_CHECK(group_ && rank >= 0 && rank < group_->local_size(),
            "NcclCommunicator: rank " << rank << " outside the group");
   barrier_word_ = Buffer(Device::cuda(group_->device(rank)), sizeof(float));
 }
@@ -242,6 +256,7 @@ NcclCommunicator::NcclCommunicator(std::shared_ptr<NcclGroup> group, int rank)
 NcclCommunicator::~NcclCommunicator() = default;
 
 int NcclCommunicator::size() const { return group_->size(); }
+int NcclCommunicator::rank() const { return group_->first_rank() + rank_; }
 int NcclCommunicator::device() const { return group_->device(rank_); }
 void NcclCommunicator::abort(const std::string& reason) noexcept { group_->abort(reason); }
 bool NcclCommunicator::aborted() const { return group_->aborted(); }
@@ -324,8 +339,14 @@ void NcclCommunicator::barrier(Context& ctx) {
   group_->wait_stream(rank_, s, "barrier");
 }
 
+std::string nccl_unique_id() {
+  ncclUniqueId id;
+  NCCL_CHECK(ncclGetUniqueId(&id));
+  return std::string(reinterpret_cast<const char*>(&id), sizeof id);
+}
+
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicators(const std::vector<int>& devices,
-                                                                   const NcclOptions& options) {
+                                                                   const NcclOptions& options, const NcclSpan& span) {
   const GpuStatus& gpus = gpu_status();
   LS_CHECK(gpus.available, "make_nccl_group: " << gpus.reason);
   LS_CHECK(!devices.empty(), "make_nccl_group: no devices given");
@@ -337,7 +358,7 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_communicators(const std::ve
                                              << " is listed twice; one NCCL rank per GPU (use "
                                                 "LocalCommunicator to share a GPU between workers)");
   }
-  auto group = std::make_shared<NcclGroup>(devices, options);
+  auto group = std::make_shared<NcclGroup>(devices, options, span);
   std::vector<std::unique_ptr<Communicator>> out;
   for (int r = 0; r < static_cast<int>(devices.size()); ++r)
     out.push_back(std::make_unique<NcclCommunicator>(group, r));

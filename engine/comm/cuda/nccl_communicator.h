@@ -19,6 +19,10 @@
 //  - average is ncclAvg, bf16 is ncclBfloat16 (NCCL >= 2.10 is required at compile time).
 //  - all_to_all is ncclSend/ncclRecv pairs in a group (works on every NCCL 2 that has p2p).
 //  - barrier is a one-element all-reduce on the comm stream, then a polled wait for the stream.
+//  - Across processes (mpirun, engine/comm/processes.h): NcclSpan gives the unique id (made by
+//    process 0 with nccl_unique_id() and broadcast over MPI), the world size and this process's
+//    first global rank; the process's communicators are then ranks first_rank.. of one NCCL
+//    communicator spanning every GPU of every process, still created in one group call.
 #pragma once
 
 #include <chrono>
@@ -37,6 +41,16 @@ struct NcclOptions {
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
 };
 
+// One NCCL communicator over several processes: what this process's share of it is.
+struct NcclSpan {
+  std::string unique_id;  // nccl_unique_id()'s bytes from process 0; empty: one process, make one
+  int world = 0;          // ranks over all processes; 0: devices.size() (one process)
+  int first_rank = 0;     // the global rank of this process's first device
+};
+
+// A fresh ncclUniqueId as bytes (NCCL_UNIQUE_ID_BYTES), for process 0 to broadcast.
+std::string nccl_unique_id();
+
 class NcclGroup;  // the communicators of every rank, their lock and abort state
 
 class NcclCommunicator final : public Communicator {
@@ -44,7 +58,7 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(std::shared_ptr<NcclGroup> group, int rank);
   ~NcclCommunicator() override;
 
-  int rank() const override { return rank_; }
+  int rank() const override;  // global: the span's first_rank + this process's index
   int size() const override;
   std::string_view kind() const override { return "nccl"; }
   int device() const;  // the CUDA device index of this rank
@@ -61,12 +75,13 @@ class NcclCommunicator final : public Communicator {
   void check_context(const Context& ctx, const char* op) const;
 
   std::shared_ptr<NcclGroup> group_;
-  int rank_;
+  int rank_;  // this process's index: which of the group's communicators and devices
   Buffer barrier_word_;  // one f32 on this rank's GPU: what the barrier all-reduces
 };
 
 // One communicator per entry of `devices` (rank i drives GPU devices[i]); see the decisions above.
 std::vector<std::unique_ptr<Communicator>> make_nccl_communicators(const std::vector<int>& devices,
-                                                                   const NcclOptions& options);
+                                                                   const NcclOptions& options,
+                                                                   const NcclSpan& span = {});
 
 }  // namespace lockstep::engine
