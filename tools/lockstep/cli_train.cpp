@@ -136,7 +136,7 @@ cxxopts::Options train_options() {
     ("code", "--sync coded: cyclic, or fractional (needs stragglers + 1 to divide the workers)",
      cxxopts::value<std::string>()->default_value(d.code));
   o.add_options("run")
-    ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
+    ("out", "run folder for config.json, log.jsonl, summary.json and tb/ (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
     ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)))
     ("tensorboard", "also write the log as TensorBoard scalars in <out>/tb (default: on)")
     ("no-tensorboard", "write no TensorBoard event file");
