@@ -355,6 +355,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"seed", seed},
       {"out", out_dir},
       {"log_every", log_every},
+      {"tensorboard", tensorboard},
       {"checkpoints", checkpoints},
       {"checkpoint_every", checkpoint_every},
       {"checkpoint_in_epochs", checkpoint_in_epochs},
@@ -429,6 +430,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("seed", c.seed);
   get("out", c.out_dir);
   get("log_every", c.log_every);
+  get("tensorboard", c.tensorboard);
   get("checkpoints", c.checkpoints);
   get("checkpoint_every", c.checkpoint_every);
   get("checkpoint_in_epochs", c.checkpoint_in_epochs);

@@ -125,6 +125,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   std::string out_dir = default_out_dir();
   int log_every = 10;           // steps between device read-backs of loss/accuracy
+  bool tensorboard = true;      // also write the log as TensorBoard scalars in <out>/tb (--no-tensorboard: off)
 
   // checkpoints (engine/checkpoint/checkpoint.h): always at the end and on SIGINT/SIGTERM
   bool checkpoints = true;          // --no-checkpoint: none at all (benchmarks)

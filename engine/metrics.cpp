@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/checkpoint/atomic_dir.h"
+#include "engine/tensorboard/event_writer.h"
+#include "engine/tensorboard/run_scalars.h"
 #include "kernels/error.h"
 
 namespace lockstep::engine {
@@ -35,9 +37,42 @@ std::string lr_text(double v) {
   return os.str();
 }
 
+// An eval record's fields (without "type"), and back: the log's eval lines, the summary's
+// evaluations, and the records a resumed run keeps.
+nlohmann::json eval_fields(const EvalRecord& r) {
+  return {{"epoch", r.epoch}, {"update", r.update}, {"samples", r.samples}, {"loss", number(r.loss)},
+          {"top1", number(r.top1)}, {"top5", number(r.top5)}, {"time", number(r.time)}};
+}
+
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
+}
+
+EvalRecord eval_from_json(const nlohmann::json& j) {
+  EvalRecord r;
+  r.epoch = j.value("epoch", 0);
+  r.update = j.value("update", int64_t{0});
+  r.samples = j.value("samples", int64_t{0});
+  r.loss = number_or_nan(j, "loss");
+  r.top1 = number_or_nan(j, "top1");
+  r.top5 = number_or_nan(j, "top5");
+  r.time = number_or_nan(j, "time");
+  return r;
+}
+
+// Whether `e` is a new best: a higher top-1 (a NaN never is).
+bool better(const EvalRecord& e, const std::optional<EvalRecord>& best) { return !best || e.top1 > best->top1; }
+
 }  // namespace
 
-RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update) : dir_(std::move(out_dir)) {
+void RunSummary::add_eval(const EvalRecord& e) {
+  has_eval = true;
+  last_eval = e;
+  if (better(e, best_eval)) best_eval = e;
+}
+
+RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update)
+    : dir_(std::move(out_dir)), resume_update_(resume_update) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_))
@@ -51,8 +86,10 @@ RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update) : dir_(st
       nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object() || !j.contains("update") || !j["update"].is_number_integer()) continue;
       const std::string type = j.value("type", "");
-      if ((type == "step" || type == "eval" || type == "resume") && j["update"].get<int64_t>() <= *resume_update)
+      if ((type == "step" || type == "eval" || type == "resume") && j["update"].get<int64_t>() <= *resume_update) {
         kept += line + "\n";
+        if (type == "eval" && better(eval_from_json(j), kept_best_eval_)) kept_best_eval_ = eval_from_json(j);
+      }
     }
     in.close();
     atomic_write_file(log, kept);
@@ -61,6 +98,23 @@ RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update) : dir_(st
     log_.open(log, std::ios::out | std::ios::trunc);
   }
   if (!log_) throw Error("cannot open '" + log.string() + "' for writing");
+}
+
+RunLog::~RunLog() = default;
+
+fs::path RunLog::open_tensorboard() {
+  const fs::path dir = dir_ / "tb";
+  if (!resume_update_ && fs::is_directory(dir)) {
+    for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+      if (e.path().filename().string().rfind("events.out.tfevents.", 0) != 0) continue;  // only what we write
+      std::error_code ec;
+      fs::remove(e.path(), ec);
+      if (ec) throw Error("cannot remove the earlier run's '" + e.path().string() + "': " + ec.message());
+    }
+  }
+  tb_ = std::make_unique<tensorboard::EventWriter>(dir);
+  if (resume_update_) tb_->add_session_start(*resume_update_ + 1);
+  return dir;
 }
 
 void RunLog::write_config(const nlohmann::json& config) {
@@ -83,36 +137,63 @@ void RunLog::log_step(const StepRecord& r) {
               {"lr", number(r.lr)}, {"loss", number(r.loss)}, {"top1", number(r.top1)},
               {"top5", number(r.top5)}, {"img_per_s", number(r.img_per_s)}, {"time", number(r.time)},
               {"comm_s", number(r.comm_s)}, {"wait_s", number(r.wait_s)}, {"bytes_sent", r.bytes_sent},
-              {"bytes_received", r.bytes_received}});
+              {"bytes_received", r.bytes_received}, {"interval_s", number(r.interval_s)},
+              {"interval_updates", r.interval_updates}, {"skipped_updates", r.skipped_updates}});
+  if (tb_) {
+    const tensorboard::ScalarEvent e = tensorboard::step_scalars(r);
+    tb_->add_scalars(e.step, e.scalars);
+  }
 }
 
 void RunLog::log_eval(const EvalRecord& r) {
-  write_line({{"type", "eval"}, {"epoch", r.epoch}, {"update", r.update}, {"samples", r.samples},
-              {"loss", number(r.loss)}, {"top1", number(r.top1)}, {"top5", number(r.top5)},
-              {"time", number(r.time)}});
+  nlohmann::json j = eval_fields(r);
+  j["type"] = "eval";
+  write_line(j);
+  if (tb_) {
+    const tensorboard::ScalarEvent e = tensorboard::eval_scalars(r);
+    tb_->add_scalars(e.step, e.scalars);
+  }
+}
+
+void RunLog::log_record(const nlohmann::json& j) {
+  write_line(j);
+  if (tb_) {
+    const tensorboard::ScalarEvent e = tensorboard::record_scalars(j);
+    if (!e.scalars.empty()) tb_->add_scalars(e.step, e.scalars);
+  }
 }
 
 void RunLog::log_resume(int64_t update, const std::string& checkpoint) {
   write_line({{"type", "resume"}, {"update", update}, {"checkpoint", checkpoint}});
 }
 
-void RunLog::log_summary(const RunSummary& s) {
-  nlohmann::json j{{"type", "summary"}, {"epochs", s.epochs}, {"updates", s.updates},
+nlohmann::json summary_json(const RunSummary& s) {
+  nlohmann::json j{{"epochs", s.epochs}, {"updates", s.updates},
                    {"images", s.images}, {"seconds", number(s.seconds)},
                    {"img_per_s", number(s.seconds > 0 ? s.images / s.seconds : 0.0)},
                    {"final_loss", number(s.final_loss)}, {"final_top1", number(s.final_top1)},
                    {"skipped_updates", s.skipped_updates}, {"workers", s.workers},
                    {"comm_seconds", number(s.comm_seconds)}, {"wait_seconds", number(s.wait_seconds)},
-                   {"sync", s.sync}, {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received}};
+                   {"sync", s.sync}, {"bytes_sent", s.bytes_sent}, {"bytes_received", s.bytes_received},
+                   {"checkpoints_written", s.checkpoints_written}, {"out", s.out_dir}};
   if (s.stopped) j["stopped"] = true;
   if (!s.dropped.empty()) j["dropped_per_worker"] = s.dropped;
   if (!s.straggler_delay_s.empty()) j["straggler_delay_s"] = s.straggler_delay_s;
   if (s.start_update > 0) j["resumed_at_update"] = s.start_update;
   if (!s.checkpoint.empty()) j["checkpoint"] = s.checkpoint;
-  if (s.has_eval)
-    j["eval"] = {{"loss", number(s.last_eval.loss)}, {"top1", number(s.last_eval.top1)},
-                 {"top5", number(s.last_eval.top5)}, {"samples", s.last_eval.samples}};
-  write_line(j);
+  if (!s.tensorboard_dir.empty()) j["tensorboard"] = s.tensorboard_dir;
+  if (s.has_eval) j["eval"] = eval_fields(s.last_eval);
+  if (s.best_eval) j["best_eval"] = eval_fields(*s.best_eval);
+  return j;
+}
+
+void RunLog::log_summary(const RunSummary& s) {
+  const nlohmann::json j = summary_json(s);
+  nlohmann::json line = {{"type", "summary"}};
+  line.update(j);
+  write_line(line);
+  atomic_write_file(dir_ / "summary.json", j.dump(2) + "\n");
+  if (tb_) tb_->close();
 }
 
 std::string format_duration(double seconds) {
@@ -173,16 +254,20 @@ void Progress::message(const std::string& line) {
 void Progress::summary(const RunSummary& s) {
   end_live_line();
   double rate = s.seconds > 0 ? s.images / s.seconds : 0.0;
+  auto share = [&](double part) { return " (" + fixed(s.seconds > 0 ? 100 * part / s.seconds : 0.0, 1) + "%)"; };
   os_ << (s.stopped ? "stopped: " : "done: ") << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in "
       << format_duration(s.seconds) << " (" << fixed(rate, 1) << " img/s)\n";
   os_ << "train: loss " << fixed(s.final_loss, 4) << "  top-1 " << fixed(100 * s.final_top1, 2) << "%\n";
   if (s.has_eval)
     os_ << "eval:  loss " << fixed(s.last_eval.loss, 4) << "  top-1 " << fixed(100 * s.last_eval.top1, 2)
         << "%  top-5 " << fixed(100 * s.last_eval.top5, 2) << "%\n";
+  if (s.best_eval)
+    os_ << "best:  top-1 " << fixed(100 * s.best_eval->top1, 2) << "% (epoch " << s.best_eval->epoch << ", update "
+        << s.best_eval->update << ")\n";
   if (s.skipped_updates > 0) os_ << "skipped updates (fp16 overflow): " << s.skipped_updates << "\n";
-  if (s.workers > 1 || s.comm_seconds > 0 || s.wait_seconds > 0)
-    os_ << "workers: " << s.workers << "; per worker: exposed communication " << format_duration(s.comm_seconds)
-        << ", waiting for data " << format_duration(s.wait_seconds) << "\n";
+  os_ << "workers: " << s.workers << "; per worker: exposed communication " << format_duration(s.comm_seconds)
+      << share(s.comm_seconds) << ", waiting for data " << format_duration(s.wait_seconds) << share(s.wait_seconds)
+      << "\n";
   if (s.workers > 1 || s.sync != "allreduce")
     os_ << "sync: " << s.sync << "; per worker: sent " << s.bytes_sent << " bytes, received " << s.bytes_received
         << " bytes" << (s.updates > 0 ? " (" + std::to_string(s.bytes_sent / s.updates) + " sent per update)" : "")
@@ -197,8 +282,14 @@ void Progress::summary(const RunSummary& s) {
     for (double d : s.straggler_delay_s) os_ << " " << fixed(d, 2);
     os_ << "\n";
   }
-  if (!s.checkpoint.empty()) os_ << "checkpoint: " << s.checkpoint << "\n";
-  if (!s.out_dir.empty()) os_ << "log: " << (fs::path(s.out_dir) / "log.jsonl").string() << "\n";
+  if (!s.checkpoint.empty())
+    os_ << "checkpoint: " << s.checkpoint << " (" << s.checkpoints_written << " written by this run)\n";
+  if (!s.out_dir.empty()) {
+    const fs::path out(s.out_dir);
+    os_ << "log: " << (out / "log.jsonl").string() << ", summary: " << (out / "summary.json").string() << "\n";
+    if (!s.tensorboard_dir.empty()) os_ << "watch: tensorboard --logdir " << s.tensorboard_dir << "\n";
+    os_ << "plot:  python3 tools/plot.py " << s.out_dir << "\n";
+  }
   os_ << std::flush;
 }
 

@@ -1,6 +1,8 @@
-// What a run reports: RunLog writes the machine-readable record (<out>/config.json and one JSON
-// object per line in <out>/log.jsonl), Progress the human one (a live line on a terminal, plain
-// lines otherwise, and a closing summary).
+// What a run reports: RunLog writes the machine-readable record (<out>/config.json, one JSON
+// object per line in <out>/log.jsonl, <out>/summary.json at the end, and with
+// open_tensorboard() the same records as TensorBoard scalars in <out>/tb/: engine/tensorboard/),
+// Progress the human one (a live line on a terminal, plain lines otherwise, and a closing
+// summary).
 //
 // Conventions shared by both: epoch is 1-based; step counts the micro-batches done in the epoch
 // (1..steps); update counts optimizer updates done since the start of the run; top1/top5 are
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +37,10 @@ struct StepRecord {
   double wait_s = 0;     // time waiting for data since the last record, rank 0
   int64_t bytes_sent = 0;      // bytes rank 0 sent through its communicator since the last record
   int64_t bytes_received = 0;  // (engine/sync/strategy.h: per-collective formulas)
+  double interval_s = 0;         // seconds since the last record: what img_per_s, comm_s and wait_s cover
+  int64_t interval_updates = 0;  // optimizer updates since the last record: what bytes_sent covers
+  int64_t skipped_updates = 0;   // updates skipped by fp16 loss scaling so far (rank 0; a resumed run counts on)
+  bool comm_measured = true;     // false in the server modes (async, backup, coded): comm_s is not measured there
 };
 
 struct EvalRecord {
@@ -68,7 +75,21 @@ struct RunSummary {
   std::string checkpoint;      // the last checkpoint written, if any
   std::vector<int64_t> dropped;          // --sync backup: gradients dropped per worker
   std::vector<double> straggler_delay_s; // --straggler: injected delay per worker
+  std::optional<EvalRecord> best_eval;   // the highest eval top-1 of the run (a resumed run's log included)
+  int checkpoints_written = 0;           // by this process
+  std::string tensorboard_dir;           // <out>/tb, or "" with --no-tensorboard
+
+  // A new evaluation: the last one, and the best when its top-1 is higher (the earlier on ties).
+  void add_eval(const EvalRecord& e);
 };
+
+// The summary as one JSON object: <out>/summary.json, and the log's {"type":"summary"} record
+// (which adds the type).
+nlohmann::json summary_json(const RunSummary& s);
+
+namespace tensorboard {
+class EventWriter;
+}
 
 // <out>/log.jsonl: {"type":"step",...} per logged step, {"type":"eval",...} per evaluation,
 // {"type":"summary",...} at the end. Each line is flushed as written, so a crashed run keeps
@@ -81,21 +102,36 @@ class RunLog {
   // Creates `out_dir` (and parents); throws lockstep::Error naming the folder and the reason
   // when it cannot, or when log.jsonl cannot be opened. resume_update: see above.
   explicit RunLog(std::filesystem::path out_dir, std::optional<int64_t> resume_update = std::nullopt);
+  ~RunLog();
 
   const std::filesystem::path& dir() const { return dir_; }
+  // From here on every step, eval and other record is also written as TensorBoard scalars to a
+  // new event file in <out>/tb/ (engine/tensorboard/run_scalars.h lists the tags). Returns the
+  // folder. As with log.jsonl, a new run removes the event files an earlier run left in the
+  // folder; a resumed run keeps them, writes its own file beside them (TensorBoard merges a
+  // folder's files) and starts it with a SessionLog START at the checkpoint's update + 1, so
+  // TensorBoard drops what the earlier process logged after the checkpoint, as the log does.
+  std::filesystem::path open_tensorboard();
   // Writes <out>/config.json (pretty-printed, replaced if present).
   void write_config(const nlohmann::json& config);
   void log_step(const StepRecord& r);
   void log_eval(const EvalRecord& r);
+  // The last record: the log's summary line, then <out>/summary.json (atomically: a temporary
+  // file renamed over it), then the event file is synced and closed.
   void log_summary(const RunSummary& s);
   void log_resume(int64_t update, const std::string& checkpoint);
   // Any other record (one JSON object with a "type"), e.g. --sync async's per-epoch staleness.
-  void log_record(const nlohmann::json& j) { write_line(j); }
+  void log_record(const nlohmann::json& j);
+  // A resumed run: the best evaluation among the records kept from the run it continues.
+  const std::optional<EvalRecord>& kept_best_eval() const { return kept_best_eval_; }
 
  private:
   void write_line(const nlohmann::json& j);
   std::filesystem::path dir_;
   std::ofstream log_;
+  std::optional<int64_t> resume_update_;
+  std::unique_ptr<tensorboard::EventWriter> tb_;
+  std::optional<EvalRecord> kept_best_eval_;
 };
 
 struct ProgressState {

@@ -358,8 +358,7 @@ void Trainer::on_every_worker(const std::function<void(int)>& f) {
 void Trainer::record_eval(Shared& sh, const EvalRecord& e) {
   sh.log->log_eval(e);
   progress_.eval(e);
-  sh.summary.has_eval = true;
-  sh.summary.last_eval = e;
+  sh.summary.add_eval(e);
 }
 
 CommBytes Trainer::average_models(int r) {
@@ -437,7 +436,7 @@ void Trainer::train_rank(int r, Shared& sh) {
 
   int64_t update = start_.update, images = start_.images, bn_batches = start_.bn_batches;
   const int64_t images_start = images;
-  int64_t images_at_log = images;
+  int64_t images_at_log = images, update_at_log = update;
   double comm_window = 0, comm_total = 0, wait_at_log = train->wait_seconds();
   CommBytes bytes_window, bytes_total;
   auto last_log = Clock::now();
@@ -508,6 +507,10 @@ void Trainer::train_rank(int r, Shared& sh) {
           rec.top5 = s.top5_acc();
           rec.img_per_s = dt > 0 ? static_cast<double>(images - images_at_log) / dt : 0;
           rec.time = seconds_since(sh.start);
+          rec.interval_s = dt;
+          rec.interval_updates = update - update_at_log;
+          update_at_log = update;
+          rec.skipped_updates = w.loss_scaler().skipped();
           rec.comm_s = comm_window;
           rec.wait_s = train->wait_seconds() - wait_at_log;
           wait_at_log = train->wait_seconds();
@@ -585,6 +588,8 @@ RunSummary Trainer::run() {
     sh.log = std::make_unique<RunLog>(config_.out_dir, resumed ? std::optional<int64_t>(start_.update) : std::nullopt);
     sh.log->write_config(config_.to_json());
     if (resumed) sh.log->log_resume(start_.update, config_.resume);
+    if (config_.tensorboard) sh.summary.tensorboard_dir = sh.log->open_tensorboard().string();
+    sh.summary.best_eval = sh.log->kept_best_eval();  // a resumed run's best so far
   }
   sh.staged.resize(static_cast<size_t>(world()));
   sh.stop_host.assign(static_cast<size_t>(local_workers()), 0.f);

@@ -98,9 +98,17 @@ class Trainer {
   // --sync async (trainer_async.cpp): the server, and each worker's loop against it.
   void start_async();
   void train_rank_async(int rank, Shared& sh);
-  // A server mode's step record (rank 0's own loss; update and images/s from the server's count).
+  // Where rank 0's previous step record left off: a server mode's next record covers the interval since.
+  struct LogWindow {
+    std::chrono::steady_clock::time_point time;
+    int64_t update = 0;
+    double wait_s = 0;  // rank 0's data source's wait_seconds() then
+    CommBytes bytes;    // what rank 0 had sent and received then
+  };
+  // A server mode's step record (rank 0's own loss, data wait and bytes; update and images/s from
+  // the server's count); `bytes`: rank 0's run total so far. Moves `window` to now.
   void log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps, int64_t update, int64_t per_update,
-                       int64_t& update_at_log, std::chrono::steady_clock::time_point& last_log, const char* advice);
+                       const CommBytes& bytes, LogWindow& window, const char* advice);
   // The end of an epoch in a server mode (async, backup): barrier, rank 0 logs record() and takes
   // the stop decision, every worker evaluates read_eval's parameters, loads read_model's, and the
   // checkpoint (if due) is written. Returns whether every worker stops.

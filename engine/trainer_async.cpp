@@ -71,8 +71,8 @@ void Trainer::train_rank_async(int r, Shared& sh) {
 
   // Images trained, all workers: every update is one worker's batch x accumulate.
   const int64_t per_update = int64_t{config_.batch_size} * K;
-  int64_t bn_batches = start_.bn_batches, update_at_log = start_.update, update_prev = start_.update;
-  auto last_log = Clock::now();
+  int64_t bn_batches = start_.bn_batches, update_prev = start_.update;
+  LogWindow window{Clock::now(), start_.update, train->wait_seconds(), {}};
   double compute_s = 0;
   CommBytes bytes;
   StalenessStats at_epoch_start = ps.staleness();
@@ -111,7 +111,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           bytes.received += table.count() * 4;
         }
         if (r == 0 && (step % config_.log_every == 0 || step == steps))
-          log_server_step(sh, epoch, step, steps, ps.updates(), per_update, update_at_log, last_log,
+          log_server_step(sh, epoch, step, steps, ps.updates(), per_update, bytes, window,
                           "; try a lower --base-lr, --staleness-lr or a longer --async-ramp-epochs");
       }
     }
@@ -152,16 +152,15 @@ void Trainer::train_rank_async(int r, Shared& sh) {
 }
 
 void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps, int64_t update,
-                              int64_t per_update, int64_t& update_at_log, std::chrono::steady_clock::time_point& last_log,
-                              const char* advice) {
+                              int64_t per_update, const CommBytes& bytes, LogWindow& window, const char* advice) {
   Stats s = workers_[0]->take_train_stats();  // rank 0's own batches: the workers are not in step
   if (!std::isfinite(s.loss())) {
     std::ostringstream os;
     os << "training diverged: the loss is " << s.loss() << " at epoch " << epoch << ", step " << step << advice;
     throw Error(os.str());
   }
-  const double dt = seconds_since(last_log);
-  last_log = Clock::now();
+  const double dt = seconds_since(window.time);
+  const double wait_s = workers_[0]->train_source()->wait_seconds();
   StepRecord rec;
   rec.epoch = epoch;
   rec.step = step;
@@ -170,9 +169,16 @@ void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps
   rec.loss = s.loss();
   rec.top1 = s.top1_acc();
   rec.top5 = s.top5_acc();
-  rec.img_per_s = dt > 0 ? static_cast<double>((update - update_at_log) * per_update) / dt : 0;
+  rec.img_per_s = dt > 0 ? static_cast<double>((update - window.update) * per_update) / dt : 0;
   rec.time = seconds_since(sh.start);
-  update_at_log = update;
+  rec.interval_s = dt;
+  rec.interval_updates = update - window.update;
+  rec.wait_s = wait_s - window.wait_s;
+  rec.bytes_sent = bytes.sent - window.bytes.sent;
+  rec.bytes_received = bytes.received - window.bytes.received;
+  rec.skipped_updates = workers_[0]->loss_scaler().skipped();
+  rec.comm_measured = false;  // the exchange with the server is not timed
+  window = {Clock::now(), update, wait_s, bytes};
   sh.log->log_step(rec);
   ProgressState p;
   p.epoch = epoch;

@@ -71,11 +71,11 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
     }
   } guard{agg};
 
-  int64_t bn_batches = start_.bn_batches, update_prev = start_.update, update_at_log = start_.update;
+  int64_t bn_batches = start_.bn_batches, update_prev = start_.update;
   double compute_s = 0;
   CommBytes bytes;
   std::vector<int64_t> dropped_at_epoch = agg.dropped(), accepted_at_epoch = agg.accepted();
-  auto last_log = Clock::now();
+  LogWindow window{Clock::now(), start_.update, train->wait_seconds(), {}};
   bool stopped = false;
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
     train->start_epoch(epoch - 1, 0);
@@ -124,7 +124,7 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
       ++t;
       const int64_t step = t - (end - steps);
       if (r == 0 && (step % config_.log_every == 0 || step == steps))
-        log_server_step(sh, epoch, step, steps, agg.step(), per_update, update_at_log, last_log, "; try a lower --base-lr");
+        log_server_step(sh, epoch, step, steps, agg.step(), per_update, bytes, window, "; try a lower --base-lr");
     }
     const int64_t update = agg.step();
     auto read = [&](float* dst) { agg.read(update, dst); };

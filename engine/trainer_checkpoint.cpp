@@ -312,6 +312,7 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
     progress_.message("checkpoint: removed " + p.string() + " (--keep-last " + std::to_string(config_.keep_last) + ")");
   progress_.message("checkpoint: " + dir.string());
   sh.summary.checkpoint = dir.string();
+  ++sh.summary.checkpoints_written;
 }
 
 }  // namespace lockstep::engine

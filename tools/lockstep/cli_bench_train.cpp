@@ -212,11 +212,13 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
 
   const int64_t total = c.total_steps();
   // One epoch that stops (--stop-after) right after the last step the bench needs: no evaluation,
-  // no checkpoint, and no loss read-back inside the timed steps (--log-every beyond the run).
+  // no checkpoint, no TensorBoard file, and no loss read-back inside the timed steps (--log-every
+  // beyond the run).
   if (!data && !synthetic) train.push_back("--synthetic");
   for (const std::string& s : {std::string("--epochs"), std::string("1"), std::string("--steps-per-epoch"),
                                std::to_string(data ? 0 : total + 1), std::string("--eval-steps"), std::string("0"),
-                               std::string("--no-checkpoint"), std::string("--log-every"), std::to_string(total + 1),
+                               std::string("--no-checkpoint"), std::string("--no-tensorboard"),
+                               std::string("--log-every"), std::to_string(total + 1),
                                std::string("--stop-after"), std::to_string(total)})
     train.push_back(s);
   if (!warmup_epochs) {  // the default 5 would be capped to the one epoch, with a note; say it directly

@@ -136,8 +136,10 @@ cxxopts::Options train_options() {
     ("code", "--sync coded: cyclic, or fractional (needs stragglers + 1 to divide the workers)",
      cxxopts::value<std::string>()->default_value(d.code));
   o.add_options("run")
-    ("out", "run folder for config.json and log.jsonl (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
-    ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)));
+    ("out", "run folder for config.json, log.jsonl, summary.json and tb/ (default: runs/<UTC YYYYmmdd-HHMMSS>)", cxxopts::value<std::string>())
+    ("log-every", "steps between reading back loss and accuracy", cxxopts::value<std::string>()->default_value(show(d.log_every)))
+    ("tensorboard", "also write the log as TensorBoard scalars in <out>/tb (default: on)")
+    ("no-tensorboard", "write no TensorBoard event file");
   o.add_options("checkpoint")
     ("checkpoint-every", "also checkpoint every N updates, or every N epochs with Ne (e.g. 500 or 1e); "
      "always at the end and on Ctrl-C / SIGTERM", cxxopts::value<std::string>()->default_value("0"))
@@ -378,6 +380,8 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("ps-shards", &TrainConfig::ps_shards);
   take("straggler", &TrainConfig::straggler);
   take("log-every", &TrainConfig::log_every);
+  take("tensorboard", &TrainConfig::tensorboard);
+  take("no-tensorboard", &TrainConfig::tensorboard);
   take("keep-last", &TrainConfig::keep_last);
   take("no-checkpoint", &TrainConfig::checkpoints);
   if (in.given("checkpoint-every")) {
@@ -423,6 +427,8 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   Reader in{r};
   if (in.flag("zero-init-residual") && in.flag("no-zero-init-residual"))
     throw ConfigError("--no-zero-init-residual", "--zero-init-residual and --no-zero-init-residual contradict each other");
+  if (in.flag("tensorboard") && in.flag("no-tensorboard"))
+    throw ConfigError("--no-tensorboard", "--tensorboard and --no-tensorboard contradict each other");
 
   TrainConfig c;
   c.command = Command::train;
@@ -508,6 +514,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   }
   if (in.given("out")) c.out_dir = in.text("out");
   c.log_every = in.as_int("log-every");
+  c.tensorboard = !in.flag("no-tensorboard");
   read_checkpoint_every(in, c);
   c.keep_last = in.as_int("keep-last");
   c.checkpoints = !in.flag("no-checkpoint");
