@@ -12,6 +12,9 @@ find_package(MPI COMPONENTS C QUIET)
 if(MPI_C_FOUND)
   set(LOCKSTEP_HAVE_MPI ON)
   set(LOCKSTEP_MPI_STATUS "ON: MPI ${MPI_C_VERSION} (${MPI_C_LIBRARIES})")
+  # /usr/bin before /bin: Open MPI derives its install prefix from mpirun's path, and on merged-/usr
+  # systems /bin/mpirun gives the prefix "/", which it refuses.
+  find_program(LOCKSTEP_MPIRUN NAMES mpirun mpiexec PATHS /usr/bin NO_DEFAULT_PATH)
   find_program(LOCKSTEP_MPIRUN NAMES mpirun mpiexec HINTS ${MPI_HOME}/bin)
 elseif(LOCKSTEP_MPI STREQUAL "ON")
   message(FATAL_ERROR "LOCKSTEP_MPI=ON but no MPI C library was found (install libopenmpi-dev: tools/setup-deps.sh)")

@@ -75,7 +75,7 @@ int train(const TrainConfig& config, Processes& procs) {
   // Only the process of global rank 0 talks to the terminal; the others' lines would repeat it.
   std::ostream quiet(nullptr);
   Progress progress = procs.rank() == 0 ? Progress::for_stdout() : Progress(quiet, false);
-  if (procs.several())
+  if (procs.joined())
     progress.message("processes: " + std::to_string(procs.size()) + " (MPI), this is process 0 on " + procs.host());
   StopSignals signals;
   Trainer trainer(config, progress, &procs);
@@ -97,7 +97,7 @@ int train(const TrainConfig& config, Processes& procs) {
 int run_train(const TrainConfig& config) {
   std::unique_ptr<Processes> procs =
       Processes::join(std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000)));
-  if (!procs->several()) return train(config, *procs);
+  if (!procs->joined()) return train(config, *procs);
   // Several processes: a failure in one must end all of them (the others would wait for it in a
   // collective until the timeout), so it is reported here, naming the process, and the job is
   // aborted (MPI_Abort: every process exits non-zero).

@@ -34,7 +34,7 @@ constexpr uint64_t kTrainStream = 0, kValStream = 1;
 std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, const std::vector<Device>& devices,
                                                       Processes* procs, int world, int first_rank) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(c.comm_timeout_s * 1000));
-  const bool several = procs && procs->several();
+  const bool several = procs && procs->joined();
   if (devices.front().is_cuda() && c.workers_per_gpu == 1 && (devices.size() > 1 || several)) {
     std::vector<int> ids;
     for (const Device& d : devices) ids.push_back(d.index);
@@ -49,6 +49,9 @@ std::vector<std::unique_ptr<Communicator>> make_group(const TrainConfig& c, cons
                                                "processes every worker needs a GPU of its own (NCCL)");
   LocalOptions o;
   o.timeout = timeout;
+  // Across processes a worker waits inside its process for the leader, who waits across processes:
+  // the leader's wait must expire first, since only it can tell which side failed.
+  if (several) o.timeout = 2 * timeout + std::chrono::seconds(5);
   auto local = make_local_group(static_cast<int>(devices.size()), o);
   if (!several) return local;
   return make_hierarchical_group(std::move(local), *procs->comm());
@@ -122,7 +125,7 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
   const int local = static_cast<int>(devices.size());
   world_ = local;
   if (several_processes()) {
-    if (c.sync == SyncKind::async || c.sync == SyncKind::backup || c.sync == SyncKind::coded)
+    if (processes_->several() && (c.sync == SyncKind::async || c.sync == SyncKind::backup || c.sync == SyncKind::coded))
       throw ConfigError("--sync", "--sync " + std::string(sync_name(c.sync)) +
                                       " keeps its server in host memory of one process; across processes (" +
                                       std::to_string(processes_->size()) +
@@ -194,7 +197,7 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
   if (world > 1) {
     std::ostringstream os;
     os << "workers: " << world;
-    if (several_processes()) os << " (" << processes_->size() << " processes x " << local << ")";
+    if (several_processes() && processes_->several()) os << " (" << processes_->size() << " processes x " << local << ")";
     os << " (" << comms_[0]->kind() << "), global batch " << c.global_batch();
     if (!syncs_.empty())
       os << ", " << syncs_[0]->layout().buckets.size() << " gradient buckets" << (c.overlap ? "" : ", no overlap");

@@ -130,7 +130,8 @@ class Trainer {
   bool should_stop(int r, Shared& sh, int64_t update);
   // The thread that logs and writes checkpoints: global rank 0.
   bool driver(int r) const { return first_rank_ + r == 0; }
-  bool several_processes() const { return processes_ && processes_->several(); }
+  // Joined over MPI (also as the only process of mpirun -np 1): the cross-process paths.
+  bool several_processes() const { return processes_ && processes_->joined(); }
   // Gathers every rank's staged checkpoint state to global rank 0 (multi-process runs).
   void gather_staged(int r, Shared& sh);
   // Every worker stages its own state, rank 0 writes the checkpoint (after a barrier).

@@ -34,7 +34,7 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<int
 }
 
 NcclSpan nccl_span_over(Processes& procs, int world, int first_rank) {
-  LS_CHECK(procs.several(), "nccl_span_over: one process needs no span");
+  LS_CHECK(procs.joined(), "nccl_span_over: the processes are not joined over MPI");
 #if LOCKSTEP_HAVE_CUDA
   NcclSpan span;
   span.world = world;

@@ -32,7 +32,7 @@ std::unique_ptr<Processes> Processes::join(std::chrono::milliseconds timeout) {
   auto p = std::make_unique<Processes>();
   p->host_ = host_name();
   const ProcessLaunch launch = detect_process_launch();
-  if (launch.size <= 1) return p;
+  if (launch.launcher.empty()) return p;
 #if LOCKSTEP_HAVE_MPI
   LS_CHECK(!g_joined.exchange(true), "Processes::join: MPI was joined already in this process");
   int provided = 0;
@@ -50,6 +50,7 @@ std::unique_ptr<Processes> Processes::join(std::chrono::milliseconds timeout) {
   return p;
 #else
   (void)timeout;
+  if (launch.size == 1) return p;
   throw Error("launched as process " + std::to_string(launch.rank) + " of " + std::to_string(launch.size) + " (" +
               launch.launcher + " is set) but this lockstep was built without MPI, so the processes cannot " +
               "join one run; install Open MPI (apt-get install libopenmpi-dev openmpi-bin, or tools/setup-deps.sh) " +

@@ -3,7 +3,7 @@
 // owns MPI's lifetime (MPI_Init_thread at join, MPI_Finalize at exit) and the process-level
 // communicator (MpiCommunicator, host memory) that the hierarchical group and NCCL's bootstrap
 // use. Without MPI in the build, a launch of several processes is refused with a message saying
-// how to build with MPI; a launch of one process works without it.
+// how to build with MPI; a launch of one process then runs alone.
 #pragma once
 
 #include <chrono>
@@ -31,6 +31,9 @@ class Processes {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool several() const { return size_ > 1; }
+  // Joined over MPI: started by a launcher, also as its only process (mpirun -np 1 runs the
+  // multi-process path end to end on one machine).
+  bool joined() const { return comm_ != nullptr; }
   // The process-level communicator (rank = process rank, host tensors); null when alone.
   Communicator* comm() { return comm_.get(); }
   std::string host() const { return host_; }

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <string>
 
+#include "engine/comm/launch.h"
 #include "engine/run.h"
 #include "tools/lockstep/cli_bench_data.h"
 #include "tools/lockstep/cli_ckpt.h"
@@ -28,6 +29,12 @@ constexpr const char* kUsage =
     "  ckpt     inspect a checkpoint, a run's checkpoints or a .safetensors file (lockstep ckpt inspect --help)\n"
     "\n"
     "  lockstep --help | --version\n";
+
+// " (process r of n)" when mpirun/srun started several of us, so each line says whose it is.
+std::string process_note() {
+  const lockstep::engine::ProcessLaunch l = lockstep::engine::detect_process_launch();
+  return l.size > 1 ? " (process " + std::to_string(l.rank) + " of " + std::to_string(l.size) + ")" : "";
+}
 
 int dispatch(int argc, char** argv) {
   using namespace lockstep;
@@ -59,7 +66,7 @@ int dispatch(int argc, char** argv) {
     std::cout << h.text;
     return 0;
   } catch (const engine::ConfigError& e) {
-    std::cerr << "lockstep " << cmd << ": " << e.what() << "\n";
+    std::cerr << "lockstep " << cmd << process_note() << ": " << e.what() << "\n";
     return 2;
   }
 }
@@ -70,7 +77,7 @@ int main(int argc, char** argv) {
   try {
     return dispatch(argc, argv);
   } catch (const lockstep::Error& e) {
-    std::cerr << "lockstep: error: " << e.what() << "\n";
+    std::cerr << "lockstep: error" << process_note() << ": " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "lockstep: error: " << e.what() << "\n";
