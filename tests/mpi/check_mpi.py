@@ -168,8 +168,10 @@ def failure(a, how):
         except ProcessLookupError:
             pass
     assert p.returncode != 0, "exit 0 although process 1 %s:\n%s" % (how, out)
-    expect = {"killed": "rank 1", "stuck": "got no answer within 5 s", "raises": "process 1 of 2"}[how]
+    expect = {"killed": "process rank 1", "stuck": "got no answer within 5 s", "raises": "process 1 of 2"}[how]
     assert expect in out, "the output does not say %r:\n%s" % (expect, out)
+    if os.environ.get("CHECK_MPI_VERBOSE"):
+        print(out)
     print("%s: every process ended (exit %d) %.1f s after process 1 %s, the message names it"
           % (how, p.returncode, took, how))
 
