@@ -62,6 +62,22 @@ else
   summary="$summary\ncompute-sanitizer: not run (not found or no kernels_tests)"
 fi
 
+# The multi-process path on one GPU: `mpirun -np 1 lockstep train --gpus 1` joins MPI, broadcasts
+# the NCCL unique id over it and builds the NCCL communicator as a span (issue 11). Needs Open MPI
+# on the machine (its mpirun and orted); without it this is reported as not run.
+if [ -x "$bin/lockstep" ] && command -v mpirun >/dev/null 2>&1; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 1 "$bin/lockstep" train \
+    --gpus 1 --arch resnet18 --synthetic --steps-per-epoch 20 --eval-steps 2 --epochs 1 --batch-size 64 \
+    --out "$out/mpirun-np1" >"$out/mpirun-np1.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  summary="$summary
+mpirun -np 1 lockstep train --gpus 1: rc=$rc $(grep -m1 -E '^workers:|nccl' "$out/mpirun-np1.log" | head -1) $(grep -m1 '^done:' "$out/mpirun-np1.log")"
+else
+  summary="$summary
+mpirun -np 1 lockstep train --gpus 1: not run (no mpirun on this machine)"
+fi
+
 # The throughput race. torch_bench.py and compare.py come with the bundle (.device/) or the tree.
 find_script() { for f in "$here/$1" "$root/$2/$1"; do [ -f "$f" ] && { echo "$f"; return; }; done; }
 if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
