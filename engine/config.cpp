@@ -338,6 +338,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"accumulate", accumulate},
       {"global_batch", global_batch()},
       {"precision", precision_name(precision)},
+      {"conv_algo", conv_algo_name(conv_algo)},
       {"epochs", epochs},
       {"base_lr", base_lr},
       {"lr_scaling", lr_scaling},
@@ -413,6 +414,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));
+  if (j.contains("conv_algo")) c.conv_algo = parse_conv_algo(get_str("conv_algo"));
   get("epochs", c.epochs);
   get("base_lr", c.base_lr);
   get("lr_scaling", c.lr_scaling);

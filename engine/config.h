@@ -16,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "engine/schedule.h"
+#include "kernels/conv.h"
 #include "kernels/device.h"
 #include "kernels/dtype.h"
 #include "kernels/error.h"
@@ -102,6 +103,9 @@ struct TrainConfig {
   int batch_size = 32;          // per worker, per micro-batch
   int accumulate = 1;           // micro-batches per optimizer update
   DType precision = DType::bf16;  // activations on GPU: bf16 | f16 | f32; CPU is f32 only
+  // How cuDNN algorithms are chosen (kernels/conv.h). heuristic: the choice measured fastest on
+  // an H100 (bench/RESULTS.md, 2026-11-26) and the one that repeats bit for bit.
+  ConvAlgoSearch conv_algo = ConvAlgoSearch::heuristic;
 
   // schedule (engine/schedule.h)
   int epochs = 90;

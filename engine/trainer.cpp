@@ -101,6 +101,7 @@ WorkerOptions worker_options(const TrainConfig& c) {
   o.model.image_size = c.image_size;
   o.model.batch = c.batch_size;
   o.model.dtype = c.precision;
+  o.model.search = c.conv_algo;
   o.optimizer.kind = c.optimizer == OptimizerKind::lars ? OptimizerConfig::Kind::lars : OptimizerConfig::Kind::sgd;
   o.optimizer.momentum = static_cast<float>(c.momentum);
   o.optimizer.nesterov = c.nesterov;

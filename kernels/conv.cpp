@@ -82,6 +82,21 @@ void check_tensors(const Context& ctx, const ConvPlan& plan, const char* op,
 
 }  // namespace
 
+const char* conv_algo_name(ConvAlgoSearch s) {
+  switch (s) {
+    case ConvAlgoSearch::heuristic: return "heuristic";
+    case ConvAlgoSearch::measure: return "measure";
+    case ConvAlgoSearch::fastest: return "fastest";
+  }
+  return "?";
+}
+
+ConvAlgoSearch parse_conv_algo(const std::string& text) {
+  for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest})
+    if (text == conv_algo_name(s)) return s;
+  throw Error("expected heuristic, measure or fastest, got '" + text + "'");
+}
+
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
                      size_t workspace_limit) {
   validate(shape);

@@ -40,9 +40,18 @@ struct ConvPlan {
   std::string algorithms;              // human-readable choice, for logs and `bench ops`
 };
 
-// How a CUDA plan picks algorithms: cuDNN's heuristics (fast to plan) or timing each
-// candidate once (cudnnFind*, the best for the run). CPU plans ignore it.
-enum class ConvAlgoSearch { heuristic, measure };
+// How a CUDA plan picks algorithms. CPU plans ignore it.
+//  - heuristic: cuDNN's ranking, deterministic algorithms only; the same choice every run, so a
+//    run (and a resumed run) repeats bit for bit;
+//  - measure: each candidate timed once per shape (cudnnFind*), the fastest deterministic one;
+//    two runs may pick differently on a close call, so bits can differ between runs;
+//  - fastest: as measure, non-deterministic algorithms (atomics) allowed, as PyTorch's
+//    cudnn.benchmark: the fastest, but not even one run repeats bit for bit.
+enum class ConvAlgoSearch { heuristic, measure, fastest };
+
+const char* conv_algo_name(ConvAlgoSearch s);
+// "heuristic" | "measure" | "fastest"; throws Error otherwise.
+ConvAlgoSearch parse_conv_algo(const std::string& text);
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype,
                      ConvAlgoSearch search = ConvAlgoSearch::heuristic,

@@ -20,8 +20,10 @@
 // the plan (made for cuDNN on this device, its workspace) is checked here.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -123,12 +125,20 @@ bool math_allowed(DType dt, cudnnMathType_t m) {
   return true;
 }
 
+// 16-bit convs prefer tensor-op candidates: on an H100 (2026-11-26) cudnnFind*Ex ranked bf16
+// candidates with CUDNN_DEFAULT_MATH whose backward-data ran 50-100x slower than the tensor-op
+// ones (144 ms for the stem's), and a measured plan that took them ran a ResNet-50 pass 60x
+// slower. Another math type is taken only when no tensor-op candidate fits.
+bool tensor_op(cudnnMathType_t m) { return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION; }
+
 template <typename Algo>
 struct Choice {
   Algo algo{};
   size_t workspace = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   bool deterministic = true;
+  float ms = -1;       // cuDNN's time for it (measured searches; -1 for heuristics)
+  int rank = 0;        // its place in cuDNN's list
 };
 
 // Picks from cuDNN's ranked candidates (best first). `workspace_of` sets the direction's
@@ -136,18 +146,28 @@ struct Choice {
 // cuDNN does not run that algorithm with our descriptors.
 template <typename Perf, typename Algo>
 Choice<Algo> choose(const std::vector<Perf>& perfs, DType dt, size_t limit, const char* direction,
-                    const ConvShape& shape,
+                    const ConvShape& shape, bool any_determinism,
                     const std::function<cudnnStatus_t(Algo, cudnnMathType_t, size_t*)>& workspace_of) {
-  for (bool need_deterministic : {true, false}) {
-    for (const Perf& p : perfs) {
+  // The first candidate, in cuDNN's order, that passes the filters and fits the workspace.
+  auto first = [&](bool need_deterministic, bool need_tensor_op) -> std::optional<Choice<Algo>> {
+    for (size_t rank = 0; rank < perfs.size(); ++rank) {
+      const Perf& p = perfs[rank];
       if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(dt, p.mathType)) continue;
+      if (need_tensor_op && !tensor_op(p.mathType)) continue;
       const bool det = p.determinism == CUDNN_DETERMINISTIC;
       if (need_deterministic && !det) continue;
       const cudnnMathType_t math = dt == DType::f32 ? CUDNN_FMA_MATH : p.mathType;
       size_t ws = 0;
       if (workspace_of(p.algo, math, &ws) != CUDNN_STATUS_SUCCESS || ws > limit) continue;
-      return {p.algo, ws, math, det};
+      return Choice<Algo>{p.algo, ws, math, det, p.time, static_cast<int>(rank)};
     }
+    return std::nullopt;
+  };
+  // Preference: deterministic (unless any_determinism), then tensor-op math for 16-bit dtypes.
+  for (bool need_deterministic : {true, false}) {
+    if (need_deterministic && any_determinism) continue;
+    for (bool need_tensor_op : {dt != DType::f32, false})
+      if (auto c = first(need_deterministic, need_tensor_op)) return *c;
   }
   LS_CHECK(false, "plan_conv2d: cuDNN offers no " << direction << " algorithm for " << dtype_name(dt)
                                                    << " " << shape.str() << " within a workspace of "
@@ -274,7 +294,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   bwd_filter.resize(n_bwd_filter);
 
   const auto f = choose<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
-      fwd, dtype, workspace_limit, "forward", shape,
+      fwd, dtype, workspace_limit, "forward", shape, search == ConvAlgoSearch::fastest,
       [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->fwd_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -282,7 +302,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       });
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->fwd_conv, f.math));
   const auto d = choose<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
-      bwd_data, dtype, workspace_limit, "backward-data", shape,
+      bwd_data, dtype, workspace_limit, "backward-data", shape, search == ConvAlgoSearch::fastest,
       [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_data_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -290,7 +310,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       });
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_data_conv, d.math));
   const auto g = choose<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
-      bwd_filter, dtype, workspace_limit, "backward-filter", shape,
+      bwd_filter, dtype, workspace_limit, "backward-filter", shape, search == ConvAlgoSearch::fastest,
       [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_filter_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -317,8 +337,14 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
      << " bwd_filter=" << algo_name(g.algo) << (g.deterministic ? "" : "(nondet)")
      << " math=" << math_name(f.math) << "/" << math_name(d.math) << "/" << math_name(g.math)
      << " ws=" << megabytes(plan.workspace_bytes)
-     << " search=" << (search == ConvAlgoSearch::heuristic ? "heuristic" : "measure");
+     << " search=" << conv_algo_name(search);
   plan.algorithms = os.str();
+  // LOCKSTEP_CONV_LOG=1: every plan's choice on stderr, with cuDNN's time and rank for each
+  // direction (how a measured choice can be checked against the heuristic one).
+  if (const char* log = std::getenv("LOCKSTEP_CONV_LOG"); log && *log && *log != '0')
+    std::fprintf(stderr, "conv plan %s %s: %s (ms/rank fwd %.3f/%d bwd_data %.3f/%d bwd_filter %.3f/%d)\n",
+                 std::string(dtype_name(dtype)).c_str(), shape.str().c_str(), plan.algorithms.c_str(), f.ms, f.rank, d.ms, d.rank,
+                 g.ms, g.rank);
   plan.backend = std::move(c);  // shared_ptr<void> keeps CudnnConv's destructor
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;

@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Runs every lockstep test on a GPU machine and prints a summary: each test binary in full,
-# then the kernel tests once under compute-sanitizer (memcheck), then the throughput race:
-# `lockstep bench train` against the PyTorch reference (tools/reference/torch_bench.py) for
-# resnet50 and resnet18, bf16, batch 256, synthetic data, one GPU, in one table with the ratio
-# (tools/bench/compare.py; what goes into bench/RESULTS.md). LOCKSTEP_CHECK_BENCH=0 skips the race.
+# Runs lockstep's GPU checks on a GPU machine and prints a summary: the kernel and net tests in
+# full and the GPU tests of the engine and CLI suites; short `lockstep train` runs of each sync
+# mode on the GPU; `mpirun -np 1` through the NCCL span (where Open MPI is there); the throughput
+# race, `lockstep bench train` per --conv-algo against the PyTorch reference
+# (tools/reference/torch_bench.py), resnet50 and resnet18, bf16, batch 256, synthetic data, in
+# one table with the ratio (tools/bench/compare.py; what goes into bench/RESULTS.md), and
+# `bench ops` of the first arch; last, the kernel tests under compute-sanitizer (memcheck).
 # A bench that fails counts as a failure; a slow one does not. Two ways to get binaries:
-#   - carried: tools/device/bundle.sh here, then on the device `bash .device/check.sh`
-#     (device tool: carry [".device"]); GPU machines have no OpenBLAS or GoogleTest to build with;
+#   - carried: tools/device/bundle.sh here, then on the device
+#     `tar xJf .device.tar.xz && bash .device/check.sh` (device tool: carry [".device.tar.xz"]);
+#     GPU machines have no OpenBLAS or GoogleTest to build with;
 #   - built there: `tools/device/check.sh --build` when the machine can build lockstep itself.
-# Logs go to $OUT (or ./device-logs) so the device tool brings them back.
+# Knobs (for a short lease): LOCKSTEP_CHECK_DEADLINE=S ends every step within S seconds;
+# LOCKSTEP_CHECK_TESTS="nets_tests ..." runs only those binaries; LOCKSTEP_CHECK_ALL=1 runs every
+# suite in full; LOCKSTEP_CHECK_TRAIN=0, LOCKSTEP_CHECK_BENCH=0, LOCKSTEP_CHECK_OPS=0,
+# LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS, LOCKSTEP_CHECK_CONV_ALGOS
+# choose the race's rows; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
+# Logs go to one $OUT/device-logs.tar.gz (the device tool brings back at most 8 files), the
+# summary and the bench JSON beside it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)          # repository root when run as .device/check.sh
-out=${OUT:-$root/device-logs}
-mkdir -p "$out"
+# The device tool brings back at most 8 files from $OUT: logs are written to a work folder and
+# packed into one $OUT/device-logs.tar.gz at the end (plus the summary and the bench JSON).
+final_out=${OUT:-$root/device-logs}
+out=$(mktemp -d /tmp/lockstep-check.XXXXXX)
+mkdir -p "$final_out"
+pack_logs() { tar czf "$final_out/device-logs.tar.gz" --exclude=checkpoints --exclude='*tfevents*' -C "$out" . 2>/dev/null; }
+trap pack_logs EXIT
 
 bin="$root/.device/bin"
 if [ "${1:-}" = "--build" ]; then
@@ -35,47 +49,82 @@ if [ -n "$py" ]; then
   done
 fi
 for l in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$l" ] && libs="$libs:$l"; done
+# Wherever else cuDNN 9 and NCCL 2 live (wheel layouts differ between CUDA majors).
+for so in libcudnn.so.9 libnccl.so.2 libcublas.so.13; do
+  d=$(find /usr/local /opt /usr/lib -name "$so" 2>/dev/null | head -1)
+  [ -n "$d" ] && libs="$libs:$(dirname "$d")"
+done
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+ldd "$bin/lockstep" 2>&1 | grep -E 'not found|cudnn|nccl|cublas\.|cudart' | sed 's/^/lib: /'
 status=0
 summary=""
+# Each result is printed as it comes (so a run cut short still shows what it reached) and again
+# in the summary at the end.
+note() { summary="$summary\n$1"; printf '%b\n' "$1"; }
+trap 'pack_logs; exit 143' TERM
+# LOCKSTEP_CHECK_DEADLINE=S: every step's timeout is cut so that the whole check ends within S
+# seconds (a device lease is short; a hung step must not eat the summary).
+deadline=${LOCKSTEP_CHECK_DEADLINE:-100000}
+tmo() { local t=$1 r=$((deadline - SECONDS - 10)); [ $r -lt "$t" ] && t=$r; [ $t -lt 5 ] && t=5; echo $t; }
+# What runs where: the kernel and net tests in full (each CUDA op against the CPU op); from the
+# engine and CLI suites only the tests that use a GPU (the rest are CPU-only and run in CI), so
+# the check fits a lease. LOCKSTEP_CHECK_ALL=1 runs every suite in full.
+gpu_filter() {
+  case "$1" in
+    engine_tests) echo 'Config.*:LossScaler.*:Distributed.WorkersSharingAGpu*:Nccl*:LocalCommunicator.TwoRanksSharingOneGpu*:*Cuda*:*Gpu*' ;;
+    tools_tests) echo 'CliTrain.DeviceDefault*:CliTrain.Cuda*:*Cuda*:*Gpu*' ;;
+    data_tests|resume_tests) echo '-*' ;;
+    *) echo '*' ;;
+  esac
+}
 for t in "$bin"/*_tests; do
   name=$(basename "$t")
-  "$t" --gtest_brief=1 >"$out/$name.log" 2>&1
+  filter=$(gpu_filter "$name")
+  [ "${LOCKSTEP_CHECK_ALL:-0}" = 1 ] && filter='*'
+  [ "$filter" = '-*' ] && continue
+  # LOCKSTEP_CHECK_TESTS="nets_tests ...": only these binaries (a rerun after a fix).
+  [ -n "${LOCKSTEP_CHECK_TESTS:-}" ] && [[ " $LOCKSTEP_CHECK_TESTS " != *" $name "* ]] && continue
+  timeout "$(tmo "${LOCKSTEP_CHECK_TEST_TIMEOUT:-180}")" "$t" --gtest_brief=1 --gtest_filter="$filter" >"$out/$name.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
-  passed=$(grep -c '^\[       OK \]' "$out/$name.log" || true)
   line=$(grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$out/$name.log" | tr '\n' ' ')
   skipped=$(grep -E '^\[  SKIPPED \] [0-9]+ test' "$out/$name.log" | tr '\n' ' ')
-  summary="$summary\n$name: rc=$rc $line $skipped"
-  grep -E '^\[  FAILED  \]' "$out/$name.log" | head -20
+  note "$name: rc=$rc $line $skipped"
+  # --gtest_brief prints only failures: show their messages (bounded), or the tail of a hang.
+  [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -v '^\[==\|^\[--\|^Running main' "$out/$name.log" | head -c 6000
+  [ $rc -ge 124 ] && tail -20 "$out/$name.log"
 done
 
-if command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; then
-  compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_tests" --gtest_brief=1 \
-    >"$out/kernels_tests.memcheck.log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && status=1
-  summary="$summary\nkernels_tests under compute-sanitizer memcheck: rc=$rc $(grep -E 'ERROR SUMMARY' "$out/kernels_tests.memcheck.log" | tail -1)"
-else
-  summary="$summary\ncompute-sanitizer: not run (not found or no kernels_tests)"
+# Training end to end on the GPU: short synthetic runs of each sync mode that fits one GPU (two
+# workers share it through host memory for the multi-worker modes). Each must finish and report.
+if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
+  base=(train --device cuda --arch resnet18 --synthetic --steps-per-epoch 12 --eval-steps 2 --epochs 2
+        --batch-size 32 --image-size 64 --classes 10)
+  for mode in allreduce sign average async; do
+    extra=()
+    [ "$mode" != allreduce ] && extra=(--workers-per-gpu 2)
+    timeout "$(tmo 240)" "$bin/lockstep" "${base[@]}" --sync "$mode" "${extra[@]}" --out "$out/train-$mode" \
+      >"$out/train-$mode.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && { status=1; tail -5 "$out/train-$mode.log"; }
+    note "lockstep train --device cuda --sync $mode: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log")"
+  done
 fi
 
 # The multi-process path on one GPU: `mpirun -np 1 lockstep train --gpus 1` joins MPI, broadcasts
 # the NCCL unique id over it and builds the NCCL communicator as a span (issue 11). Needs Open MPI
 # on the machine (its mpirun and orted); without it this is reported as not run.
-if [ -x "$bin/lockstep" ] && command -v mpirun >/dev/null 2>&1; then
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 1 "$bin/lockstep" train \
+if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ] && mpirun --version 2>/dev/null | grep -q "Open MPI"; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout "$(tmo 300)" mpirun -np 1 "$bin/lockstep" train \
     --gpus 1 --arch resnet18 --synthetic --steps-per-epoch 20 --eval-steps 2 --epochs 1 --batch-size 64 \
     --out "$out/mpirun-np1" >"$out/mpirun-np1.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
-  summary="$summary
-mpirun -np 1 lockstep train --gpus 1: rc=$rc $(grep -m1 -E '^workers:|nccl' "$out/mpirun-np1.log" | head -1) $(grep -m1 '^done:' "$out/mpirun-np1.log")"
+  note "mpirun -np 1 lockstep train --gpus 1: rc=$rc $(grep -m1 -E '^workers:|nccl' "$out/mpirun-np1.log" | head -1) $(grep -m1 '^done:' "$out/mpirun-np1.log")"
 else
-  summary="$summary
-mpirun -np 1 lockstep train --gpus 1: not run (no mpirun on this machine)"
+  note "mpirun -np 1 lockstep train --gpus 1: not run (no Open MPI mpirun on this machine, or LOCKSTEP_CHECK_TRAIN=0)"
 fi
 
 # The throughput race. torch_bench.py and compare.py come with the bundle (.device/) or the tree.
@@ -84,27 +133,60 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   torch_bench=$(find_script torch_bench.py tools/reference)
   compare=$(find_script compare.py tools/bench)
   pairs=()
-  for arch in resnet50 resnet18; do
+  # Each arch: PyTorch once, lockstep once per cuDNN algorithm choice (--conv-algo), so the table
+  # shows what measuring and non-deterministic algorithms buy. Then each layer of the first arch
+  # (bench ops, slowest first) under the first choice.
+  algos=${LOCKSTEP_CHECK_CONV_ALGOS:-heuristic measure}
+  for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
-    "$bin/lockstep" bench train "${args[@]}" --json "$out/bench-lockstep-$arch.json" >"$out/bench-lockstep-$arch.log" 2>&1
+    if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
+      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$py" "$torch_bench" "${args[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
+      rc=$?
+      note "torch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log" || tail -1 "$out/bench-pytorch-$arch.log")"
+    else
+      note "torch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
+    fi
+    for algo in $algos; do
+      j="$out/bench-lockstep-$arch-$algo.json"
+      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$bin/lockstep" bench train "${args[@]}" --conv-algo "$algo" \
+        --json "$j" >"$out/bench-lockstep-$arch-$algo.log" 2>&1
+      rc=$?
+      [ $rc -ne 0 ] && status=1
+      note "lockstep bench train $arch bf16 batch 256 --conv-algo $algo: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch-$algo.log" || tail -1 "$out/bench-lockstep-$arch-$algo.log")"
+      pairs+=("$j" "$out/bench-pytorch-$arch.json")
+    done
+  done
+  if [ "${LOCKSTEP_CHECK_OPS:-1}" != 0 ]; then
+    first=$(echo ${LOCKSTEP_CHECK_ARCHS:-resnet50} | awk '{print $1}')
+    last=$(echo $algos | awk '{print $1}')
+    timeout "$(tmo 120)" "$bin/lockstep" bench ops --device cuda --arch "$first" --batch-size 256 --precision bf16 \
+      --conv-algo "$last" --top "${LOCKSTEP_CHECK_OPS_TOP:-25}" --json "$out/bench-ops-$first.json" >"$out/bench-ops-$first.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && status=1
-    summary="$summary\nlockstep bench train $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch.log" || tail -1 "$out/bench-lockstep-$arch.log")"
-    if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
-      "$py" "$torch_bench" "${args[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
-      rc=$?
-      summary="$summary\ntorch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log" || tail -1 "$out/bench-pytorch-$arch.log")"
-    else
-      summary="$summary\ntorch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
-    fi
-    pairs+=("$out/bench-lockstep-$arch.json" "$out/bench-pytorch-$arch.json")
-  done
+    note "lockstep bench ops $first --conv-algo $last: rc=$rc\n$(cat "$out/bench-ops-$first.log")"
+  fi
   if [ -n "$py" ] && [ -n "$compare" ]; then
     "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1
-    summary="$summary\n\n$(cat "$out/bench-table.md")"
+    note "\n$(cat "$out/bench-table.md")"
   fi
 fi
 
-printf "\n== lockstep device check ==%b\n" "$summary"
+# Last, as it is the slowest: the kernel tests under compute-sanitizer (memcheck).
+if [ "${LOCKSTEP_CHECK_SANITIZER:-1}" = 0 ]; then
+  note "compute-sanitizer: skipped (LOCKSTEP_CHECK_SANITIZER=0)"
+elif command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; then
+  timeout "$(tmo "${LOCKSTEP_CHECK_SANITIZER_TIMEOUT:-240}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$bin/kernels_tests" --gtest_brief=1 \
+    >"$out/kernels_tests.memcheck.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && status=1
+  note "kernels_tests under compute-sanitizer memcheck: rc=$rc $(grep -E 'ERROR SUMMARY' "$out/kernels_tests.memcheck.log" | tail -1)"
+else
+  note "compute-sanitizer: not run (not found or no kernels_tests)"
+fi
+
+
+printf "\n== lockstep device check ==%b\n" "$summary" | tee "$out/summary.txt"
+cp "$out"/summary.txt "$out"/bench-*.json "$final_out"/ 2>/dev/null
 [ $status -eq 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL"
 exit $status

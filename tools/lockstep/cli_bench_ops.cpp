@@ -35,6 +35,8 @@ cxxopts::Options bench_ops_options() {
     ("classes", "number of classes (default: 1000 for ImageNet nets, 10 for CIFAR nets and tiny)", cxxopts::value<std::string>())
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is usable, else cpu)", cxxopts::value<std::string>())
     ("precision", "bf16, fp16 or fp32 on cuda; the CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
+    ("conv-algo", "cuDNN algorithms: measure, fastest or heuristic (as lockstep train's)",
+     cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
     ("iters", "timed passes (the median per layer is reported)", cxxopts::value<std::string>()->default_value("5"))
     ("top", "print only the K slowest layers (default: all; --json has every row)", cxxopts::value<std::string>())
@@ -164,6 +166,11 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
     notes << "lockstep bench ops: no --device given; using " << c.device.str()
           << (gpu.available ? "" : " (" + gpu.reason + ")") << "\n";
   }
+  try {
+    c.conv_algo = parse_conv_algo(r["conv-algo"].as<std::string>());
+  } catch (const Error& e) {
+    throw ConfigError("--conv-algo", std::string("--conv-algo: ") + e.what());
+  }
   if (r.count("precision")) {
     try {
       c.precision = parse_dtype(r["precision"].as<std::string>());
@@ -189,6 +196,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   mo.image_size = c.image_size;
   mo.batch = c.batch;
   mo.dtype = c.precision;
+  mo.search = c.conv_algo;
   nets::Model model(mo);
   model.setup(ctx);
   model.init(ctx, 0, false);
@@ -273,6 +281,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["arch"] = c.arch;
     j["device"] = c.device.str();
     j["precision"] = precision_name(c.precision);
+    j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch;

@@ -19,6 +19,7 @@
 #include <iostream>
 #include <string>
 
+#include "kernels/conv.h"
 #include "kernels/device.h"
 #include "kernels/dtype.h"
 
@@ -31,6 +32,7 @@ struct BenchOpsConfig {
   int classes = 1000;    // the arch's default unless --classes
   Device device = Device::cpu();
   DType precision = DType::f32;
+  ConvAlgoSearch conv_algo = ConvAlgoSearch::heuristic;  // as lockstep train's default
   int warmup = 2;        // untimed forward + backward passes
   int iters = 5;         // timed passes (each: one untimed by layer, one timed layer by layer)
   int top = 0;           // rows printed (0: all); --json has every row

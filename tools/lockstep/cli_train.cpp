@@ -44,6 +44,9 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is usable, else cpu)", cxxopts::value<std::string>())
     ("batch-size", "images per micro-batch on each worker", cxxopts::value<std::string>()->default_value(show(d.batch_size)))
     ("precision", "GPU activations: bf16, fp16 or fp32; CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
+    ("conv-algo", "cuDNN algorithms: heuristic (cuDNN's ranking; the same bits every run), measure (time "
+                  "each candidate once per shape; deterministic ones) or fastest (also non-deterministic ones; "
+                  "not bit-reproducible)", cxxopts::value<std::string>()->default_value(conv_algo_name(d.conv_algo)))
     ("seed", "seed of weights, data order and augmentation", cxxopts::value<std::string>()->default_value(show(d.seed)))
     ("eval-steps", "synthetic validation batches per evaluation (0: no evaluation)",
      cxxopts::value<std::string>()->default_value(show(eval_steps_default)));
@@ -261,6 +264,7 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
     else
       notes << "lockstep " << command << ": no --device given; using cpu (" << gpu.reason << ")\n";
   }
+  c.conv_algo = in.as_enum("conv-algo", [](const std::string& t) { return parse_conv_algo(t); });
   if (in.given("precision"))
     c.precision = in.as_enum("precision", [](const std::string& t) { return parse_dtype(t); });
   else
@@ -359,6 +363,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("no-overlap", &TrainConfig::overlap);
   take("comm-timeout", &TrainConfig::comm_timeout_s);
   take("precision", &TrainConfig::precision);
+  take("conv-algo", &TrainConfig::conv_algo);
   take("base-lr", &TrainConfig::base_lr);
   take("no-lr-scaling", &TrainConfig::lr_scaling);
   take("warmup-epochs", &TrainConfig::warmup_epochs);
