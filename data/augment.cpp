@@ -27,6 +27,10 @@
 // then vertical; the result is rounded to the nearest integer and clamped to 0..255.
 #include "data/augment.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -147,6 +151,28 @@ CropBox center_crop(int width, int height, int size, const AugmentSpec& spec) {
   return box;
 }
 
+namespace {
+// Floats -> bytes, rounded half up on [0, 255] as lround did (lround was a libm call per byte: 8%
+// of a loader thread). min/max rather than std::clamp and restrict pointers (a byte pointer may
+// alias the floats otherwise), so the loop vectorizes.
+void store_rounded(const float* __restrict in, uint8_t* __restrict out, size_t n) {
+  size_t j = 0;
+#if defined(__SSE2__)
+  // 16 at a time: clamp, +0.5, truncate, pack to bytes (GCC kept the plain loop scalar).
+  const __m128 lo = _mm_setzero_ps(), hi = _mm_set1_ps(255.f), half = _mm_set1_ps(0.5f);
+  auto ints = [&](const float* p) {
+    return _mm_cvttps_epi32(_mm_add_ps(_mm_min_ps(_mm_max_ps(_mm_loadu_ps(p), lo), hi), half));
+  };
+  for (; j + 16 <= n; j += 16) {
+    const __m128i a = _mm_packs_epi32(ints(in + j), ints(in + j + 4));
+    const __m128i b = _mm_packs_epi32(ints(in + j + 8), ints(in + j + 12));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm_packus_epi16(a, b));
+  }
+#endif
+  for (; j < n; ++j) out[j] = static_cast<uint8_t>(static_cast<int>(std::min(std::max(in[j], 0.f), 255.f) + 0.5f));
+}
+}  // namespace
+
 void resize_crop(const uint8_t* src, int sw, int sh, const CropBox& box, uint8_t* dst, int dw, int dh) {
   LS_CHECK(src && dst && sw > 0 && sh > 0 && dw > 0 && dh > 0,
            "resize_crop: empty image (" << sw << "x" << sh << " -> " << dw << "x" << dh << ")");
@@ -154,45 +180,48 @@ void resize_crop(const uint8_t* src, int sw, int sh, const CropBox& box, uint8_t
            "resize_crop: empty crop box " << box.w << "x" << box.h);
   const Taps tx = make_taps(sw, box.x, box.w, dw, box.flip);
   const Taps ty = make_taps(sh, box.y, box.h, dh, false);
-  // Source rows the vertical pass reads.
-  int row0 = sh, row1 = 0;
-  for (int i = 0; i < dh; ++i) {
-    row0 = std::min(row0, ty.first[static_cast<size_t>(i)]);
-    row1 = std::max(row1, ty.first[static_cast<size_t>(i)] + ty.count[static_cast<size_t>(i)]);
+  // Vertical pass first, over the source columns the horizontal taps read: it runs along whole
+  // rows, so it vectorizes (bytes to floats, multiply-add), and it leaves dh rows for the
+  // horizontal pass, whose per-pixel taps do not vectorize; a downscaling crop has more source
+  // rows than dh. (Measured the same as horizontal-first on ImageNet-sized JPEGs, 2026-11-26:
+  // the decode dominates; kept for reading only the columns the crop needs.)
+  int col0 = sw, col1 = 0;
+  for (int i = 0; i < dw; ++i) {
+    col0 = std::min(col0, tx.first[static_cast<size_t>(i)]);
+    col1 = std::max(col1, tx.first[static_cast<size_t>(i)] + tx.count[static_cast<size_t>(i)]);
   }
-  // Horizontal pass: rows [row0, row1) -> (rows, dw, 3) floats.
+  const size_t span = size_t(col1 - col0) * 3;
   thread_local std::vector<float> tmp;
-  tmp.resize(size_t(row1 - row0) * dw * 3);
-  for (int y = row0; y < row1; ++y) {
-    const uint8_t* in = src + size_t(y) * sw * 3;
-    float* out = tmp.data() + size_t(y - row0) * dw * 3;
-    for (int i = 0; i < dw; ++i) {
-      const float* wt = &tx.weight[size_t(i) * tx.stride];
-      const uint8_t* p = in + size_t(tx.first[size_t(i)]) * 3;
+  tmp.resize(size_t(dh) * span);
+  for (int i = 0; i < dh; ++i) {
+    float* __restrict acc = tmp.data() + size_t(i) * span;
+    std::fill(acc, acc + span, 0.f);
+    const float* wt = &ty.weight[size_t(i) * ty.stride];
+    for (int k = 0; k < ty.count[size_t(i)]; ++k) {
+      const uint8_t* __restrict row = src + (size_t(ty.first[size_t(i)] + k) * sw + col0) * 3;
+      const float w = wt[k];
+      for (size_t j = 0; j < span; ++j) acc[j] += w * static_cast<float>(row[j]);
+    }
+  }
+  // Horizontal pass, one output row at a time, then rounding to bytes.
+  thread_local std::vector<float> line;
+  line.resize(size_t(dw) * 3);
+  for (int i = 0; i < dh; ++i) {
+    const float* in = tmp.data() + size_t(i) * span;
+    for (int x = 0; x < dw; ++x) {
+      const float* wt = &tx.weight[size_t(x) * tx.stride];
+      const float* p = in + size_t(tx.first[size_t(x)] - col0) * 3;
       float r = 0, g = 0, b = 0;
-      for (int k = 0; k < tx.count[size_t(i)]; ++k, p += 3) {
+      for (int k = 0; k < tx.count[size_t(x)]; ++k, p += 3) {
         r += wt[k] * p[0];
         g += wt[k] * p[1];
         b += wt[k] * p[2];
       }
-      out[3 * i] = r;
-      out[3 * i + 1] = g;
-      out[3 * i + 2] = b;
+      line[3 * size_t(x)] = r;
+      line[3 * size_t(x) + 1] = g;
+      line[3 * size_t(x) + 2] = b;
     }
-  }
-  // Vertical pass.
-  thread_local std::vector<float> acc;
-  acc.resize(size_t(dw) * 3);
-  for (int i = 0; i < dh; ++i) {
-    std::fill(acc.begin(), acc.end(), 0.f);
-    const float* wt = &ty.weight[size_t(i) * ty.stride];
-    for (int k = 0; k < ty.count[size_t(i)]; ++k) {
-      const float* row = tmp.data() + size_t(ty.first[size_t(i)] + k - row0) * dw * 3;
-      const float w = wt[k];
-      for (size_t j = 0; j < acc.size(); ++j) acc[j] += w * row[j];
-    }
-    uint8_t* out = dst + size_t(i) * dw * 3;
-    for (size_t j = 0; j < acc.size(); ++j) out[j] = static_cast<uint8_t>(std::clamp(std::lround(acc[j]), 0L, 255L));
+    store_rounded(line.data(), dst + size_t(i) * dw * 3, line.size());
   }
 }
 

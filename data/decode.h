@@ -1,4 +1,5 @@
-// Decoding JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libpng) to RGB, HWC, u8.
+// Decoding JPEG (libjpeg-turbo: TurboJPEG for headers, libjpeg's API for pixels) and PNG (libpng)
+// to RGB, HWC, u8, whole or (JPEG) only the window a crop reads.
 // CMYK / YCCK JPEGs become RGB, grayscale becomes three equal channels, PNG alpha is dropped and
 // 16-bit PNG reduced to 8. JPEGs decode with DCT-domain scaling (1/8 .. 1) to the smallest size
 // that still covers what the caller needs. Headers are checked before anything is allocated:
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "data/image_folder.h"
@@ -35,6 +37,18 @@ struct Image {
   int width = 0, height = 0;
 };
 
+// A region of the full-resolution image, in pixels (need not be whole).
+struct Region {
+  double x = 0, y = 0, w = 0, h = 0;
+};
+
+// Where decode_region's pixels sit: the image was scaled by scale_x, scale_y (full resolution ->
+// scaled), and out's pixel (0, 0) is the scaled image's (x0, y0).
+struct Placement {
+  double scale_x = 1, scale_y = 1;
+  int x0 = 0, y0 = 0;
+};
+
 class Decoder {
  public:
   explicit Decoder(DecodeLimits limits = {});
@@ -51,12 +65,20 @@ class Decoder {
   // factor of each axis is out.width / width and out.height / height; they differ by under one
   // pixel's worth, and a crop box is best mapped with each axis's own. Throws DecodeError.
   double decode(const uint8_t* data, size_t size, Image& out, int min_width = 0, int min_height = 0);
+  // Decodes what a resize of `region` to out_width x out_height reads: a JPEG scaled as decode()
+  // would, then only the window around the region (the filter's reach past it included) — the
+  // columns outside skip the IDCT and colour conversion, the rows below are never decoded. Its
+  // pixels equal the whole decode's. A PNG decodes whole. Throws DecodeError.
+  Placement decode_region(const uint8_t* data, size_t size, Image& out, const Region& region, int min_width,
+                          int min_height, int out_width, int out_height);
 
   // Reads a whole file into `buffer` (reused); throws DataError naming the path on failure.
   static void read_file(const std::filesystem::path& path, std::vector<uint8_t>& buffer);
 
  private:
   double decode_jpeg(const uint8_t* data, size_t size, Image& out, int min_width, int min_height);
+  std::pair<int, int> jpeg_header(const uint8_t* data, size_t size);
+  int jpeg_eighths(int width, int height, int min_width, int min_height) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   DecodeLimits limits_;

@@ -249,13 +249,12 @@ struct Loader::Impl {
       if (extent <= 0) return full;
       return static_cast<int>(std::min<double>(full, std::ceil(full * static_cast<double>(size) / extent)));
     };
-    decoder.decode(file.data(), file.size(), image, need(info.width, box.w), need(info.height, box.h));
-    const double sx = static_cast<double>(image.width) / info.width;
-    const double sy = static_cast<double>(image.height) / info.height;
-    box.x *= sx;
-    box.w *= sx;
-    box.y *= sy;
-    box.h *= sy;
+    const Placement p = decoder.decode_region(file.data(), file.size(), image, Region{box.x, box.y, box.w, box.h},
+                                              need(info.width, box.w), need(info.height, box.h), size, size);
+    box.x = box.x * p.scale_x - p.x0;
+    box.w *= p.scale_x;
+    box.y = box.y * p.scale_y - p.y0;
+    box.h *= p.scale_y;
     resize_crop(image.pixels.data(), image.width, image.height, box, dst, size, size);
   }
 

@@ -359,6 +359,14 @@ TEST(DecodeBad, TruncationAfterAnEarlierHarmlessWarningIsStillAnError) {
   pasted.push_back(0xD9);
   msg = decode_error([&] { dec.decode(pasted.data(), pasted.size(), img); });
   EXPECT_NE(msg.find("premature end"), std::string::npos) << msg;
+  // Both: a harmless warning first, then scan data cut with an EOI pasted after it. Every
+  // warning is seen (libjpeg's emit_message, data/jpeg_window.cpp), not only the first.
+  auto both = j;
+  both.resize(both.size() * 3 / 4);
+  both.push_back(0xFF);
+  both.push_back(0xD9);
+  msg = decode_error([&] { dec.decode(both.data(), both.size(), img); });
+  EXPECT_NE(msg.find("premature end"), std::string::npos) << msg;
   // Trailing bytes after the EOI are fine (many cameras append some).
   auto tail = sample_jpeg();
   tail.insert(tail.end(), 100, 0x00);
