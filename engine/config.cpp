@@ -167,6 +167,8 @@ void TrainConfig::validate() const {
       fail("--device", "--device " + device.str() + ": only " + str(gpu.count) + " GPU(s) present");
   }
   if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
+  if (stem_channels != 0 && (stem_channels < 3 || stem_channels > 64))
+    fail("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + str(stem_channels) + ")");
   if (device.is_cpu() && precision != DType::f32)
     fail("--precision", "--precision " + precision_name(precision) +
                             " needs --device cuda; the CPU backend computes in fp32 (use --precision fp32)");
@@ -339,6 +341,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"global_batch", global_batch()},
       {"precision", precision_name(precision)},
       {"conv_algo", conv_algo_name(conv_algo)},
+      {"stem_channels", stem_channels},
       {"epochs", epochs},
       {"base_lr", base_lr},
       {"lr_scaling", lr_scaling},
@@ -415,6 +418,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("accumulate", c.accumulate);
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));
   if (j.contains("conv_algo")) c.conv_algo = parse_conv_algo(get_str("conv_algo"));
+  get("stem_channels", c.stem_channels);
   get("epochs", c.epochs);
   get("base_lr", c.base_lr);
   get("lr_scaling", c.lr_scaling);

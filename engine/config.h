@@ -106,6 +106,9 @@ struct TrainConfig {
   // How cuDNN algorithms are chosen (kernels/conv.h). heuristic: the choice measured fastest on
   // an H100 (bench/RESULTS.md, 2026-11-26) and the one that repeats bit for bit.
   ConvAlgoSearch conv_algo = ConvAlgoSearch::heuristic;
+  // > 3: the stem's convolution reads the images padded with zero channels to this (4 or 8 for
+  // cuDNN's NHWC kernels); 0: it reads the 3. The same function, weights and checkpoints.
+  int stem_channels = 0;
 
   // schedule (engine/schedule.h)
   int epochs = 90;

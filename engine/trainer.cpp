@@ -102,6 +102,7 @@ WorkerOptions worker_options(const TrainConfig& c) {
   o.model.batch = c.batch_size;
   o.model.dtype = c.precision;
   o.model.search = c.conv_algo;
+  o.model.stem_channels = c.stem_channels;
   o.optimizer.kind = c.optimizer == OptimizerKind::lars ? OptimizerConfig::Kind::lars : OptimizerConfig::Kind::sgd;
   o.optimizer.momentum = static_cast<float>(c.momentum);
   o.optimizer.nesterov = c.nesterov;

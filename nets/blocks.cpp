@@ -162,6 +162,7 @@ Shape Stem::setup(SetupContext& s, const Shape& in) {
   acts_ = &s.acts;
   temps_ = &s.temps;
   s.temps.rewind();
+  if (s.stem_channels > 0) conv_.pad_input_to(s.stem_channels);
   Shape a = conv_.setup(s, in);
   conv_out_ = s.acts.add(a, s.dtype);
   if (bn_) bn_->setup(s, a);

@@ -1,5 +1,7 @@
 // Conv2d: a bias-free convolution with its KRSC weight, planned once for its input shape.
-// Used inside blocks; it keeps no activation of its own (its input belongs to the layer before).
+// Used inside blocks; it keeps no activation of its own (its input belongs to the layer before),
+// except when its input channels are padded (pad_input_to): then it keeps the padded input and
+// weight, and slices the padded weight gradient back; it then has no input gradient (the stem).
 #pragma once
 
 #include "nets/layer.h"
@@ -11,6 +13,9 @@ class Conv2d {
   Conv2d(std::string name, int in_c, int out_c, int kernel, int stride, int pad)
       : name_(std::move(name)), in_c_(in_c), out_c_(out_c), kernel_(kernel), stride_(stride), pad_(pad) {}
 
+  // Before setup: plan for the input's channels padded with zeros to `channels` (when more than
+  // in_c). The parameter keeps its real shape; the function computed is the same.
+  void pad_input_to(int channels) { padded_c_ = channels; }
   Shape setup(SetupContext& s, const Shape& in);
   void forward(Context& ctx, const Tensor& x, Tensor& y) const;
   // dw is ended through the ParamTable; dx (may be null) is overwritten.
@@ -23,6 +28,11 @@ class Conv2d {
  private:
   std::string name_;
   int in_c_, out_c_, kernel_, stride_, pad_;
+  int padded_c_ = 0;
+  bool padded() const { return padded_c_ > in_c_; }
+  int x_pad_ = -1, w_pad_ = -1, t_dw_pad_ = -1;  // acts, acts, temps (padded mode)
+  TensorStore* acts_ = nullptr;
+  TensorStore* temps_ = nullptr;
   int weight_ = -1;
   ConvPlan plan_;
   ParamTable* params_ = nullptr;

@@ -34,6 +34,7 @@ struct SetupContext {
   TensorStore& acts;              // persistent: kept from forward to backward
   TensorStore& temps;             // shared between layers: valid inside one layer's backward
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
+  int stem_channels = 0;          // > input channels: the stem's conv sees them zero-padded to this
 };
 
 class Layer {

@@ -35,6 +35,9 @@ struct ModelOptions {
   int batch = 32;
   DType dtype = DType::f32;
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
+  // 0: the stem's convolution reads the 3 image channels; 4 or 8: it reads them padded with zero
+  // channels (the same function and weights: cuDNN's fast NHWC kernels want C a multiple of 4/8).
+  int stem_channels = 0;
 };
 
 // Per-layer timing for `lockstep bench ops`: called around each layer's forward and backward

@@ -33,8 +33,9 @@ def ips(j):
 
 
 def algo(j):
-    """lockstep's cuDNN algorithm choice (--conv-algo), where the JSON has it."""
-    return f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
+    """lockstep's cuDNN algorithm choice (--conv-algo) and padded stem, where the JSON has them."""
+    out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
+    return out + (f", stem {j['stem_channels']} ch" if j.get("stem_channels") else "")
 
 
 def phases(j):

@@ -14,8 +14,9 @@
 # Knobs (for a short lease): LOCKSTEP_CHECK_DEADLINE=S ends every step within S seconds;
 # LOCKSTEP_CHECK_TESTS="nets_tests ..." runs only those binaries; LOCKSTEP_CHECK_ALL=1 runs every
 # suite in full; LOCKSTEP_CHECK_TRAIN=0, LOCKSTEP_CHECK_BENCH=0, LOCKSTEP_CHECK_OPS=0,
-# LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS, LOCKSTEP_CHECK_CONV_ALGOS
-# choose the race's rows; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
+# LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
+# choose the race's rows (LOCKSTEP_CHECK_VARIANTS: lockstep option sets separated by ';');
+# LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
 # Logs go to one $OUT/device-logs.tar.gz (the device tool brings back at most 8 files), the
 # summary and the bench JSON beside it.
 set -uo pipefail
@@ -133,10 +134,11 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   torch_bench=$(find_script torch_bench.py tools/reference)
   compare=$(find_script compare.py tools/bench)
   pairs=()
-  # Each arch: PyTorch once, lockstep once per cuDNN algorithm choice (--conv-algo), so the table
-  # shows what measuring and non-deterministic algorithms buy. Then each layer of the first arch
-  # (bench ops, slowest first) under the first choice.
-  algos=${LOCKSTEP_CHECK_CONV_ALGOS:-heuristic measure}
+  # Each arch: PyTorch once, lockstep once per variant (extra `bench train` options, separated by
+  # ';'), so the table shows what each choice buys: cuDNN's algorithm choice (--conv-algo) and the
+  # stem's padded channels (--stem-channels). Then each layer of the first arch (bench ops,
+  # slowest first) under the first variant.
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--conv-algo heuristic --stem-channels 4;--conv-algo heuristic --stem-channels 8;--conv-algo measure}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
@@ -146,24 +148,25 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
     else
       note "torch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
     fi
-    for algo in $algos; do
-      j="$out/bench-lockstep-$arch-$algo.json"
-      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$bin/lockstep" bench train "${args[@]}" --conv-algo "$algo" \
-        --json "$j" >"$out/bench-lockstep-$arch-$algo.log" 2>&1
+    for i in "${!variants[@]}"; do
+      read -r -a extra <<<"${variants[$i]}"
+      j="$out/bench-lockstep-$arch-$i.json"
+      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$bin/lockstep" bench train "${args[@]}" "${extra[@]}" \
+        --json "$j" >"$out/bench-lockstep-$arch-$i.log" 2>&1
       rc=$?
       [ $rc -ne 0 ] && status=1
-      note "lockstep bench train $arch bf16 batch 256 --conv-algo $algo: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch-$algo.log" || tail -1 "$out/bench-lockstep-$arch-$algo.log")"
+      note "lockstep bench train $arch bf16 batch 256 ${variants[$i]}: rc=$rc $(grep -m1 'images/s' "$out/bench-lockstep-$arch-$i.log" || tail -1 "$out/bench-lockstep-$arch-$i.log")"
       pairs+=("$j" "$out/bench-pytorch-$arch.json")
     done
   done
   if [ "${LOCKSTEP_CHECK_OPS:-1}" != 0 ]; then
     first=$(echo ${LOCKSTEP_CHECK_ARCHS:-resnet50} | awk '{print $1}')
-    last=$(echo $algos | awk '{print $1}')
+    read -r -a extra <<<"${variants[0]}"
     timeout "$(tmo 120)" "$bin/lockstep" bench ops --device cuda --arch "$first" --batch-size 256 --precision bf16 \
-      --conv-algo "$last" --top "${LOCKSTEP_CHECK_OPS_TOP:-25}" --json "$out/bench-ops-$first.json" >"$out/bench-ops-$first.log" 2>&1
+      "${extra[@]}" --top "${LOCKSTEP_CHECK_OPS_TOP:-25}" --json "$out/bench-ops-$first.json" >"$out/bench-ops-$first.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && status=1
-    note "lockstep bench ops $first --conv-algo $last: rc=$rc\n$(cat "$out/bench-ops-$first.log")"
+    note "lockstep bench ops $first ${variants[0]}: rc=$rc\n$(cat "$out/bench-ops-$first.log")"
   fi
   if [ -n "$py" ] && [ -n "$compare" ]; then
     "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1

@@ -37,6 +37,8 @@ cxxopts::Options bench_ops_options() {
     ("precision", "bf16, fp16 or fp32 on cuda; the CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
     ("conv-algo", "cuDNN algorithms: measure, fastest or heuristic (as lockstep train's)",
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
+    ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
+     cxxopts::value<std::string>()->default_value("0"))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
     ("iters", "timed passes (the median per layer is reported)", cxxopts::value<std::string>()->default_value("5"))
     ("top", "print only the K slowest layers (default: all; --json has every row)", cxxopts::value<std::string>())
@@ -171,6 +173,9 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   } catch (const Error& e) {
     throw ConfigError("--conv-algo", std::string("--conv-algo: ") + e.what());
   }
+  c.stem_channels = static_cast<int>(parse_int_option("--stem-channels", r["stem-channels"].as<std::string>(), 0, 64));
+  if (c.stem_channels != 0 && c.stem_channels < 3)
+    throw ConfigError("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + std::to_string(c.stem_channels) + ")");
   if (r.count("precision")) {
     try {
       c.precision = parse_dtype(r["precision"].as<std::string>());
@@ -197,6 +202,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   mo.batch = c.batch;
   mo.dtype = c.precision;
   mo.search = c.conv_algo;
+  mo.stem_channels = c.stem_channels;
   nets::Model model(mo);
   model.setup(ctx);
   model.init(ctx, 0, false);
@@ -282,6 +288,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["device"] = c.device.str();
     j["precision"] = precision_name(c.precision);
     j["conv_algo"] = conv_algo_name(c.conv_algo);
+    j["stem_channels"] = c.stem_channels;
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch;

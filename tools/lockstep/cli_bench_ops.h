@@ -33,6 +33,7 @@ struct BenchOpsConfig {
   Device device = Device::cpu();
   DType precision = DType::f32;
   ConvAlgoSearch conv_algo = ConvAlgoSearch::heuristic;  // as lockstep train's default
+  int stem_channels = 0;                                   // ModelOptions::stem_channels
   int warmup = 2;        // untimed forward + backward passes
   int iters = 5;         // timed passes (each: one untimed by layer, one timed layer by layer)
   int top = 0;           // rows printed (0: all); --json has every row

@@ -47,6 +47,9 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("conv-algo", "cuDNN algorithms: heuristic (cuDNN's ranking; the same bits every run), measure (time "
                   "each candidate once per shape; deterministic ones) or fastest (also non-deterministic ones; "
                   "not bit-reproducible)", cxxopts::value<std::string>()->default_value(conv_algo_name(d.conv_algo)))
+    ("stem-channels", "pad the images' 3 channels with zeros to N for the first convolution (4 or 8: cuDNN's "
+                      "fast NHWC kernels; the same function and weights); 0: no padding",
+     cxxopts::value<std::string>()->default_value(show(d.stem_channels)))
     ("seed", "seed of weights, data order and augmentation", cxxopts::value<std::string>()->default_value(show(d.seed)))
     ("eval-steps", "synthetic validation batches per evaluation (0: no evaluation)",
      cxxopts::value<std::string>()->default_value(show(eval_steps_default)));
@@ -265,6 +268,7 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
       notes << "lockstep " << command << ": no --device given; using cpu (" << gpu.reason << ")\n";
   }
   c.conv_algo = in.as_enum("conv-algo", [](const std::string& t) { return parse_conv_algo(t); });
+  c.stem_channels = in.as_int("stem-channels");
   if (in.given("precision"))
     c.precision = in.as_enum("precision", [](const std::string& t) { return parse_dtype(t); });
   else
@@ -364,6 +368,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("comm-timeout", &TrainConfig::comm_timeout_s);
   take("precision", &TrainConfig::precision);
   take("conv-algo", &TrainConfig::conv_algo);
+  take("stem-channels", &TrainConfig::stem_channels);
   take("base-lr", &TrainConfig::base_lr);
   take("no-lr-scaling", &TrainConfig::lr_scaling);
   take("warmup-epochs", &TrainConfig::warmup_epochs);
