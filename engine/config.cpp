@@ -167,6 +167,8 @@ void TrainConfig::validate() const {
       fail("--device", "--device " + device.str() + ": only " + str(gpu.count) + " GPU(s) present");
   }
   if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
+  if (bn_kernels == BatchNormKernels::cudnn && device.is_cpu())
+    fail("--bn-kernels", "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
   if (stem_channels != 0 && (stem_channels < 3 || stem_channels > 64))
     fail("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + str(stem_channels) + ")");
   if (device.is_cpu() && precision != DType::f32)
@@ -342,6 +344,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"precision", precision_name(precision)},
       {"conv_algo", conv_algo_name(conv_algo)},
       {"stem_channels", stem_channels},
+      {"bn_kernels", bn_kernels_name(bn_kernels)},
       {"epochs", epochs},
       {"base_lr", base_lr},
       {"lr_scaling", lr_scaling},
@@ -419,6 +422,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));
   if (j.contains("conv_algo")) c.conv_algo = parse_conv_algo(get_str("conv_algo"));
   get("stem_channels", c.stem_channels);
+  if (j.contains("bn_kernels")) c.bn_kernels = parse_bn_kernels(get_str("bn_kernels"));
   get("epochs", c.epochs);
   get("base_lr", c.base_lr);
   get("lr_scaling", c.lr_scaling);

@@ -16,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "engine/schedule.h"
+#include "kernels/batchnorm.h"
 #include "kernels/conv.h"
 #include "kernels/device.h"
 #include "kernels/dtype.h"
@@ -109,6 +110,8 @@ struct TrainConfig {
   // > 3: the stem's convolution reads the images padded with zero channels to this (4 or 8 for
   // cuDNN's NHWC kernels); 0: it reads the 3. The same function, weights and checkpoints.
   int stem_channels = 0;
+  // Whose kernels run training BN on CUDA: lockstep's (deterministic) or cuDNN's fused NHWC ones.
+  BatchNormKernels bn_kernels = BatchNormKernels::lockstep;
 
   // schedule (engine/schedule.h)
   int epochs = 90;

@@ -66,9 +66,17 @@ void check_forward(const Context& ctx, const BatchNormPlan& plan, const BatchNor
 
 }  // namespace
 
-BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
+const char* bn_kernels_name(BatchNormKernels k) { return k == BatchNormKernels::cudnn ? "cudnn" : "lockstep"; }
+
+BatchNormKernels parse_bn_kernels(const std::string& text) {
+  if (text == "lockstep") return BatchNormKernels::lockstep;
+  if (text == "cudnn") return BatchNormKernels::cudnn;
+  throw Error("expected lockstep or cudnn, got '" + text + "'");
+}
+
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNormKernels kernels) {
   check_shape(x, dtype, "plan_batchnorm");
-  LS_DISPATCH(ctx, plan_batchnorm, ctx, x, dtype);
+  LS_DISPATCH(ctx, plan_batchnorm, ctx, x, dtype, kernels);
 }
 
 void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
@@ -95,7 +103,7 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 // y is read (for the ReLU mask) only when args.relu; without ReLU it may be an empty Tensor.
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
                         const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
-                        const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
+                        const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
                         Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
   const char* op = "batchnorm_backward";
   check_args(args, op);
@@ -105,9 +113,9 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
   check_like_x(ctx, dx, x, op, "dx");
   if (dresidual) check_like_x(ctx, *dresidual, x, op, "dresidual");
   check_channels(ctx, x, op,
-                 {{gamma, "gamma"}, {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
+                 {{gamma, "gamma"}, {beta, "beta"}, {save_mean, "save_mean"}, {save_invstd, "save_invstd"},
                   {dgamma, "dgamma"}, {dbeta, "dbeta"}});
-  LS_DISPATCH(ctx, batchnorm_backward, ctx, plan, args, x, y, dy, gamma, save_mean, save_invstd, dx,
+  LS_DISPATCH(ctx, batchnorm_backward, ctx, plan, args, x, y, dy, gamma, beta, save_mean, save_invstd, dx,
               dresidual, dgamma, dbeta);
 }
 

@@ -7,6 +7,9 @@
 // gamma, beta, running and saved statistics and their gradients are f32 of shape (C).
 #pragma once
 
+#include <memory>
+#include <string>
+
 #include "kernels/context.h"
 #include "kernels/tensor.h"
 
@@ -14,12 +17,24 @@ namespace lockstep {
 
 // Made once per input shape at setup: checks the shape and reserves the scratch the CUDA
 // reductions need (per-block partial sums) on the context's workspace.
+// Whose kernels run training BN on CUDA: lockstep's own (deterministic, no atomics) or cuDNN's
+// persistent NHWC batch norm with the add and ReLU fused (cudnnBatchNormalization*Ex; a ReLU
+// mask kept from forward to backward in the plan's reserve space; may use atomics). Inference
+// and the CPU always run lockstep's.
+enum class BatchNormKernels { lockstep, cudnn };
+const char* bn_kernels_name(BatchNormKernels k);
+// "lockstep" | "cudnn"; throws Error otherwise.
+BatchNormKernels parse_bn_kernels(const std::string& text);
+
 struct BatchNormPlan {
   Shape x;                 // (N, H, W, C)
   DType dtype = DType::f32;
   size_t workspace_bytes = 0;
+  BatchNormKernels kernels = BatchNormKernels::lockstep;
+  std::shared_ptr<void> backend;  // cuDNN descriptors and reserve space (kernels == cudnn)
 };
-BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype);
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype,
+                             BatchNormKernels kernels = BatchNormKernels::lockstep);
 
 struct BatchNormArgs {
   float momentum = 0.1f;  // weight of the new batch in the running statistics
@@ -40,14 +55,16 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 
 // Backward of the training forward. y is the forward output (its sign gives the ReLU mask when
 // args.relu). dresidual, when not null, receives the gradient flowing into the residual input
-// (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy.
+// (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy. beta is read by
+// cuDNN's kernels only (with a ReLU). With cuDNN's kernels the backward must follow the plan's
+// last training forward, with a dresidual exactly when that forward had a residual.
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
-                        const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,
+                        const Tensor& dy, const Tensor& gamma, const Tensor& beta, const Tensor& save_mean,
                         const Tensor& save_invstd, Tensor& dx, Tensor* dresidual, Tensor& dgamma,
                         Tensor& dbeta);
 
 #define LS_BATCHNORM_BACKEND_DECLS                                                             \
-  BatchNormPlan plan_batchnorm(Context&, const Shape& x, DType dtype);                         \
+  BatchNormPlan plan_batchnorm(Context&, const Shape& x, DType dtype, BatchNormKernels kernels); \
   void batchnorm_forward_train(Context&, const BatchNormPlan&, const BatchNormArgs&, const Tensor& x,                \
                                const Tensor* residual, const Tensor& gamma, const Tensor& beta, \
                                Tensor& running_mean, Tensor& running_var, Tensor& save_mean,    \
@@ -57,7 +74,8 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
                                const Tensor& running_mean, const Tensor& running_var,           \
                                Tensor& y);                                                      \
   void batchnorm_backward(Context&, const BatchNormPlan&, const BatchNormArgs&, const Tensor& x, const Tensor& y,    \
-                          const Tensor& dy, const Tensor& gamma, const Tensor& save_mean,       \
+                          const Tensor& dy, const Tensor& gamma, const Tensor& beta,            \
+                          const Tensor& save_mean,                                              \
                           const Tensor& save_invstd, Tensor& dx, Tensor* dresidual,             \
                           Tensor& dgamma, Tensor& dbeta);
 namespace cpu { LS_BATCHNORM_BACKEND_DECLS }

@@ -16,7 +16,7 @@ void BatchNorm2d::setup(SetupContext& s, const Shape& in) {
   save_invstd_idx_ = s.acts.add({c_}, DType::f32);
   dgamma_tmp_ = s.temps.add({c_}, DType::f32);
   dbeta_tmp_ = s.temps.add({c_}, DType::f32);
-  plan_ = plan_batchnorm(s.ctx, in, s.dtype);
+  plan_ = plan_batchnorm(s.ctx, in, s.dtype, s.bn_kernels);
 }
 
 Tensor BatchNorm2d::forward(Context& ctx, const Tensor& x, const Tensor* residual, Mode mode) {
@@ -41,7 +41,7 @@ void BatchNorm2d::backward(Context& ctx, const Tensor& x, const Tensor& dy, Tens
   bool direct = !params_->accumulating();
   Tensor dgamma = direct ? params_->grad(gamma_) : (*temps_)[dgamma_tmp_];
   Tensor dbeta = direct ? params_->grad(beta_) : (*temps_)[dbeta_tmp_];
-  batchnorm_backward(ctx, plan_, args, x, (*acts_)[y_idx_], dy, params_->param(gamma_),
+  batchnorm_backward(ctx, plan_, args, x, (*acts_)[y_idx_], dy, params_->param(gamma_), params_->param(beta_),
                      (*acts_)[save_mean_idx_], (*acts_)[save_invstd_idx_], dx, dresidual, dgamma, dbeta);
   params_->fold_grad(ctx, gamma_, dgamma);
   params_->fold_grad(ctx, beta_, dbeta);

@@ -97,7 +97,7 @@ void Model::setup(Context& ctx) {
   LS_CHECK(!set_up_, "Model::setup called twice");
   LS_CHECK(ctx.is_cuda() || opt_.dtype == DType::f32,
            "the CPU backend trains in fp32, not " << dtype_name(opt_.dtype));
-  SetupContext s{ctx, opt_.dtype, params_, acts_, temps_, opt_.search, opt_.stem_channels};
+  SetupContext s{ctx, opt_.dtype, params_, acts_, temps_, opt_.search, opt_.stem_channels, opt_.bn_kernels};
   Shape cur = input_shape();
   int64_t largest_grad = 0;
   for (auto& layer : layers_) {

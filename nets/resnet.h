@@ -38,6 +38,8 @@ struct ModelOptions {
   // 0: the stem's convolution reads the 3 image channels; 4 or 8: it reads them padded with zero
   // channels (the same function and weights: cuDNN's fast NHWC kernels want C a multiple of 4/8).
   int stem_channels = 0;
+  // Whose kernels run training batch norm on CUDA (kernels/batchnorm.h).
+  BatchNormKernels bn_kernels = BatchNormKernels::lockstep;
 };
 
 // Per-layer timing for `lockstep bench ops`: called around each layer's forward and backward

@@ -22,9 +22,13 @@ double* scratch(const Context& ctx, const Shape& x, const char* op) {
 }
 }  // namespace
 
-BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
+// The CPU runs its own kernels whatever `kernels` asks (cuDNN's are a CUDA choice).
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNormKernels) {
   LS_CHECK(dtype == DType::f32, "plan_batchnorm: the CPU backend computes in f32, got " << dtype_name(dtype));
-  BatchNormPlan plan{x, dtype, scratch_bytes(x)};
+  BatchNormPlan plan;
+  plan.x = x;
+  plan.dtype = dtype;
+  plan.workspace_bytes = scratch_bytes(x);
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
 }
@@ -93,7 +97,7 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
                         const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
-                        const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
+                        const Tensor&, const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
                         Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
   const char* op = "batchnorm_backward";
   expect_cpu_f32({&x, &dy, &dx}, op);

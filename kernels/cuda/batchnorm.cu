@@ -30,6 +30,7 @@
 // grid size and the workspace are checked here.
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_math.h"
+#include "kernels/cuda/batchnorm_cudnn.h"
 #include "kernels/cuda/cuda_state.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -267,8 +268,12 @@ float* fptr(Tensor& t) { return static_cast<float*>(t.raw()); }
 
 }  // namespace
 
-BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype) {
-  BatchNormPlan plan{x, dtype, geometry_for(x).workspace_bytes()};
+BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNormKernels kernels) {
+  BatchNormPlan plan;
+  plan.x = x;
+  plan.dtype = dtype;
+  plan.workspace_bytes = geometry_for(x).workspace_bytes();
+  if (kernels == BatchNormKernels::cudnn) plan_batchnorm_cudnn(ctx, plan);
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
 }
@@ -277,6 +282,9 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& x, const Tensor* residual, const Tensor& gamma,
                              const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                              Tensor& save_mean, Tensor& save_invstd, Tensor& y) {
+  if (plan.kernels == BatchNormKernels::cudnn)
+    return batchnorm_forward_train_cudnn(ctx, plan, args, x, residual, gamma, beta, running_mean, running_var,
+                                         save_mean, save_invstd, y);
   const char* op = "batchnorm_forward_train";
   const Geometry g = geometry_for(x.shape());
   float* part_mean = workspace_floats(ctx, g, op);
@@ -315,8 +323,11 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
                         const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
-                        const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
+                        const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx,
                         Tensor* dresidual, Tensor& dgamma, Tensor& dbeta) {
+  if (plan.kernels == BatchNormKernels::cudnn)
+    return batchnorm_backward_cudnn(ctx, plan, args, x, y, dy, gamma, beta, save_mean, save_invstd, dx, dresidual,
+                                    dgamma, dbeta);
   const char* op = "batchnorm_backward";
   const Geometry g = geometry_for(x.shape());
   float* part_g = workspace_floats(ctx, g, op);

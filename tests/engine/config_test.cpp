@@ -229,6 +229,7 @@ TEST(Config, JsonRoundTrip) {
   c.conv_algo = ConvAlgoSearch::fastest;
   c.stem_channels = 8;
   nlohmann::json j = c.to_json();
+  EXPECT_EQ(j["bn_kernels"], "lockstep");
   EXPECT_EQ(j["arch"], "resnet20");
   EXPECT_EQ(j["device"], "cpu");
   EXPECT_EQ(j["precision"], "fp32");
@@ -250,7 +251,7 @@ TEST(Config, JsonHasEveryField) {
   nlohmann::json j = cpu_config().to_json();
   for (const char* key :
        {"command", "arch", "classes", "image_size", "synthetic", "data", "steps_per_epoch", "eval_steps", "device",
-        "workers", "batch_size", "accumulate", "global_batch", "precision", "conv_algo", "stem_channels", "epochs", "base_lr", "lr_scaling",
+        "workers", "batch_size", "accumulate", "global_batch", "precision", "conv_algo", "stem_channels", "bn_kernels", "epochs", "base_lr", "lr_scaling",
         "warmup_epochs", "schedule", "poly_power", "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_bn",
         "lars_eta", "label_smoothing", "zero_init_residual", "seed", "out", "log_every"})
     EXPECT_TRUE(j.contains(key)) << key;

@@ -171,7 +171,8 @@ BackwardOut run_backward(Context& ctx, const Shape& s, DType dt, const BatchNorm
   test::poison(ctx, dgamma);
   test::poison(ctx, dbeta);
   Tensor& dx = alias_dx ? dy.view() : dx_own.view();
-  batchnorm_backward(ctx, plan, a, x, y, dy, gamma, sm, si, dx, want_dresidual ? &dres.view() : nullptr,
+  // beta is read by cuDNN's kernels only; these are lockstep's, so gamma stands in.
+  batchnorm_backward(ctx, plan, a, x, y, dy, gamma, gamma, sm, si, dx, want_dresidual ? &dres.view() : nullptr,
                      dgamma, dbeta);
   BackwardOut out{test::to_host_f32(ctx, dx), {}, test::to_host_f32(ctx, dgamma), test::to_host_f32(ctx, dbeta)};
   if (want_dresidual) out.dresidual = test::to_host_f32(ctx, dres);
@@ -438,14 +439,14 @@ TEST(BatchNormCpu, ArgumentErrorsThrow) {
   Context other(Device::cpu());
   EXPECT_THROW(batchnorm_forward_train(other, plan, a, x, nullptr, gamma, beta, rm, rv, sm, si, y), Error);
 
-  EXPECT_NO_THROW(batchnorm_backward(ctx, plan, a, x, Tensor(), y, gamma, sm, si, res, nullptr, dg, db));
+  EXPECT_NO_THROW(batchnorm_backward(ctx, plan, a, x, Tensor(), y, gamma, beta, sm, si, res, nullptr, dg, db));
   BatchNormArgs relu = a;
   relu.relu = true;  // the ReLU mask needs y
-  EXPECT_THROW(batchnorm_backward(ctx, plan, relu, x, Tensor(), y, gamma, sm, si, res, nullptr, dg, db), Error);
-  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, sm, si, wrong, nullptr, dg, db), Error);
-  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, sm, si, res, &wrong.view(), dg, db), Error);
-  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, sm, si, res, nullptr, c5, db), Error);
-  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, bf, gamma, sm, si, res, nullptr, dg, db), Error);
+  EXPECT_THROW(batchnorm_backward(ctx, plan, relu, x, Tensor(), y, gamma, beta, sm, si, res, nullptr, dg, db), Error);
+  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, beta, sm, si, wrong, nullptr, dg, db), Error);
+  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, beta, sm, si, res, &wrong.view(), dg, db), Error);
+  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, y, gamma, beta, sm, si, res, nullptr, c5, db), Error);
+  EXPECT_THROW(batchnorm_backward(ctx, plan, a, x, y, bf, gamma, beta, sm, si, res, nullptr, dg, db), Error);
 }
 
 // ---- CUDA against the CPU ----
@@ -580,6 +581,87 @@ TEST(BatchNormCuda, LargeMeanKeepsTheVariance) {
   EXPECT_LT(rel_error(got.y, to_float(ref.y)), 1e-4);
   TrainOut want = run_train(cpu, s, DType::f32, a, in, false);
   EXPECT_LT(rel_error(got.y, want.y), 1e-4);
+}
+
+}  // namespace
+}  // namespace lockstep
+
+namespace lockstep {
+namespace {
+
+// cuDNN's kernels (BatchNormKernels::cudnn): a training forward and its backward on one plan (the
+// backward reads the forward's reserve space), against the CPU on the same rounded inputs, for
+// the three op sets cuDNN fuses (BN, BN + ReLU, BN + add + ReLU), and with dx aliasing dy as the
+// bottleneck's inner stages call it.
+TEST(BatchNormCudnn, TrainStepMatchesCpu) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0)), cpu(Device::cpu());
+  uint32_t seed = 1300;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (const Shape& s : {Shape{8, 7, 5, 64}, Shape{4, 14, 14, 256}})
+      for (auto [residual, relu] : {std::pair{false, false}, std::pair{false, true}, std::pair{true, true}})
+        for (bool alias : {false, true}) {
+          if (alias && residual) continue;
+          SCOPED_TRACE(s.str() + (residual ? " +residual" : "") + (relu ? " +relu" : "") + (alias ? " dx=dy" : "") +
+                       " " + std::string(dtype_name(dt)));
+          BatchNormArgs a;
+          a.relu = relu;
+          const int64_t c = s[3];
+          Inputs in = rounded_inputs(s, seed += 10, dt);
+          const std::vector<float> dyv = test::rounded(test::random_floats(s.numel(), seed + 5), dt);
+          auto step = [&](Context& ctx, DType t, BatchNormKernels kernels) {
+            BatchNormPlan plan = plan_batchnorm(ctx, s, t, kernels);
+            OwnedTensor x = test::device_tensor(ctx, s, in.x, t), res;
+            if (residual) res = test::device_tensor(ctx, s, in.residual, t);
+            OwnedTensor gamma = test::device_tensor(ctx, {c}, in.gamma), beta = test::device_tensor(ctx, {c}, in.beta);
+            OwnedTensor rm = test::device_tensor(ctx, {c}, in.running_mean), rv = test::device_tensor(ctx, {c}, in.running_var);
+            OwnedTensor sm(ctx.device(), {c}, DType::f32), si(ctx.device(), {c}, DType::f32), y(ctx.device(), s, t);
+            OwnedTensor dy = test::device_tensor(ctx, s, dyv, t), dx_own(ctx.device(), s, t), dres(ctx.device(), s, t);
+            OwnedTensor dg(ctx.device(), {c}, DType::f32), db(ctx.device(), {c}, DType::f32);
+            for (Tensor* p : {&sm.view(), &si.view(), &y.view(), &dx_own.view(), &dres.view(), &dg.view(), &db.view()})
+              test::poison(ctx, *p);
+            batchnorm_forward_train(ctx, plan, a, x, residual ? &res.view() : nullptr, gamma, beta, rm, rv, sm, si, y);
+            Tensor& dx = alias ? dy.view() : dx_own.view();
+            batchnorm_backward(ctx, plan, a, x, y, dy, gamma, beta, sm, si, dx, residual ? &dres.view() : nullptr, dg, db);
+            std::vector<std::vector<float>> out{test::to_host_f32(ctx, y),  test::to_host_f32(ctx, sm),
+                                                test::to_host_f32(ctx, si), test::to_host_f32(ctx, rm),
+                                                test::to_host_f32(ctx, rv), test::to_host_f32(ctx, dx),
+                                                test::to_host_f32(ctx, dg), test::to_host_f32(ctx, db)};
+            if (residual) out.push_back(test::to_host_f32(ctx, dres));
+            return out;
+          };
+          const auto want = step(cpu, DType::f32, BatchNormKernels::lockstep);
+          const auto got = step(gpu, dt, BatchNormKernels::cudnn);
+          const char* names[] = {"y", "save_mean", "save_invstd", "running_mean", "running_var", "dx", "dgamma",
+                                 "dbeta", "dresidual"};
+          for (size_t i = 0; i < want.size(); ++i) {
+            // Statistics from the same rounded inputs in fp32: tight; the rest at the dtype's tolerance.
+            const double tol = (i >= 1 && i <= 4) ? 1e-4 : test::tolerance(dt);
+            EXPECT_LT(rel_error(got[i], want[i]), tol) << names[i];
+          }
+        }
+}
+
+TEST(BatchNormCudnn, AnAddWithoutReluIsRefused) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  const Shape s{2, 4, 4, 8};
+  BatchNormPlan plan = plan_batchnorm(gpu, s, DType::f32, BatchNormKernels::cudnn);
+  EXPECT_EQ(plan.kernels, BatchNormKernels::cudnn);
+  OwnedTensor x(gpu.device(), s, DType::f32), r(gpu.device(), s, DType::f32), y(gpu.device(), s, DType::f32);
+  OwnedTensor v(gpu.device(), {8}, DType::f32);
+  fill_bytes(gpu, x, 0);
+  fill_bytes(gpu, r, 0);
+  fill_bytes(gpu, v, 0);
+  BatchNormArgs a;  // no ReLU
+  EXPECT_THROW(batchnorm_forward_train(gpu, plan, a, x, &r.view(), v, v, v, v, v, v, y), Error);
+}
+
+TEST(BatchNormKernelsName, ParsesAndNames) {
+  EXPECT_EQ(parse_bn_kernels("cudnn"), BatchNormKernels::cudnn);
+  EXPECT_EQ(parse_bn_kernels("lockstep"), BatchNormKernels::lockstep);
+  EXPECT_STREQ(bn_kernels_name(BatchNormKernels::cudnn), "cudnn");
+  EXPECT_THROW(parse_bn_kernels("fast"), Error);
 }
 
 }  // namespace

@@ -138,6 +138,10 @@ TEST(CliTrain, BadValuesNameTheFlag) {
             "--conv-algo: expected heuristic, measure or fastest, got 'quick'");
   EXPECT_EQ(error_of(base({"--stem-channels", "2"}), "--stem-channels"),
             "--stem-channels must be 0 (off) or 3..64 (got 2)");
+  EXPECT_EQ(error_of(base({"--bn-kernels", "fast"}), "--bn-kernels"),
+            "--bn-kernels: expected lockstep or cudnn, got 'fast'");
+  EXPECT_EQ(error_of(base({"--bn-kernels", "cudnn"}), "--bn-kernels"),
+            "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
   EXPECT_EQ(error_of(base({"--batch-size", "abc"}), "--batch-size"), "--batch-size: expected an integer, got 'abc'");
   error_of(base({"--batch-size", "12x"}), "--batch-size");
   error_of(base({"--batch-size", "99999999999"}), "--batch-size");

@@ -35,7 +35,8 @@ def ips(j):
 def algo(j):
     """lockstep's cuDNN algorithm choice (--conv-algo) and padded stem, where the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
-    return out + (f", stem {j['stem_channels']} ch" if j.get("stem_channels") else "")
+    out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
+    return out + (f", bn {j['bn_kernels']}" if j.get("bn_kernels") not in (None, "lockstep") else "")
 
 
 def phases(j):

@@ -39,6 +39,8 @@ cxxopts::Options bench_ops_options() {
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
      cxxopts::value<std::string>()->default_value("0"))
+    ("bn-kernels", "training batch norm on CUDA: lockstep or cudnn (as lockstep train's)",
+     cxxopts::value<std::string>()->default_value("lockstep"))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
     ("iters", "timed passes (the median per layer is reported)", cxxopts::value<std::string>()->default_value("5"))
     ("top", "print only the K slowest layers (default: all; --json has every row)", cxxopts::value<std::string>())
@@ -176,6 +178,11 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   c.stem_channels = static_cast<int>(parse_int_option("--stem-channels", r["stem-channels"].as<std::string>(), 0, 64));
   if (c.stem_channels != 0 && c.stem_channels < 3)
     throw ConfigError("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + std::to_string(c.stem_channels) + ")");
+  try {
+    c.bn_kernels = parse_bn_kernels(r["bn-kernels"].as<std::string>());
+  } catch (const Error& e) {
+    throw ConfigError("--bn-kernels", std::string("--bn-kernels: ") + e.what());
+  }
   if (r.count("precision")) {
     try {
       c.precision = parse_dtype(r["precision"].as<std::string>());
@@ -203,6 +210,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   mo.dtype = c.precision;
   mo.search = c.conv_algo;
   mo.stem_channels = c.stem_channels;
+  mo.bn_kernels = c.bn_kernels;
   nets::Model model(mo);
   model.setup(ctx);
   model.init(ctx, 0, false);
@@ -289,6 +297,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["precision"] = precision_name(c.precision);
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
+    j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch;

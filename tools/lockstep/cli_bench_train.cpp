@@ -63,7 +63,8 @@ cxxopts::Options bench_train_options() {
 
 constexpr const char* kForwardedHelp =
     "\nEvery other option is lockstep train's (lockstep train --help), e.g. --arch, --classes, --image-size,\n"
-    "--batch-size (per worker), --precision, --conv-algo, --stem-channels, --device, --workers, --gpus, --devices, --workers-per-gpu, --sync,\n"
+    "--batch-size (per worker), --precision, --conv-algo, --stem-channels,\n"
+    "--bn-kernels, --device, --workers, --gpus, --devices, --workers-per-gpu, --sync,\n"
     "--bucket-mb, --no-overlap, --data DIR (default: synthetic data, 4 batches per worker made once and replayed),\n"
     "--loader-threads, --seed, --out DIR (default: a temporary run folder, removed afterwards). Not accepted:\n"
     "--epochs, --steps-per-epoch, --eval-steps, --accumulate, --resume, --stop-after, --checkpoint-every,\n"
@@ -396,6 +397,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["precision"] = precision_name(c.precision);
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
+    j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch_size;

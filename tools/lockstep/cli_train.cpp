@@ -50,6 +50,9 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("stem-channels", "pad the images' 3 channels with zeros to N for the first convolution (4 or 8: cuDNN's "
                       "fast NHWC kernels; the same function and weights); 0: no padding",
      cxxopts::value<std::string>()->default_value(show(d.stem_channels)))
+    ("bn-kernels", "training batch norm on CUDA: lockstep (our kernels; the same bits every run) or cudnn "
+                   "(cuDNN's persistent NHWC kernels with the add and ReLU fused)",
+     cxxopts::value<std::string>()->default_value(bn_kernels_name(d.bn_kernels)))
     ("seed", "seed of weights, data order and augmentation", cxxopts::value<std::string>()->default_value(show(d.seed)))
     ("eval-steps", "synthetic validation batches per evaluation (0: no evaluation)",
      cxxopts::value<std::string>()->default_value(show(eval_steps_default)));
@@ -269,6 +272,7 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
   }
   c.conv_algo = in.as_enum("conv-algo", [](const std::string& t) { return parse_conv_algo(t); });
   c.stem_channels = in.as_int("stem-channels");
+  c.bn_kernels = in.as_enum("bn-kernels", [](const std::string& t) { return parse_bn_kernels(t); });
   if (in.given("precision"))
     c.precision = in.as_enum("precision", [](const std::string& t) { return parse_dtype(t); });
   else
@@ -369,6 +373,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("precision", &TrainConfig::precision);
   take("conv-algo", &TrainConfig::conv_algo);
   take("stem-channels", &TrainConfig::stem_channels);
+  take("bn-kernels", &TrainConfig::bn_kernels);
   take("base-lr", &TrainConfig::base_lr);
   take("no-lr-scaling", &TrainConfig::lr_scaling);
   take("warmup-epochs", &TrainConfig::warmup_epochs);

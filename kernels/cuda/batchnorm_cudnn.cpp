@@ -1,0 +1,130 @@
+// cuDNN's persistent NHWC batch norm (see batchnorm_cudnn.h). Decisions:
+//  - Mode CUDNN_BATCHNORM_SPATIAL_PERSISTENT, the NHWC kernels MLPerf's ResNets use; the ops per
+//    call follow the arguments: BN, BN + ReLU, or BN + add + ReLU (cuDNN has no add without the
+//    ReLU, refused). The backward uses the ops of the forward, told apart by dresidual.
+//  - Workspace: the largest that any of the three ops asks for, forward or backward, reserved on
+//    the context at plan time; the reserve space likewise, allocated once in the plan, so the
+//    step allocates nothing.
+//  - Scaling factors are float (cuDNN's rule for f32, f16 and bf16 data). Running statistics:
+//    cuDNN blends with exponentialAverageFactor = momentum and keeps the unbiased variance, as
+//    lockstep's kernels and PyTorch do; saved statistics are (mean, 1/sqrt(var + eps)), the same
+//    layout as lockstep's, so inference and checkpoints do not care which kernels trained.
+#include "kernels/cuda/batchnorm_cudnn.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/cuda_state.h"
+#include "kernels/memory.h"
+
+namespace lockstep::cuda {
+
+namespace {
+
+constexpr cudnnBatchNormMode_t kMode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+
+struct CudnnBatchNorm {
+  cudnnTensorDescriptor_t x = nullptr, bn = nullptr;
+  cudnnActivationDescriptor_t relu = nullptr;
+  Buffer reserve;
+  ~CudnnBatchNorm() {
+    if (relu) cudnnDestroyActivationDescriptor(relu);
+    if (bn) cudnnDestroyTensorDescriptor(bn);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+cudnnDataType_t data_type(DType dt) {
+  switch (dt) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f16: return CUDNN_DATA_HALF;
+    default: break;
+  }
+  LS_CHECK(false, "batchnorm (cudnn): f32, bf16 or f16 data, got " << dtype_name(dt));
+}
+
+cudnnHandle_t handle(const Context& ctx) { return ctx.cuda().cudnn; }
+
+const CudnnBatchNorm& backend_of(const BatchNormPlan& plan, const Context& ctx, const char* op) {
+  LS_CHECK(plan.backend, op << ": the plan has no cuDNN state (make it with plan_batchnorm(..., cudnn))");
+  LS_CHECK(ctx.workspace_bytes() >= plan.workspace_bytes,
+           op << ": the context's workspace holds " << ctx.workspace_bytes() << " bytes, the plan needs "
+              << plan.workspace_bytes << " (was the plan made on another context?)");
+  return *static_cast<const CudnnBatchNorm*>(plan.backend.get());
+}
+
+cudnnBatchNormOps_t ops_for(bool add, bool relu, const char* op) {
+  LS_CHECK(relu || !add, op << ": cuDNN's batch norm fuses a residual add only before a ReLU");
+  if (!relu) return CUDNN_BATCHNORM_OPS_BN;
+  return add ? CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION : CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+}
+
+}  // namespace
+
+void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
+  auto c = std::make_shared<CudnnBatchNorm>();
+  const Shape& s = plan.x;
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->x));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, data_type(plan.dtype), static_cast<int>(s[0]),
+                                         static_cast<int>(s[3]), static_cast<int>(s[1]), static_cast<int>(s[2])));
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->bn));
+  CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(c->bn, c->x, kMode));
+  CUDNN_CHECK(cudnnCreateActivationDescriptor(&c->relu));
+  CUDNN_CHECK(cudnnSetActivationDescriptor(c->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+
+  cudnnHandle_t h = handle(ctx);
+  size_t ws = 0, reserve = 0;
+  for (cudnnBatchNormOps_t ops : {CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_OPS_BN_ACTIVATION,
+                                  CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION}) {
+    const bool add = ops == CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION;
+    cudnnActivationDescriptor_t act = ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : c->relu;
+    size_t f = 0, b = 0, r = 0;
+    CUDNN_CHECK(cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(h, kMode, ops, c->x, add ? c->x : nullptr,
+                                                                         c->x, c->bn, act, &f));
+    CUDNN_CHECK(cudnnGetBatchNormalizationBackwardExWorkspaceSize(h, kMode, ops, c->x, c->x, c->x,
+                                                                  add ? c->x : nullptr, c->x, c->bn, act, &b));
+    CUDNN_CHECK(cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, kMode, ops, act, c->x, &r));
+    ws = std::max({ws, f, b});
+    reserve = std::max(reserve, r);
+  }
+  if (reserve > 0) c->reserve = Buffer(ctx.device(), reserve);
+  plan.workspace_bytes = std::max(plan.workspace_bytes, ws);
+  plan.kernels = BatchNormKernels::cudnn;
+  plan.backend = std::move(c);
+}
+
+void batchnorm_forward_train_cudnn(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
+                                   const Tensor& x, const Tensor* residual, const Tensor& gamma, const Tensor& beta,
+                                   Tensor& running_mean, Tensor& running_var, Tensor& save_mean,
+                                   Tensor& save_invstd, Tensor& y) {
+  const char* op = "batchnorm_forward_train (cudnn)";
+  const CudnnBatchNorm& c = backend_of(plan, ctx, op);
+  const cudnnBatchNormOps_t ops = ops_for(residual != nullptr, args.relu, op);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(cudnnBatchNormalizationForwardTrainingEx(
+      handle(ctx), kMode, ops, &one, &zero, c.x, x.raw(), residual ? c.x : nullptr,
+      residual ? residual->raw() : nullptr, c.x, y.raw(), c.bn, gamma.raw(), beta.raw(), args.momentum,
+      running_mean.raw(), running_var.raw(), args.eps, save_mean.raw(), save_invstd.raw(),
+      ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : c.relu, ctx.workspace(), plan.workspace_bytes, c.reserve.data(),
+      c.reserve.bytes()));
+}
+
+void batchnorm_backward_cudnn(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x,
+                              const Tensor& y, const Tensor& dy, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& save_mean, const Tensor& save_invstd, Tensor& dx, Tensor* dresidual,
+                              Tensor& dgamma, Tensor& dbeta) {
+  const char* op = "batchnorm_backward (cudnn)";
+  const CudnnBatchNorm& c = backend_of(plan, ctx, op);
+  const cudnnBatchNormOps_t ops = ops_for(dresidual != nullptr, args.relu, op);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
+      handle(ctx), kMode, ops, &one, &zero, &one, &zero, c.x, x.raw(), c.x, args.relu ? y.raw() : nullptr, c.x,
+      dy.raw(), dresidual ? c.x : nullptr, dresidual ? dresidual->raw() : nullptr, c.x, dx.raw(), c.bn, gamma.raw(),
+      beta.raw(), dgamma.raw(), dbeta.raw(), args.eps, save_mean.raw(), save_invstd.raw(),
+      ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : c.relu, ctx.workspace(), plan.workspace_bytes, c.reserve.data(),
+      c.reserve.bytes()));
+}
+
+}  // namespace lockstep::cuda
