@@ -35,15 +35,6 @@ struct CudnnBatchNorm {
   }
 };
 
-cudnnDataType_t data_type(DType dt) {
-  switch (dt) {
-    case DType::f32: return CUDNN_DATA_FLOAT;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
-    case DType::f16: return CUDNN_DATA_HALF;
-    default: break;
-  }
-  LS_CHECK(false, "batchnorm (cudnn): f32, bf16 or f16 data, got " << dtype_name(dt));
-}
 
 cudnnHandle_t handle(const Context& ctx) { return ctx.cuda().cudnn; }
 
@@ -67,8 +58,9 @@ void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
   auto c = std::make_shared<CudnnBatchNorm>();
   const Shape& s = plan.x;
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->x));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, data_type(plan.dtype), static_cast<int>(s[0]),
-                                         static_cast<int>(s[3]), static_cast<int>(s[1]), static_cast<int>(s[2])));
+  const cudnnDataType_t type = cudnn_data_type(plan.dtype, "plan_batchnorm (cudnn)");
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(c->x, CUDNN_TENSOR_NHWC, type, static_cast<int>(s[0]), static_cast<int>(s[3]),
+                                         static_cast<int>(s[1]), static_cast<int>(s[2])));
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->bn));
   CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(c->bn, c->x, kMode));
   CUDNN_CHECK(cudnnCreateActivationDescriptor(&c->relu));

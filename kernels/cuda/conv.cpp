@@ -59,16 +59,6 @@ struct CudnnConv {
   }
 };
 
-cudnnDataType_t cudnn_type(DType dt) {
-  switch (dt) {
-    case DType::f32: return CUDNN_DATA_FLOAT;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
-    case DType::f16: return CUDNN_DATA_HALF;
-    default: break;
-  }
-  LS_CHECK(false, "conv2d: cuDNN convs take f32, bf16 or f16, got " << dtype_name(dt));
-}
-
 const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
   switch (a) {
     case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "IMPLICIT_GEMM";
@@ -221,7 +211,7 @@ const CudnnConv& backend_of(const Context& ctx, const ConvPlan& plan, const char
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
                      size_t workspace_limit) {
-  const cudnnDataType_t type = cudnn_type(dtype);
+  const cudnnDataType_t type = cudnn_data_type(dtype, "conv2d");
   cudnnHandle_t h = ctx.cuda().cudnn;
 
   auto c = std::make_shared<CudnnConv>();

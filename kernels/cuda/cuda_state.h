@@ -7,6 +7,7 @@
 #include <cudnn.h>
 
 #include "kernels/context.h"
+#include "kernels/error.h"
 
 namespace lockstep {
 
@@ -22,6 +23,17 @@ struct CudaState {
 
 namespace cuda {
 inline cudaStream_t stream(const Context& ctx) { return ctx.cuda().compute; }
+
+// cuDNN's data type for a float dtype; `op` names the caller in the error for any other.
+inline cudnnDataType_t cudnn_data_type(DType dt, const char* op) {
+  switch (dt) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f16: return CUDNN_DATA_HALF;
+    default: break;
+  }
+  LS_CHECK(false, op << ": cuDNN takes f32, bf16 or f16 data, got " << dtype_name(dt));
+}
 }  // namespace cuda
 
 }  // namespace lockstep
