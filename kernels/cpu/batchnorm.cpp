@@ -1,10 +1,14 @@
 // CPU batch normalization over NHWC, f32: the oracle. Per-channel sums run in double, in two
 // passes (mean, then squared deviations), scanning rows in memory order with C accumulators
-// taken from the workspace the plan reserved (2 * C doubles); the element math is the shared
-// kernels/batchnorm_math.h that the CUDA kernels use too.
+// taken from the workspace the plan reserved; the element math is the shared
+// kernels/batchnorm_math.h that the CUDA kernels use too. Backward's gradient sums run over a
+// fixed number of row chunks in parallel (the count depends on the shape alone), each into its
+// own partial sums, added in chunk order: the same bits whatever the thread count.
 // The dispatcher (kernels/batchnorm.cpp) has checked args, devices, dtypes and shapes; only f32
 // and the workspace are checked here.
 #include "kernels/batchnorm.h"
+
+#include <algorithm>
 
 #include "kernels/args.h"
 #include "kernels/batchnorm_math.h"
@@ -12,7 +16,14 @@
 namespace lockstep::cpu {
 
 namespace {
-size_t scratch_bytes(const Shape& x) { return 2 * static_cast<size_t>(x[3]) * sizeof(double); }
+constexpr int64_t kMaxSumChunks = 8;
+
+int64_t sum_chunks(const Shape& x) { return std::max<int64_t>(1, std::min<int64_t>(kMaxSumChunks, bn::rows_of(x))); }
+
+// 2 * C doubles of sums, then 2 * C per chunk of partial sums.
+size_t scratch_bytes(const Shape& x) {
+  return 2 * static_cast<size_t>(x[3]) * (1 + static_cast<size_t>(sum_chunks(x))) * sizeof(double);
+}
 
 double* scratch(const Context& ctx, const Shape& x, const char* op) {
   LS_CHECK(ctx.workspace_bytes() >= scratch_bytes(x),
@@ -110,13 +121,26 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
   const float* sm = save_mean.data<float>();
   const float* si = save_invstd.data<float>();
 
+  const int64_t chunks = sum_chunks(x.shape()), per_chunk = (m + chunks - 1) / chunks;
+  double* partial = sum_gx + c_n;  // chunk k: g sums at [2k C, 2k C + C), g * xhat sums after
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) {
+    double* pg_sum = partial + 2 * k * c_n;
+    double* pgx_sum = pg_sum + c_n;
+    std::fill(pg_sum, pg_sum + 2 * c_n, 0.0);
+    for (int64_t r = k * per_chunk; r < std::min(m, (k + 1) * per_chunk); ++r)
+      for (int64_t c = 0; c < c_n; ++c) {
+        int64_t i = r * c_n + c;
+        float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
+        pg_sum[c] += g;
+        pgx_sum[c] += static_cast<double>(g) * bn::xhat_of(px[i], sm[c], si[c]);
+      }
+  }
   for (int64_t c = 0; c < c_n; ++c) sum_g[c] = sum_gx[c] = 0.0;
-  for (int64_t r = 0; r < m; ++r)
+  for (int64_t k = 0; k < chunks; ++k)
     for (int64_t c = 0; c < c_n; ++c) {
-      int64_t i = r * c_n + c;
-      float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
-      sum_g[c] += g;
-      sum_gx[c] += static_cast<double>(g) * bn::xhat_of(px[i], sm[c], si[c]);
+      sum_g[c] += partial[2 * k * c_n + c];
+      sum_gx[c] += partial[2 * k * c_n + c_n + c];
     }
   float* pdb = dbeta.data<float>();
   float* pdg = dgamma.data<float>();
@@ -128,13 +152,17 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
   const float* pg = gamma.data<float>();
   float* pdx = dx.data<float>();
   float* pdr = dresidual ? dresidual->data<float>() : nullptr;
+  // The per-channel coefficients once, in the partials' space (no longer needed; it holds at
+  // least 4 C floats), so the element loop is plain arrays and vectorizes.
+  bn::BackwardCoef* coef = reinterpret_cast<bn::BackwardCoef*>(partial);
+  static_assert(sizeof(bn::BackwardCoef) <= 2 * sizeof(double));
+  for (int64_t c = 0; c < c_n; ++c) coef[c] = bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m);
 #pragma omp parallel for
   for (int64_t r = 0; r < m; ++r)
     for (int64_t c = 0; c < c_n; ++c) {
       int64_t i = r * c_n + c;
       float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
-      float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]),
-                                     bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m));
+      float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]), coef[c]);
       if (pdr) pdr[i] = g;
       pdx[i] = d;
     }

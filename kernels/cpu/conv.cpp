@@ -7,11 +7,19 @@
 //   backward-data    dcol (PQ, RSC) = dy_n (PQ, K) * W (K, RSC), then col2im adds dcol into dx_n
 //   backward-filter  dW   (K, RSC) += dy_n^T (K, PQ) * col (PQ, RSC), summed over the batch
 // A 1x1 stride-1 unpadded conv's column matrix is the image itself (HW, C), so it needs no
-// scratch and skips im2col / col2im. Otherwise the plan reserves one image's column matrix in
-// the context workspace.
+// scratch and skips im2col / col2im.
+// Threads: OpenBLAS runs single-threaded (kernels/threads.cpp), so the parallelism is ours: the
+// images are split over the OpenMP team, each thread with its own column matrix (the plan
+// reserves one per thread the team may have at plan time, and a step never uses more threads
+// than slots). Forward and backward-data are independent per image. Backward-filter sums over
+// images: the batch is cut into a fixed number of chunks that depends on N alone, each chunk
+// sums its images in order into its own partial dW, and the partials are added in chunk order,
+// so the result does not depend on the thread count or on scheduling.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -22,6 +30,8 @@
 namespace lockstep::cpu {
 
 namespace {
+
+constexpr int kMaxFilterChunks = 8;
 
 bool is_pointwise(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
@@ -76,7 +86,30 @@ struct Gemm {
   int pq, rsc;
   int64_t x_image, y_image;
   bool pointwise;
+  int64_t col = 0;   // floats in one column matrix (0 when pointwise)
+  int chunks = 1;    // backward-filter's partial sums
+  int64_t partials = 0;  // floats of the chunks' partial dW (0 with one chunk), first in the workspace
 };
+
+int filter_chunks(const ConvShape& s) { return std::max(1, std::min(s.n, kMaxFilterChunks)); }
+
+// What the plan reserves: a column matrix per thread, then the partial dW of each chunk.
+size_t scratch_bytes(const ConvShape& s, int threads) {
+  const size_t col = is_pointwise(s) ? 0 : size_t(col_elements(s));
+  const size_t partials = filter_chunks(s) > 1 ? size_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0;
+  return (col * std::max(1, threads) + partials) * sizeof(float);
+}
+
+// Threads a loop may use: the team's size, capped by the column matrices the workspace holds.
+int usable_threads(const Context& ctx, const Gemm& g, int items) {
+  int t = std::max(1, std::min(omp_get_max_threads(), items));
+  if (g.col > 0) {
+    const int64_t free_floats = static_cast<int64_t>(ctx.workspace_bytes() / sizeof(float)) - g.partials;
+    const int64_t slots = free_floats / g.col;
+    t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(t, slots)));
+  }
+  return t;
+}
 
 // Checks what only the CPU backend needs of a plan and returns its GEMM sizes.
 Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
@@ -87,12 +120,14 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
   // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
   // made elsewhere can never make im2col write past the workspace.
   const bool pointwise = is_pointwise(s);
-  const size_t need = pointwise ? 0 : size_t(col_elements(s)) * sizeof(float);
+  const size_t need = scratch_bytes(s, 1);
   LS_CHECK(ctx.workspace_bytes() >= need,
            op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
               << need << " (was the plan made on another context?)");
   const int pq = s.out_h() * s.out_w();
-  return {pq, s.r * s.s * s.c, int64_t(s.h) * s.w * s.c, int64_t(pq) * s.k, pointwise};
+  return {pq, s.r * s.s * s.c, int64_t(s.h) * s.w * s.c, int64_t(pq) * s.k, pointwise,
+          pointwise ? 0 : col_elements(s), filter_chunks(s),
+          filter_chunks(s) > 1 ? int64_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0};
 }
 
 }  // namespace
@@ -103,7 +138,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   plan.shape = shape;
   plan.dtype = dtype;
   const bool pointwise = is_pointwise(shape);
-  plan.workspace_bytes = pointwise ? 0 : size_t(col_elements(shape)) * sizeof(float);
+  plan.workspace_bytes = scratch_bytes(shape, omp_get_max_threads());
   plan.algorithms = pointwise ? "cpu sgemm (1x1, no im2col)" : "cpu im2col+sgemm";
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
@@ -114,8 +149,10 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   const char* op = "conv2d_forward";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
-  float* col = static_cast<float*>(ctx.workspace());
+  float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
+#pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, s.n))
   for (int n = 0; n < s.n; ++n) {
+    float* col = scratch + omp_get_thread_num() * g.col;
     const float* xn = x.data<float>() + n * g.x_image;
     if (!g.pointwise) im2col(s, xn, col);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.pq, s.k, g.rsc, 1.0f,
@@ -129,8 +166,10 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
   const char* op = "conv2d_backward_data";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
-  float* dcol = static_cast<float*>(ctx.workspace());
+  float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
+#pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, s.n))
   for (int n = 0; n < s.n; ++n) {
+    float* dcol = scratch + omp_get_thread_num() * g.col;
     float* dxn = dx.data<float>() + n * g.x_image;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.pq, g.rsc, s.k, 1.0f,
                 dy.data<float>() + n * g.y_image, s.k, w.data<float>(), g.rsc, 0.0f,
@@ -146,14 +185,33 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
   const char* op = "conv2d_backward_filter";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &dy, &dw}, op);
-  float* col = static_cast<float*>(ctx.workspace());
-  for (int n = 0; n < s.n; ++n) {
-    const float* xn = x.data<float>() + n * g.x_image;
-    if (!g.pointwise) im2col(s, xn, col);
-    // The first image overwrites dW (beta 0), the rest accumulate into it.
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, g.rsc, g.pq, 1.0f,
-                dy.data<float>() + n * g.y_image, s.k, g.pointwise ? xn : col, g.rsc,
-                n == 0 ? 0.0f : 1.0f, dw.data<float>(), g.rsc);
+  float* partials = static_cast<float*>(ctx.workspace());
+  float* scratch = partials + g.partials;
+  const int64_t wn = int64_t(s.k) * g.rsc;
+  const int per_chunk = (s.n + g.chunks - 1) / g.chunks;
+#pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, g.chunks))
+  for (int c = 0; c < g.chunks; ++c) {
+    float* col = scratch + omp_get_thread_num() * g.col;
+    // One chunk alone writes dW itself; several write their partials, added below in order.
+    float* out = g.chunks == 1 ? dw.data<float>() : partials + c * wn;
+    const int n0 = c * per_chunk, n1 = std::min(s.n, n0 + per_chunk);
+    if (n0 >= n1) std::fill(out, out + wn, 0.0f);
+    for (int n = n0; n < n1; ++n) {
+      const float* xn = x.data<float>() + n * g.x_image;
+      if (!g.pointwise) im2col(s, xn, col);
+      // The chunk's first image overwrites (beta 0), the rest accumulate.
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, g.rsc, g.pq, 1.0f,
+                  dy.data<float>() + n * g.y_image, s.k, g.pointwise ? xn : col, g.rsc,
+                  n == n0 ? 0.0f : 1.0f, out, g.rsc);
+    }
+  }
+  if (g.chunks > 1) {
+    float* d = dw.data<float>();
+    std::copy(partials, partials + wn, d);
+    for (int c = 1; c < g.chunks; ++c) {
+      const float* p = partials + c * wn;
+      for (int64_t i = 0; i < wn; ++i) d[i] += p[i];
+    }
   }
 }
 

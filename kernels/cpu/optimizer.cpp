@@ -1,6 +1,8 @@
-// CPU SGD: one loop over the flat buffer. The segments are validated here (sorted, disjoint,
+// CPU SGD: one pass over the flat buffer. The segments are validated here (sorted, disjoint,
 // inside the buffer), which the CUDA path cannot do without a device-to-host copy.
 #include "kernels/optimizer.h"
+
+#include <tuple>
 
 #include "kernels/optimizer_math.h"
 
@@ -21,9 +23,26 @@ void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor&
   float* p = params.data<float>();
   const float* g = grads.data<float>();
   float* buf = args.momentum != 0.0f ? momentum_buf.data<float>() : nullptr;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i)
-    p[i] = sgd_element(a, p[i], g[i], buf ? buf + i : nullptr, in_wd_segment(seg, S, i));
+  // Walked as runs of constant decay (between and inside the sorted segments) rather than a
+  // segment search per element, so each run is a plain loop that vectorizes (the search made
+  // resnet18's update 3x slower than PyTorch's). The same element math either way.
+#pragma omp parallel
+  {
+    int64_t begin = 0;
+    for (int64_t s = 0; s <= S; ++s) {
+      const int64_t wd_begin = s < S ? seg[2 * s] : n, wd_end = s < S ? seg[2 * s + 1] : n;
+      for (const auto& [lo, hi, wd] : {std::tuple{begin, wd_begin, false}, std::tuple{wd_begin, wd_end, true}}) {
+        if (buf) {
+#pragma omp for schedule(static) nowait
+          for (int64_t i = lo; i < hi; ++i) p[i] = sgd_element(a, p[i], g[i], buf + i, wd);
+        } else {
+#pragma omp for schedule(static) nowait
+          for (int64_t i = lo; i < hi; ++i) p[i] = sgd_element(a, p[i], g[i], nullptr, wd);
+        }
+      }
+      begin = wd_end;
+    }
+  }
 }
 
 }  // namespace lockstep::cpu

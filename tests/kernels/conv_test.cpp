@@ -2,6 +2,7 @@
 // small integers) and finite differences, the cuDNN path against the CPU for f32 / bf16 / f16
 // and both algorithm searches, and the plan and argument errors.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -127,16 +128,47 @@ TEST(ConvPlan, BadShapesThrowNamingTheField) {
   expect_invalid(s, "filter height");
 }
 
-TEST(ConvPlan, CpuScratchIsOneImagesColumnMatrix) {
+TEST(ConvPlan, CpuScratchIsAColumnMatrixPerThreadAndTheFilterPartials) {
   Context ctx(Device::cpu());
+  const size_t threads = size_t(omp_get_max_threads());
+  // 1x1: no column matrix; 4 images -> 4 chunks of partial dW (K x C each).
   ConvPlan p1 = plan_conv2d(ctx, conv_shape(4, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
-  EXPECT_EQ(p1.workspace_bytes, 0u);
+  EXPECT_EQ(p1.workspace_bytes, size_t(4) * 32 * 16 * 4);
   EXPECT_FALSE(p1.algorithms.empty());
   ConvShape s = conv_shape(4, 8, 8, 16, 32, 3, 3, 2, 2, 1, 1);
   ConvPlan p3 = plan_conv2d(ctx, s, DType::f32);
-  EXPECT_EQ(p3.workspace_bytes, size_t(4) * 4 * 4 * 3 * 3 * 16);
+  EXPECT_EQ(p3.workspace_bytes, (size_t(4) * 4 * 3 * 3 * 16 * threads + size_t(4) * 32 * 3 * 3 * 16) * 4);
   EXPECT_GE(ctx.workspace_bytes(), p3.workspace_bytes);
+  // One image: one chunk writes dW itself, no partials.
+  ConvPlan one = plan_conv2d(ctx, conv_shape(1, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
+  EXPECT_EQ(one.workspace_bytes, 0u);
   EXPECT_THROW(plan_conv2d(ctx, s, DType::bf16), Error);  // the CPU backend is f32 only
+}
+
+// The images are split over the OpenMP team; backward-filter's sum is cut into chunks fixed by
+// N, so every result is the same bits with 1, 2 or 3 threads.
+TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
+  const ConvShape s = conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1);
+  const std::vector<float> xv = test::random_floats(s.x_shape().numel(), 3), wv = test::random_floats(s.w_shape().numel(), 4),
+                           dyv = test::random_floats(s.y_shape().numel(), 5);
+  std::vector<std::vector<float>> first;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    Context ctx(Device::cpu());
+    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    OwnedTensor x = test::host_tensor(s.x_shape(), xv), w = test::host_tensor(s.w_shape(), wv),
+                dy = test::host_tensor(s.y_shape(), dyv);
+    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32),
+        dw(Device::cpu(), s.w_shape(), DType::f32);
+    conv2d_forward(ctx, plan, x, w, y);
+    conv2d_backward_data(ctx, plan, dy, w, dx);
+    conv2d_backward_filter(ctx, plan, x, dy, dw);
+    std::vector<std::vector<float>> got{test::host_values(y), test::host_values(dx), test::host_values(dw)};
+    if (first.empty()) first = got;
+    else EXPECT_EQ(got, first) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(ConvCpu, ForwardMatchesNaiveLoopsExactly) {
