@@ -41,41 +41,47 @@ int64_t col_elements(const ConvShape& s) {
   return int64_t(s.out_h()) * s.out_w() * s.r * s.s * s.c;
 }
 
-// col (PQ, RSC) <- receptive fields of image x (H, W, C).
+// col (PQ, RSC) <- receptive fields of image x (H, W, C). In NHWC the S pixels of one filter row
+// are adjacent in x, so each (p, q, r) is one copy of the in-bounds span plus zeros at the edges.
 void im2col(const ConvShape& s, const float* x, float* col) {
   const int P = s.out_h(), Q = s.out_w();
   const int64_t row = int64_t(s.r) * s.s * s.c;
   for (int p = 0; p < P; ++p)
     for (int q = 0; q < Q; ++q) {
       float* dst = col + (int64_t(p) * Q + q) * row;
-      for (int r = 0; r < s.r; ++r) {
+      const int iw0 = q * s.stride_w - s.pad_w;
+      const int t0 = std::max(0, -iw0), t1 = std::min(s.s, s.w - iw0);  // in-bounds taps [t0, t1)
+      for (int r = 0; r < s.r; ++r, dst += int64_t(s.s) * s.c) {
         const int ih = p * s.stride_h - s.pad_h + r;
-        for (int t = 0; t < s.s; ++t, dst += s.c) {
-          const int iw = q * s.stride_w - s.pad_w + t;
-          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w)
-            std::fill(dst, dst + s.c, 0.0f);
-          else
-            std::memcpy(dst, x + (int64_t(ih) * s.w + iw) * s.c, sizeof(float) * s.c);
+        if (ih < 0 || ih >= s.h || t0 >= t1) {
+          std::fill(dst, dst + int64_t(s.s) * s.c, 0.0f);
+          continue;
         }
+        std::fill(dst, dst + int64_t(t0) * s.c, 0.0f);
+        std::memcpy(dst + int64_t(t0) * s.c, x + (int64_t(ih) * s.w + iw0 + t0) * s.c,
+                    sizeof(float) * size_t(t1 - t0) * s.c);
+        std::fill(dst + int64_t(t1) * s.c, dst + int64_t(s.s) * s.c, 0.0f);
       }
     }
 }
 
-// dx (H, W, C) += the column gradients dcol (PQ, RSC) scattered back to their input pixels.
+// dx (H, W, C) += the column gradients dcol (PQ, RSC) scattered back to their input pixels
+// (the in-bounds span of each filter row at once, as im2col reads it).
 void col2im_add(const ConvShape& s, const float* dcol, float* dx) {
   const int P = s.out_h(), Q = s.out_w();
   const int64_t row = int64_t(s.r) * s.s * s.c;
   for (int p = 0; p < P; ++p)
     for (int q = 0; q < Q; ++q) {
       const float* src = dcol + (int64_t(p) * Q + q) * row;
-      for (int r = 0; r < s.r; ++r) {
+      const int iw0 = q * s.stride_w - s.pad_w;
+      const int t0 = std::max(0, -iw0), t1 = std::min(s.s, s.w - iw0);
+      for (int r = 0; r < s.r; ++r, src += int64_t(s.s) * s.c) {
         const int ih = p * s.stride_h - s.pad_h + r;
-        for (int t = 0; t < s.s; ++t, src += s.c) {
-          const int iw = q * s.stride_w - s.pad_w + t;
-          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
-          float* d = dx + (int64_t(ih) * s.w + iw) * s.c;
-          for (int c = 0; c < s.c; ++c) d[c] += src[c];
-        }
+        if (ih < 0 || ih >= s.h || t0 >= t1) continue;
+        float* d = dx + (int64_t(ih) * s.w + iw0 + t0) * s.c;
+        const float* g = src + int64_t(t0) * s.c;
+        const int64_t n = int64_t(t1 - t0) * s.c;
+        for (int64_t i = 0; i < n; ++i) d[i] += g[i];
       }
     }
 }
