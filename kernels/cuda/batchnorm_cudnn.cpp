@@ -28,6 +28,7 @@ struct CudnnBatchNorm {
   cudnnTensorDescriptor_t x = nullptr, bn = nullptr;
   cudnnActivationDescriptor_t relu = nullptr;
   Buffer reserve;
+  bool supported[3] = {false, false, false};  // by cudnnBatchNormOps_t: BN, BN+ReLU, BN+add+ReLU
   ~CudnnBatchNorm() {
     if (relu) cudnnDestroyActivationDescriptor(relu);
     if (bn) cudnnDestroyTensorDescriptor(bn);
@@ -46,10 +47,15 @@ const CudnnBatchNorm& backend_of(const BatchNormPlan& plan, const Context& ctx, 
   return *static_cast<const CudnnBatchNorm*>(plan.backend.get());
 }
 
-cudnnBatchNormOps_t ops_for(bool add, bool relu, const char* op) {
+cudnnBatchNormOps_t ops_for(const CudnnBatchNorm& c, const BatchNormPlan& plan, bool add, bool relu, const char* op) {
   LS_CHECK(relu || !add, op << ": cuDNN's batch norm fuses a residual add only before a ReLU");
-  if (!relu) return CUDNN_BATCHNORM_OPS_BN;
-  return add ? CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION : CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+  const cudnnBatchNormOps_t ops = !relu ? CUDNN_BATCHNORM_OPS_BN
+                                 : add  ? CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION
+                                        : CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+  LS_CHECK(c.supported[static_cast<int>(ops)],
+           op << ": cuDNN offers no persistent NHWC batch norm" << (relu ? (add ? " + add + ReLU" : " + ReLU") : "")
+              << " for " << dtype_name(plan.dtype) << " " << plan.x.str() << " (use --bn-kernels lockstep)");
+  return ops;
 }
 
 }  // namespace
@@ -73,11 +79,15 @@ void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
     const bool add = ops == CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION;
     cudnnActivationDescriptor_t act = ops == CUDNN_BATCHNORM_OPS_BN ? nullptr : c->relu;
     size_t f = 0, b = 0, r = 0;
-    CUDNN_CHECK(cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(h, kMode, ops, c->x, add ? c->x : nullptr,
-                                                                         c->x, c->bn, act, &f));
-    CUDNN_CHECK(cudnnGetBatchNormalizationBackwardExWorkspaceSize(h, kMode, ops, c->x, c->x, c->x,
-                                                                  add ? c->x : nullptr, c->x, c->bn, act, &b));
-    CUDNN_CHECK(cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, kMode, ops, act, c->x, &r));
+    // An op set cuDNN refuses for this dtype or shape is only an error if a call asks for it.
+    const bool ok =
+        cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(h, kMode, ops, c->x, add ? c->x : nullptr, c->x,
+                                                                 c->bn, act, &f) == CUDNN_STATUS_SUCCESS &&
+        cudnnGetBatchNormalizationBackwardExWorkspaceSize(h, kMode, ops, c->x, c->x, c->x, add ? c->x : nullptr, c->x,
+                                                          c->bn, act, &b) == CUDNN_STATUS_SUCCESS &&
+        cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, kMode, ops, act, c->x, &r) == CUDNN_STATUS_SUCCESS;
+    c->supported[static_cast<int>(ops)] = ok;
+    if (!ok) continue;
     ws = std::max({ws, f, b});
     reserve = std::max(reserve, r);
   }
@@ -93,7 +103,7 @@ void batchnorm_forward_train_cudnn(Context& ctx, const BatchNormPlan& plan, cons
                                    Tensor& save_invstd, Tensor& y) {
   const char* op = "batchnorm_forward_train (cudnn)";
   const CudnnBatchNorm& c = backend_of(plan, ctx, op);
-  const cudnnBatchNormOps_t ops = ops_for(residual != nullptr, args.relu, op);
+  const cudnnBatchNormOps_t ops = ops_for(c, plan, residual != nullptr, args.relu, op);
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationForwardTrainingEx(
       handle(ctx), kMode, ops, &one, &zero, c.x, x.raw(), residual ? c.x : nullptr,
@@ -109,7 +119,7 @@ void batchnorm_backward_cudnn(Context& ctx, const BatchNormPlan& plan, const Bat
                               Tensor& dgamma, Tensor& dbeta) {
   const char* op = "batchnorm_backward (cudnn)";
   const CudnnBatchNorm& c = backend_of(plan, ctx, op);
-  const cudnnBatchNormOps_t ops = ops_for(dresidual != nullptr, args.relu, op);
+  const cudnnBatchNormOps_t ops = ops_for(c, plan, dresidual != nullptr, args.relu, op);
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
       handle(ctx), kMode, ops, &one, &zero, &one, &zero, c.x, x.raw(), c.x, args.relu ? y.raw() : nullptr, c.x,
