@@ -195,7 +195,9 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
 
 LayerCost Stem::cost() const {
   LayerCost c;
-  const ConvShape& cs = conv_.plan().shape;
+  // The useful work: FLOPs and bytes of the real input channels, not of the zero padding.
+  ConvShape cs = conv_.plan().shape;
+  cs.c = conv_.in_channels();
   const int k = cs.r;
   c.kind = "stem conv" + std::to_string(k) + "x" + std::to_string(k) + (pool_ ? " + pool" : "");
   const double e = static_cast<double>(dtype_size(conv_.plan().dtype));

@@ -22,6 +22,7 @@ class Conv2d {
   void backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx) const;
 
   int weight() const { return weight_; }
+  int in_channels() const { return in_c_; }  // the real ones, before any padding
   const ConvPlan& plan() const { return plan_; }
   const std::string& name() const { return name_; }
 
