@@ -1,3 +1,5 @@
+// libjpeg's defaults decode: the accurate IDCT and fancy upsampling, what PIL and TurboJPEG's
+// flags 0 use (TJFLAG_FASTDCT measured no gain, 2026-11-26: most decodes use scaled IDCTs).
 // libjpeg reports errors by longjmp, so every libjpeg call sits in a small C-style function
 // (*_c) that holds no object with a destructor; the decompressor and the buffers are owned
 // outside them. Warnings are counted by libjpeg as usual; one that says the data ran out marks
@@ -29,12 +31,6 @@ struct ErrorState {
 
 ErrorState* state_of(j_common_ptr c) { return reinterpret_cast<ErrorState*>(c->err); }
 
-bool says_ran_out(const char* msg) {
-  std::string s(msg);
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s.find("premature end") != std::string::npos;
-}
-
 void error_exit_c(j_common_ptr c) {
   (*c->err->format_message)(c, state_of(c)->message);
   std::longjmp(state_of(c)->jump, 1);
@@ -45,7 +41,7 @@ void emit_message_c(j_common_ptr c, int level) {
   char buf[JMSG_LENGTH_MAX];
   (*c->err->format_message)(c, buf);
   ErrorState* e = state_of(c);
-  if (says_ran_out(buf) && !e->ran_out) {
+  if (says_data_ran_out(buf) && !e->ran_out) {
     e->ran_out = true;
     std::snprintf(e->message, sizeof(e->message), "%s", buf);
   }
@@ -113,6 +109,12 @@ bool read_rows_c(Decompressor* d, uint8_t* out, size_t row_bytes, JDIMENSION row
 }
 
 }  // namespace
+
+bool says_data_ran_out(const std::string& message) {
+  std::string s = message;
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s.find("premature end") != std::string::npos;
+}
 
 JpegWindow decode_jpeg_window(const uint8_t* data, size_t size, int scale_eighths, int x0, int y0, int x1, int y1,
                               std::vector<uint8_t>& rgb, std::vector<uint8_t>& cmyk) {

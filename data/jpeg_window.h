@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace lockstep::data {
@@ -17,6 +18,10 @@ struct JpegWindow {
   int width = 0, height = 0;               // the window's size (rgb holds height x width x 3)
   int scaled_width = 0, scaled_height = 0;  // the whole scaled image
 };
+
+// Whether a libjpeg message says the data ran out ("Premature end of JPEG file", "... premature
+// end of data segment"): the one warning that is an error (truncation, decode.cpp rule (b)).
+bool says_data_ran_out(const std::string& message);
 
 // Decodes to RGB the scaled pixels covering columns [x0, x1) and rows [y0, y1) of the image
 // scaled by scale_eighths / 8 (clamped to the image; the window may start left of x0, as libjpeg

@@ -99,11 +99,15 @@ struct Gemm {
 
 int filter_chunks(const ConvShape& s) { return std::max(1, std::min(s.n, kMaxFilterChunks)); }
 
-// What the plan reserves: a column matrix per thread, then the partial dW of each chunk.
+// Floats of the chunks' partial dW (none with one chunk: it writes dW itself).
+int64_t partial_floats(const ConvShape& s) {
+  return filter_chunks(s) > 1 ? int64_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0;
+}
+
+// What the plan reserves: the partial dW of each chunk, then a column matrix per thread.
 size_t scratch_bytes(const ConvShape& s, int threads) {
   const size_t col = is_pointwise(s) ? 0 : size_t(col_elements(s));
-  const size_t partials = filter_chunks(s) > 1 ? size_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0;
-  return (col * std::max(1, threads) + partials) * sizeof(float);
+  return (col * std::max(1, threads) + size_t(partial_floats(s))) * sizeof(float);
 }
 
 // Threads a loop may use: the team's size, capped by the column matrices the workspace holds.
@@ -132,8 +136,7 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
               << need << " (was the plan made on another context?)");
   const int pq = s.out_h() * s.out_w();
   return {pq, s.r * s.s * s.c, int64_t(s.h) * s.w * s.c, int64_t(pq) * s.k, pointwise,
-          pointwise ? 0 : col_elements(s), filter_chunks(s),
-          filter_chunks(s) > 1 ? int64_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0};
+          pointwise ? 0 : col_elements(s), filter_chunks(s), partial_floats(s)};
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ def ips(j):
     return f"{j['img_per_s_median']:.1f} ({j['img_per_s_min']:.1f}-{j['img_per_s_max']:.1f})"
 
 
-def algo(j):
+def options(j):
     """lockstep's cuDNN algorithm choice (--conv-algo) and padded stem, where the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
     out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
@@ -60,7 +60,7 @@ def main(paths):
             continue
         ratio = ours["img_per_s_median"] / theirs["img_per_s_median"]
         print(f"| {ours['arch']} | {ours['image_size']} px, {ours['classes']} classes | {ours['batch']} x {ours['workers']} "
-              f"| {ours['precision']}{algo(ours)} | {ours['device']} | {ours.get('threads', '-')} / {theirs.get('threads', '-')} "
+              f"| {ours['precision']}{options(ours)} | {ours['device']} | {ours.get('threads', '-')} / {theirs.get('threads', '-')} "
               f"| {ips(ours)} | {ips(theirs)} | **{ratio:.2f}x** "
               f"| {ours['step_ms_median']:.1f} / {theirs['step_ms_median']:.1f} "
               f"| {mib(ours['peak_memory_bytes'])} / {mib(theirs['peak_memory_bytes'])} |")
@@ -73,7 +73,7 @@ def main(paths):
         for ours, theirs in rows:
             for j in (ours, theirs):
                 prof = j.get("profiled_step_ms")
-                print(f"| {j['arch']} | {j['engine']}{algo(j)} | {phases(j)} | {'-' if prof is None else f'{prof:.1f}'} |")
+                print(f"| {j['arch']} | {j['engine']}{options(j)} | {phases(j)} | {'-' if prof is None else f'{prof:.1f}'} |")
     return 0
 
 
