@@ -169,6 +169,21 @@ void TrainConfig::validate() const {
   if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
   if (bn_kernels == BatchNormKernels::cudnn && device.is_cpu())
     fail("--bn-kernels", "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
+  if (cuda_graph) {
+    if (device.is_cpu()) fail("--cuda-graph", "--cuda-graph needs --device cuda (CUDA graphs replay GPU work)");
+    if (precision == DType::f16)
+      fail("--cuda-graph", "--cuda-graph does not support --precision fp16: its loss scaling reads an overflow flag on "
+                           "the host at every step; use bf16 or fp32");
+    if (sync != SyncKind::allreduce && sync != SyncKind::average)
+      fail("--cuda-graph", "--cuda-graph replays --sync allreduce or average steps, not --sync " +
+                               std::string(sync_name(sync)) + " (its exchange runs on the host)");
+    if (!straggler.empty())
+      fail("--cuda-graph", "--cuda-graph cannot be combined with --straggler (the injected delays run on the host "
+                           "inside the step)");
+    if (sync == SyncKind::allreduce && workers_per_gpu > 1)
+      fail("--cuda-graph", "--cuda-graph with --sync allreduce needs one worker per GPU (workers sharing a GPU "
+                           "exchange gradients through host memory, which a graph cannot capture)");
+  }
   if (stem_channels != 0 && (stem_channels < 3 || stem_channels > 64))
     fail("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + str(stem_channels) + ")");
   if (device.is_cpu() && precision != DType::f32)
@@ -345,6 +360,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"conv_algo", conv_algo_name(conv_algo)},
       {"stem_channels", stem_channels},
       {"bn_kernels", bn_kernels_name(bn_kernels)},
+      {"cuda_graph", cuda_graph},
       {"epochs", epochs},
       {"base_lr", base_lr},
       {"lr_scaling", lr_scaling},
@@ -423,6 +439,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   if (j.contains("conv_algo")) c.conv_algo = parse_conv_algo(get_str("conv_algo"));
   get("stem_channels", c.stem_channels);
   if (j.contains("bn_kernels")) c.bn_kernels = parse_bn_kernels(get_str("bn_kernels"));
+  get("cuda_graph", c.cuda_graph);
   get("epochs", c.epochs);
   get("base_lr", c.base_lr);
   get("lr_scaling", c.lr_scaling);

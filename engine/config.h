@@ -112,6 +112,8 @@ struct TrainConfig {
   int stem_channels = 0;
   // Whose kernels run training BN on CUDA: lockstep's (deterministic) or cuDNN's fused NHWC ones.
   BatchNormKernels bn_kernels = BatchNormKernels::lockstep;
+  // Each kind of micro-batch captured once as a CUDA graph and replayed (engine/worker.h).
+  bool cuda_graph = false;
 
   // schedule (engine/schedule.h)
   int epochs = 90;

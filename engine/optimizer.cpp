@@ -5,6 +5,7 @@
 #include "kernels/copy.h"
 #include "kernels/lars.h"
 #include "kernels/optimizer.h"
+#include "kernels/scalars.h"
 
 namespace lockstep::engine {
 
@@ -36,6 +37,8 @@ Optimizer::Optimizer(Context& ctx, const nets::ParamTable& params, const Optimiz
     if (!decay_ranges_.empty() && decay_ranges_.back().second == b) decay_ranges_.back().second = e;
     else decay_ranges_.push_back({b, e});
   }
+  scalars_ = OwnedTensor(ctx.device(), {2}, DType::f32);
+  write_scalars(ctx, scalars_, {0.f, 1.f});
   if (c.momentum != 0.f) {
     momentum_ = OwnedTensor(ctx.device(), {params.count()}, DType::f32);
     zero(ctx, momentum_);
@@ -62,18 +65,24 @@ Optimizer::Optimizer(Context& ctx, const nets::ParamTable& params, const Optimiz
 }
 
 void Optimizer::step(Context& ctx, nets::ParamTable& params, float lr, float grad_scale) {
+  const bool lars = config_.kind == OptimizerConfig::Kind::lars;
+  set_step(ctx, lr, lars ? 1.f : grad_scale);
+  apply(ctx, params, lars ? grad_scale : 1.f);
+}
+
+void Optimizer::set_step(Context& ctx, float lr, float grad_scale) { write_scalars(ctx, scalars_, {lr, grad_scale}); }
+
+void Optimizer::apply(Context& ctx, nets::ParamTable& params, float lars_grad_scale) {
   SgdArgs a;
-  a.lr = lr;
   a.momentum = config_.momentum;
   a.nesterov = config_.nesterov;
+  a.device_scalars = &scalars_.view();
   if (config_.kind == OptimizerConfig::Kind::lars) {
     lars_scale_gradients(ctx, params.params(), params.grads(), lars_segments_, lars_adapt_, config_.weight_decay,
-                         config_.lars_eta, grad_scale, lars_norms_);
+                         config_.lars_eta, lars_grad_scale, lars_norms_);
     a.weight_decay = 0.f;
-    a.grad_scale = 1.f;
   } else {
     a.weight_decay = config_.weight_decay;
-    a.grad_scale = grad_scale;
   }
   sgd_update(ctx, a, params.params(), params.grads(), momentum_, decay_segments_);
 }

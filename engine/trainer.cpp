@@ -465,25 +465,38 @@ void Trainer::train_rank(int r, Shared& sh) {
       if (step_hook_) step_hook_(r, epoch, step);
       const int micro = static_cast<int>((step - 1) % K);
       const bool last = micro == K - 1;
-      if (red) red->begin_step(last);
-      if (stragglers_) straggle(r, bn_batches, compute_s);
-      const auto t_compute = Clock::now();
-      w.train_micro_batch(micro > 0, loss_grad_scale);
-      if (stragglers_) {
-        w.ctx().synchronize();  // the micro-batch's real compute time, for factor= stragglers
-        compute_s = fastest(compute_s, seconds_since(t_compute));
+      if (config_.cuda_graph) {
+        // The whole micro-batch (exchange and update included) in one graph launch.
+        if (last) lr = schedule_->lr(update);
+        const Worker::StepRun run = w.train_micro_batch_graphed(micro > 0, last, loss_grad_scale, lr, red);
+        if (last && red) {
+          // A replay's exchange is hidden inside the graph: no host time to count.
+          if (run != Worker::StepRun::replayed) comm_window += red->exposed_seconds();
+          bytes_window += red->last_step_bytes();
+        }
+      } else {
+        if (red) red->begin_step(last);
+        if (stragglers_) straggle(r, bn_batches, compute_s);
+        const auto t_compute = Clock::now();
+        w.train_micro_batch(micro > 0, loss_grad_scale);
+        if (stragglers_) {
+          w.ctx().synchronize();  // the micro-batch's real compute time, for factor= stragglers
+          compute_s = fastest(compute_s, seconds_since(t_compute));
+        }
       }
       images += global_images_per_step;
       ++bn_batches;
       if (last) {
-        if (red) {
-          red->finish(ctx);
-          comm_window += red->exposed_seconds();
-          bytes_window += red->last_step_bytes();
+        if (!config_.cuda_graph) {
+          if (red) {
+            red->finish(ctx);
+            comm_window += red->exposed_seconds();
+            bytes_window += red->last_step_bytes();
+          }
+          if (PhaseTimer* t = w.phase_timer()) t->lap(Phase::comm);  // exposed communication (bench)
+          lr = schedule_->lr(update);
+          w.update(lr, 1.f);
         }
-        if (PhaseTimer* t = w.phase_timer()) t->lap(Phase::comm);  // exposed communication (bench)
-        lr = schedule_->lr(update);
-        w.update(lr, 1.f);
         if (update_hook_ && driver(r)) update_hook_(update);
         ++update;
         models_differ = averaging;

@@ -4,6 +4,7 @@
 #include "kernels/cast.h"
 #include "kernels/copy.h"
 #include "kernels/loss.h"
+#include "kernels/normalize.h"
 
 namespace lockstep::engine {
 
@@ -15,9 +16,14 @@ Worker::Worker(Device device, const WorkerOptions& o)
   const Shape in = model_.input_shape(), out = model_.output_shape();
   const int64_t n = in[0];
   if (device.is_cuda()) {
-    images_ = OwnedTensor(device, in, DType::u8);
-    labels_ = OwnedTensor(device, {n}, DType::i32);
-    flips_ = OwnedTensor(device, {n}, DType::u8);
+    ctx_.make_current();  // the events belong to this worker's GPU
+    for (DeviceBatch& b : slots_) {
+      b.images = OwnedTensor(device, in, DType::u8);
+      b.labels = OwnedTensor(device, {n}, DType::i32);
+      b.flips = OwnedTensor(device, {n}, DType::u8);
+      b.uploaded = std::make_unique<Event>(ctx_);
+      b.used = std::make_unique<Event>(ctx_);
+    }
   }
   input_ = OwnedTensor(device, in, o.model.dtype);
   dlogits_ = OwnedTensor(device, out, o.model.dtype);
@@ -38,47 +44,86 @@ void Worker::set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<Bat
 
 Stats Worker::evaluate_all() {
   LS_CHECK(val_ != nullptr, "evaluate: this worker has no validation source");
+  release_host_batch();
   val_->start_epoch(0);
   for (int64_t i = 0; i < val_->batches_per_epoch(); ++i) evaluate(val_->next());
   return take_eval_stats();
 }
 
-const Tensor& Worker::upload_and_normalize(const HostBatch& b) {
-  LS_CHECK(b.images.shape() == model_.input_shape() && b.images.dtype() == DType::u8,
-           "batch images must be u8" << model_.input_shape().str() << ", got " << b.images.str());
-  const bool flips = b.flips.defined() && b.flips.numel() > 0;
-  if (ctx_.is_cuda()) {
-    copy(ctx_, b.images, images_);
-    copy(ctx_, b.labels, labels_);
-    if (flips) copy(ctx_, b.flips, flips_);
-    const Tensor* f = flips ? &flips_.view() : nullptr;
-    normalize_images(ctx_, opt_.normalization, images_, f, input_);
-  } else {
-    normalize_images(ctx_, opt_.normalization, b.images, flips ? &b.flips : nullptr, input_);
-  }
-  return input_;
+void Worker::release_host_batch() {
+  if (pending_upload_) pending_upload_->synchronize();
+  pending_upload_ = nullptr;
 }
 
-void Worker::train_micro_batch(bool accumulate, float loss_grad_scale) {
+const HostBatch& Worker::next_train_batch() {
+  release_host_batch();
   if (timer_) timer_->mark();
   const HostBatch& batch = train_->next();
   if (timer_) timer_->lap(Phase::data);
-  forward_backward(batch, accumulate, loss_grad_scale);
+  return batch;
+}
+
+Worker::DeviceBatch& Worker::stage(const HostBatch& b) {
+  LS_CHECK(b.images.shape() == model_.input_shape() && b.images.dtype() == DType::u8,
+           "batch images must be u8" << model_.input_shape().str() << ", got " << b.images.str());
+  const bool flips = b.flips.defined() && b.flips.numel() > 0;
+  if (!ctx_.is_cuda()) {
+    host_slot_.images_view = b.images;
+    host_slot_.labels_view = b.labels;
+    host_slot_.flips_view = b.flips;
+    host_slot_.has_flips = flips;
+    host_slot_.count = b.count;
+    return host_slot_;
+  }
+  DeviceBatch& s = slots_[static_cast<size_t>(next_slot_)];
+  next_slot_ ^= 1;
+  // The slot's previous batch (two micro-batches ago) must be read before it is overwritten.
+  s.used->wait(ctx_, Stream::copy);
+  copy_async(ctx_, b.images, s.images, Stream::copy);
+  copy_async(ctx_, b.labels, s.labels, Stream::copy);
+  if (flips) copy_async(ctx_, b.flips, s.flips, Stream::copy);
+  s.uploaded->record(ctx_, Stream::copy);
+  s.uploaded->wait(ctx_, Stream::compute);
+  pending_upload_ = s.uploaded.get();
+  s.images_view = s.images;
+  s.labels_view = s.labels;
+  s.flips_view = s.flips;
+  s.has_flips = flips;
+  s.count = b.count;
+  return s;
+}
+
+void Worker::normalize(const DeviceBatch& b) {
+  const Tensor* f = b.has_flips ? &b.flips_view : nullptr;
+  normalize_images(ctx_, opt_.normalization, b.images_view, f, input_);
+}
+
+void Worker::train_micro_batch(bool accumulate, float loss_grad_scale) {
+  const HostBatch& batch = next_train_batch();
+  DeviceBatch& b = stage(batch);
+  forward_backward_staged(b, accumulate, loss_grad_scale);
+  if (b.used) b.used->record(ctx_, Stream::compute);
 }
 
 void Worker::forward_backward(const HostBatch& batch, bool accumulate, float loss_grad_scale) {
-  LS_CHECK(batch.count == batch.images.dim(0), "training batches must be full (" << batch.count << " of "
-                                                                                  << batch.images.dim(0) << ")");
-  const Tensor& x = upload_and_normalize(batch);
+  DeviceBatch& b = stage(batch);
+  release_host_batch();
+  forward_backward_staged(b, accumulate, loss_grad_scale);
+  if (b.used) b.used->record(ctx_, Stream::compute);
+}
+
+void Worker::forward_backward_staged(const DeviceBatch& b, bool accumulate, float loss_grad_scale) {
+  LS_CHECK(b.count == b.images_view.dim(0), "training batches must be full (" << b.count << " of "
+                                                                              << b.images_view.dim(0) << ")");
+  normalize(b);
   if (timer_) timer_->lap(Phase::h2d);
-  const Tensor& logits = model_.forward(ctx_, x, nets::Mode::train);
-  const Tensor& labels = ctx_.is_cuda() ? labels_.view() : batch.labels;
-  softmax_cross_entropy(ctx_, logits, labels, opt_.label_smoothing, loss_grad_scale * scaler_.scale(), &dlogits_.view(),
-                        train_stats_);
+  const Tensor& logits = model_.forward(ctx_, input_, nets::Mode::train);
+  softmax_cross_entropy(ctx_, logits, b.labels_view, opt_.label_smoothing, loss_grad_scale * scaler_.scale(),
+                        &dlogits_.view(), train_stats_);
   if (timer_) timer_->lap(Phase::forward);
   model_.backward(ctx_, dlogits_, accumulate);
   if (timer_) timer_->lap(Phase::backward);
-  train_samples_ += batch.count;
+  train_samples_ += b.count;
 }
 
 bool Worker::update(float lr, float grad_scale) {
@@ -100,15 +145,69 @@ bool Worker::update(float lr, float grad_scale) {
   return true;
 }
 
+void Worker::apply_update() {
+  optimizer_->apply(ctx_, model_.params());
+  model_.parameters_updated(ctx_);
+}
+
+Worker::StepRun Worker::train_micro_batch_graphed(bool accumulate, bool update, float loss_grad_scale, float lr,
+                                                  SyncStrategy* sync) {
+  LS_CHECK(ctx_.is_cuda(), "--cuda-graph needs a CUDA worker, not " << ctx_.device().str());
+  LS_CHECK(!scaler_.enabled(), "--cuda-graph: fp16 loss scaling reads the overflow flag on the host at every step; "
+                               "use --precision bf16 or fp32");
+  const HostBatch& batch = next_train_batch();
+  DeviceBatch& b = stage(batch);
+  LS_CHECK(b.count == b.images_view.dim(0), "training batches must be full (" << b.count << " of "
+                                                                              << b.images_view.dim(0) << ")");
+  // The step's learning rate goes to device memory ahead of the work that reads it.
+  if (update) optimizer_->set_step(ctx_, lr, 1.f);
+  // Graphs hold the workspace's address: were it ever reallocated (a plan made later), they
+  // would write freed memory, so they are dropped and captured again.
+  if (ctx_.workspace() != graph_workspace_) {
+    graphs_.clear();
+    warmed_.clear();
+    graph_workspace_ = ctx_.workspace();
+  }
+  const GraphKey key{accumulate, update, b.has_flips, static_cast<int>(&b - slots_.data())};
+  StepRun run = StepRun::replayed;
+  if (auto it = graphs_.find(key); it != graphs_.end() && !timer_) {
+    it->second.launch(ctx_);
+    train_samples_ += b.count;
+  } else {
+    const bool capture = !timer_ && warmed_[key];
+    run = capture ? StepRun::captured : StepRun::eager;
+    if (sync) sync->begin_step(update);
+    std::unique_ptr<GraphCapture> cap;
+    if (capture) cap = std::make_unique<GraphCapture>(ctx_);
+    forward_backward_staged(b, accumulate, loss_grad_scale);
+    if (update) {
+      if (sync) sync->finish(ctx_);
+      if (timer_) timer_->lap(Phase::comm);
+      apply_update();
+      if (timer_) timer_->lap(Phase::optimizer);
+    }
+    if (capture) {
+      CudaGraph g = cap->finish("a training micro-batch");
+      g.launch(ctx_);
+      graphs_.emplace(key, std::move(g));
+    }
+    warmed_[key] = true;
+  }
+  b.used->record(ctx_, Stream::compute);
+  return run;
+}
+
 void Worker::evaluate(const HostBatch& batch) {
   if (batch.count == 0) return;  // a worker whose share of the validation set ran out
-  const Tensor& x = upload_and_normalize(batch);
-  const Tensor& logits = model_.forward(ctx_, x, nets::Mode::eval);
-  const Tensor& labels = ctx_.is_cuda() ? labels_.view() : batch.labels;
+  DeviceBatch& b = stage(batch);
+  release_host_batch();
+  normalize(b);
+  const Tensor& logits = model_.forward(ctx_, input_, nets::Mode::eval);
   const int64_t k = logits.dim(1), n = batch.count;
   Tensor lv = logits.slice(0, n * k).reshape({n, k});
-  Tensor lb = labels.slice(0, n);
+  Tensor lb = b.labels_view.slice(0, n);
   softmax_cross_entropy(ctx_, lv, lb, 0.f, 1.f, nullptr, eval_stats_);
+  if (b.used) b.used->record(ctx_, Stream::compute);
   eval_samples_ += n;
 }
 

@@ -29,6 +29,22 @@ void copy(Context& ctx, const Tensor& src, Tensor& dst) {
 #endif
 }
 
+void copy_async(Context& ctx, const Tensor& src, Tensor& dst, Stream stream) {
+  if (!ctx.is_cuda()) return copy(ctx, src, dst);
+  LS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(),
+           "copy_async: " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
+  for (const Tensor* t : {&src, static_cast<const Tensor*>(&dst)})
+    LS_CHECK(t->device().is_cpu() || t->device() == ctx.device(),
+             "copy_async: " << t->str() << " is neither on the host nor on " << ctx.device().str());
+  if (src.bytes() == 0) return;
+#if LOCKSTEP_HAVE_CUDA
+  cuda::copy_bytes_async(ctx, dst.raw(), src.raw(), src.bytes(), stream);
+#else
+  (void)stream;
+  throw_no_cuda_backend("copy_async");
+#endif
+}
+
 void fill_bytes(Context& ctx, Tensor& t, uint8_t byte) {
   expect_on(ctx, t, "fill_bytes", "t");
   if (t.bytes() == 0) return;

@@ -10,12 +10,7 @@
 namespace lockstep {
 
 #if LOCKSTEP_HAVE_CUDA
-namespace {
-cudaStream_t stream_of(Context& ctx, Stream s) {
-  CudaState& c = ctx.cuda();
-  return s == Stream::compute ? c.compute : s == Stream::comm ? c.comm : c.copy;
-}
-}  // namespace
+using cuda::stream_of;
 #endif
 
 Event::Event(Context& ctx, bool timing) {

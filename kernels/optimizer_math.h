@@ -69,6 +69,11 @@ inline int64_t check_sgd_args(const Context& ctx, const SgdArgs& args, const Ten
     expect_numel(momentum_buf, params.numel(), op, "momentum_buf");
   }
   const int64_t S = wd_segments.dim(0);
+  if (args.device_scalars) {
+    expect_on(ctx, *args.device_scalars, op, "device_scalars");
+    expect_dtype(*args.device_scalars, DType::f32, op, "device_scalars");
+    expect_numel(*args.device_scalars, 2, op, "device_scalars");
+  }
   LS_CHECK(S == 0 || params.numel() <= (int64_t{1} << 32),
            op << ": u32 segments cannot address " << params.numel() << " parameters");
   return S;
@@ -76,6 +81,16 @@ inline int64_t check_sgd_args(const Context& ctx, const SgdArgs& args, const Ten
 
 inline SgdStepParams sgd_step_params(const SgdArgs& a) {
   return {a.lr, a.momentum, a.weight_decay, a.grad_scale, a.nesterov};
+}
+
+// The step's (lr, grad_scale) taken from SgdArgs::device_scalars where given (read where the
+// update runs: on the device for CUDA).
+LS_HD SgdStepParams with_device_scalars(SgdStepParams a, const float* scalars) {
+  if (scalars) {
+    a.lr = scalars[0];
+    a.grad_scale = scalars[1];
+  }
+  return a;
 }
 
 }  // namespace lockstep

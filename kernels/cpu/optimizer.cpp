@@ -19,7 +19,8 @@ void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor&
              "sgd_update: wd segment " << s << " [" << seg[2 * s] << ", " << seg[2 * s + 1]
                                        << ") is not sorted, disjoint and inside " << n << " parameters");
   }
-  const SgdStepParams a = sgd_step_params(args);
+  const SgdStepParams a =
+      with_device_scalars(sgd_step_params(args), args.device_scalars ? args.device_scalars->data<float>() : nullptr);
   float* p = params.data<float>();
   const float* g = grads.data<float>();
   float* buf = args.momentum != 0.0f ? momentum_buf.data<float>() : nullptr;

@@ -8,6 +8,7 @@
 
 #include "kernels/context.h"
 #include "kernels/error.h"
+#include "kernels/event.h"
 
 namespace lockstep {
 
@@ -18,11 +19,16 @@ struct CudaState {
   cudaStream_t copy = nullptr;
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
+  void* cublas_workspace = nullptr;  // ours, so cuBLAS never allocates inside a captured graph
   int sm_count = 0;
 };
 
 namespace cuda {
 inline cudaStream_t stream(const Context& ctx) { return ctx.cuda().compute; }
+inline cudaStream_t stream_of(const Context& ctx, Stream s) {
+  const CudaState& c = ctx.cuda();
+  return s == Stream::compute ? c.compute : s == Stream::comm ? c.comm : c.copy;
+}
 
 // cuDNN's data type for a float dtype; `op` names the caller in the error for any other.
 inline cudnnDataType_t cudnn_data_type(DType dt, const char* op) {

@@ -8,9 +8,10 @@
 
 namespace lockstep::cuda {
 
-__global__ void sgd_kernel(SgdStepParams a, float* __restrict__ p, const float* __restrict__ g,
-                           float* __restrict__ buf, const uint32_t* __restrict__ segments,
-                           int64_t S, int64_t n) {
+__global__ void sgd_kernel(SgdStepParams args, const float* __restrict__ scalars, float* __restrict__ p,
+                           const float* __restrict__ g, float* __restrict__ buf,
+                           const uint32_t* __restrict__ segments, int64_t S, int64_t n) {
+  const SgdStepParams a = with_device_scalars(args, scalars);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     p[i] = sgd_element(a, p[i], g[i], buf ? buf + i : nullptr, in_wd_segment(segments, S, i));
@@ -23,7 +24,7 @@ void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor&
   if (n == 0) return;
   float* buf = args.momentum != 0.0f ? momentum_buf.data<float>() : nullptr;
   sgd_kernel<<<grid_for(n), kThreads, 0, stream(ctx)>>>(
-      sgd_step_params(args), params.data<float>(), grads.data<float>(), buf,
+      sgd_step_params(args), args.device_scalars ? args.device_scalars->data<float>() : nullptr, params.data<float>(), grads.data<float>(), buf,
       S > 0 ? wd_segments.data<uint32_t>() : nullptr, S, n);
   CUDA_CHECK_LAUNCH();
 }

@@ -83,6 +83,11 @@ std::unique_ptr<CudaState> make_state(int device) {
   CUDNN_CHECK(cudnnSetStream(s->cudnn, s->compute));
   CUBLAS_CHECK(cublasCreate(&s->cublas));
   CUBLAS_CHECK(cublasSetStream(s->cublas, s->compute));
+  // A workspace of our own (NVIDIA's recommended 32 MiB for Hopper), set once: cuBLAS then needs no
+  // allocation of its own in a step, which a CUDA graph capture would refuse.
+  constexpr size_t kCublasWorkspace = size_t{32} << 20;
+  s->cublas_workspace = device_alloc(device, kCublasWorkspace);
+  CUBLAS_CHECK(cublasSetWorkspace(s->cublas, s->cublas_workspace, kCublasWorkspace));
   // fp32 GEMMs stay fp32 (no TF32) so they are comparable with the CPU reference.
   CUBLAS_CHECK(cublasSetMathMode(s->cublas, CUBLAS_DEFAULT_MATH));
   return s;
@@ -93,6 +98,7 @@ void destroy_state(CudaState* s) noexcept {
   cudaSetDevice(s->device);
   if (s->cublas) cublasDestroy(s->cublas);
   if (s->cudnn) cudnnDestroy(s->cudnn);
+  if (s->cublas_workspace) cudaFree(s->cublas_workspace);
   for (cudaStream_t st : {s->compute, s->comm, s->copy})
     if (st) cudaStreamDestroy(st);
 }
@@ -112,6 +118,10 @@ void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device
   (void)src_dev;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.cuda().compute));
   if (dst_dev.is_cpu() || src_dev.is_cpu()) CUDA_CHECK(cudaStreamSynchronize(ctx.cuda().compute));
+}
+
+void copy_bytes_async(Context& ctx, void* dst, const void* src, size_t bytes, Stream stream) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(ctx, stream)));
 }
 
 void fill_bytes(Context& ctx, void* dst, int byte, size_t bytes) {

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "kernels/device.h"
+#include "kernels/event.h"
 
 namespace lockstep {
 struct CudaState;
@@ -27,6 +28,8 @@ void synchronize(CudaState& s);
 void set_device(int device);
 // Copies between any two of host and this context's device, ordered on the compute stream.
 void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// The same on `stream`, with no host wait (kernels/copy.h copy_async).
+void copy_bytes_async(Context& ctx, void* dst, const void* src, size_t bytes, Stream stream);
 void fill_bytes(Context& ctx, void* dst, int byte, size_t bytes);
 
 }  // namespace lockstep::cuda

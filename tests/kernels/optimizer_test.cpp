@@ -1,6 +1,7 @@
 // Tests of the SGD update: CPU against a naive torch.optim.SGD loop (momentum, dampening 0,
 // nesterov, weight decay only inside segments, grad_scale), one hand-computed two-step case,
-// argument errors, and CUDA against CPU after three steps.
+// argument errors, CUDA against CPU after three steps, and (lr, grad_scale) read from device memory
+// (write_scalars) giving the same update as the arguments, also inside a replayed CUDA graph.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +9,9 @@
 #include <vector>
 
 #include "kernels/copy.h"
+#include "kernels/graph.h"
 #include "kernels/optimizer.h"
+#include "kernels/scalars.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep {
@@ -217,6 +220,125 @@ TEST(SgdCuda, MatchesCpuAfterThreeSteps) {
     if (!no_momentum)
       expect_close(test::to_host_f32(gpu, b_gpu), test::host_values(b_cpu), 1e-6, "momentum buffer");
   }
+}
+
+// The same three steps with (lr, grad_scale) from device memory, rewritten before each step, and
+// with the arguments' own lr and grad_scale set to nonsense that must be ignored.
+void expect_device_scalars_match(Context& ctx, bool nesterov) {
+  const int64_t n = 5003;
+  const std::vector<uint32_t> seg = {0, 100, 2000, 4000};
+  const std::vector<float> p0 = test::random_floats(n, 7, -2.f, 2.f);
+  OwnedTensor p_ref = test::host_tensor({n}, p0), b_ref = test::host_tensor({n}, std::vector<float>(p0.size(), 0.f));
+  OwnedTensor p = test::device_tensor(ctx, {n}, p0), b = test::device_tensor(ctx, {n}, std::vector<float>(p0.size(), 0.f));
+  Context cpu(Device::cpu());
+  OwnedTensor s_ref = segment_tensor(cpu, seg), s = segment_tensor(ctx, seg);
+  OwnedTensor scalars(ctx.device(), {2}, DType::f32);
+  for (int step = 0; step < 3; ++step) {
+    const std::vector<float> g = test::random_floats(n, 100 + step, -3.f, 3.f);
+    OwnedTensor g_ref = test::host_tensor({n}, g), gd = test::device_tensor(ctx, {n}, g);
+    SgdArgs ref{0.1f * (step + 1), 0.9f, 1e-3f, nesterov, 0.5f / (step + 1)};
+    sgd_update(cpu, ref, p_ref, g_ref, b_ref, s_ref);
+    SgdArgs a = ref;
+    a.lr = 1e9f;
+    a.grad_scale = -7.f;
+    a.device_scalars = &scalars.view();
+    write_scalars(ctx, scalars, {ref.lr, ref.grad_scale});
+    sgd_update(ctx, a, p, gd, b, s);
+  }
+  expect_close(test::to_host_f32(ctx, p), test::host_values(p_ref), 1e-6, "params");
+  expect_close(test::to_host_f32(ctx, b), test::host_values(b_ref), 1e-6, "momentum buffer");
+}
+
+TEST(Sgd, DeviceScalarsReplaceLrAndGradScale) {
+  Context ctx(Device::cpu());
+  expect_device_scalars_match(ctx, false);
+  expect_device_scalars_match(ctx, true);
+}
+
+TEST(Sgd, DeviceScalarsAreChecked) {
+  Context ctx(Device::cpu());
+  OwnedTensor p = test::host_tensor({4}, {1, 2, 3, 4}), g = test::host_tensor({4}, {1, 1, 1, 1});
+  OwnedTensor buf = test::host_tensor({4}, {0, 0, 0, 0});
+  OwnedTensor seg = segment_tensor(ctx, {});
+  OwnedTensor three(Device::cpu(), {3}, DType::f32), ints(Device::cpu(), {2}, DType::i32);
+  SgdArgs a;
+  a.device_scalars = &three.view();
+  EXPECT_THROW(sgd_update(ctx, a, p, g, buf, seg), Error);
+  a.device_scalars = &ints.view();
+  EXPECT_THROW(sgd_update(ctx, a, p, g, buf, seg), Error);
+}
+
+TEST(Scalars, WriteScalarsStoresEachValue) {
+  Context ctx(Device::cpu());
+  OwnedTensor t = test::host_tensor({5}, {9, 9, 9, 9, 9});
+  write_scalars(ctx, t, {1.5f, -2.f, 0.25f});
+  EXPECT_EQ(test::host_values(t), (std::vector<float>{1.5f, -2.f, 0.25f, 9, 9}));
+  OwnedTensor small(Device::cpu(), {1}, DType::f32), ints(Device::cpu(), {2}, DType::i32);
+  EXPECT_THROW(write_scalars(ctx, small, {1.f, 2.f}), Error);
+  EXPECT_THROW(write_scalars(ctx, ints, {1.f}), Error);
+  EXPECT_THROW(write_scalars(ctx, t, {1, 2, 3, 4, 5, 6, 7, 8, 9}), Error);
+}
+
+TEST(SgdCuda, DeviceScalarsReplaceLrAndGradScale) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  expect_device_scalars_match(gpu, false);
+  expect_device_scalars_match(gpu, true);
+  OwnedTensor t(gpu.device(), {3}, DType::f32);
+  write_scalars(gpu, t, {1.5f, -2.f, 0.25f});
+  EXPECT_EQ(test::to_host_f32(gpu, t), (std::vector<float>{1.5f, -2.f, 0.25f}));
+}
+
+// One SGD update captured as a CUDA graph, replayed three times with a new learning rate written
+// before each replay: the graph reads each step's rate from memory, so it matches the CPU's steps.
+TEST(SgdCuda, GraphReplayReadsEachStepsLearningRate) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  Context cpu(Device::cpu());
+  const int64_t n = 4099;
+  const std::vector<uint32_t> seg = {10, 3000};
+  const std::vector<float> p0 = test::random_floats(n, 3, -2.f, 2.f), g0 = test::random_floats(n, 4, -1.f, 1.f);
+  OwnedTensor p_ref = test::host_tensor({n}, p0), b_ref = test::host_tensor({n}, std::vector<float>(p0.size(), 0.f));
+  OwnedTensor g_ref = test::host_tensor({n}, g0), s_ref = segment_tensor(cpu, seg);
+  OwnedTensor p = test::device_tensor(gpu, {n}, p0), b = test::device_tensor(gpu, {n}, std::vector<float>(p0.size(), 0.f));
+  OwnedTensor g = test::device_tensor(gpu, {n}, g0), s = segment_tensor(gpu, seg);
+  OwnedTensor scalars(gpu.device(), {2}, DType::f32);
+  SgdArgs a{0.f, 0.9f, 1e-3f, false, 1.f};
+  a.device_scalars = &scalars.view();
+  gpu.synchronize();
+  CudaGraph graph;
+  {
+    GraphCapture cap(gpu);
+    sgd_update(gpu, a, p, g, b, s);
+    graph = cap.finish("an SGD update");
+  }
+  EXPECT_GE(graph.nodes(), 1u);
+  for (int step = 0; step < 3; ++step) {
+    const float lr = 0.05f * (step + 1);
+    SgdArgs ref{lr, 0.9f, 1e-3f, false, 1.f};
+    sgd_update(cpu, ref, p_ref, g_ref, b_ref, s_ref);
+    write_scalars(gpu, scalars, {lr, 1.f});
+    graph.launch(gpu);
+  }
+  expect_close(test::to_host_f32(gpu, p), test::host_values(p_ref), 1e-6, "params after three replays");
+}
+
+// A host synchronization inside a capture is refused with a clear error, and the stream stays
+// usable for ordinary work afterwards.
+TEST(SgdCuda, GraphCaptureRefusesHostSync) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  OwnedTensor d = test::device_tensor(gpu, {4}, {1, 2, 3, 4});
+  OwnedTensor h(Device::cpu(), {4}, DType::f32);
+  EXPECT_THROW(
+      {
+        GraphCapture cap(gpu);
+        copy(gpu, d, h);  // device-to-host: waits on the host
+        cap.finish("a read-back");
+      },
+      Error);
+  write_scalars(gpu, d, {5.f, 6.f});
+  EXPECT_EQ(test::to_host_f32(gpu, d), (std::vector<float>{5, 6, 3, 4}));
 }
 
 TEST(SgdCuda, ArgumentErrors) {

@@ -142,6 +142,8 @@ TEST(CliTrain, BadValuesNameTheFlag) {
             "--bn-kernels: expected lockstep or cudnn, got 'fast'");
   EXPECT_EQ(error_of(base({"--bn-kernels", "cudnn"}), "--bn-kernels"),
             "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
+  EXPECT_EQ(error_of(base({"--cuda-graph"}), "--cuda-graph"),
+            "--cuda-graph needs --device cuda (CUDA graphs replay GPU work)");
   EXPECT_EQ(error_of(base({"--batch-size", "abc"}), "--batch-size"), "--batch-size: expected an integer, got 'abc'");
   error_of(base({"--batch-size", "12x"}), "--batch-size");
   error_of(base({"--batch-size", "99999999999"}), "--batch-size");

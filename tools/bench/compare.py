@@ -33,10 +33,12 @@ def ips(j):
 
 
 def options(j):
-    """lockstep's cuDNN algorithm choice (--conv-algo) and padded stem, where the JSON has them."""
+    """lockstep's cuDNN algorithm choice (--conv-algo), padded stem, BN kernels and CUDA graphs, where
+    the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
     out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
-    return out + (f", bn {j['bn_kernels']}" if j.get("bn_kernels") not in (None, "lockstep") else "")
+    out += f", bn {j['bn_kernels']}" if j.get("bn_kernels") not in (None, "lockstep") else ""
+    return out + (", cuda graph" if j.get("cuda_graph") else "")
 
 
 def phases(j):

@@ -2,7 +2,7 @@
 # Runs lockstep's GPU checks on a GPU machine and prints a summary: the kernel and net tests in
 # full and the GPU tests of the engine and CLI suites; short `lockstep train` runs of each sync
 # mode on the GPU; `mpirun -np 1` through the NCCL span (where Open MPI is there); the throughput
-# race, `lockstep bench train` per --conv-algo against the PyTorch reference
+# race, `lockstep bench train` per option variant (--conv-algo, --cuda-graph, ...) against the PyTorch reference
 # (tools/reference/torch_bench.py), resnet50 and resnet18, bf16, batch 256, synthetic data, in
 # one table with the ratio (tools/bench/compare.py; what goes into bench/RESULTS.md), and
 # `bench ops` of the first arch; last, the kernel tests under compute-sanitizer (memcheck).
@@ -103,14 +103,15 @@ done
 if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
   base=(train --device cuda --arch resnet18 --synthetic --steps-per-epoch 12 --eval-steps 2 --epochs 2
         --batch-size 32 --image-size 64 --classes 10)
-  for mode in allreduce sign average async; do
+  for mode in allreduce allreduce-graph sign average async; do
     extra=()
-    [ "$mode" != allreduce ] && extra=(--workers-per-gpu 2)
-    timeout "$(tmo 240)" "$bin/lockstep" "${base[@]}" --sync "$mode" "${extra[@]}" --out "$out/train-$mode" \
+    [ "$mode" = allreduce-graph ] && extra=(--cuda-graph)
+    [ "${mode%-graph}" != allreduce ] && extra=(--workers-per-gpu 2)
+    timeout "$(tmo 240)" "$bin/lockstep" "${base[@]}" --sync "${mode%-graph}" "${extra[@]}" --out "$out/train-$mode" \
       >"$out/train-$mode.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && { status=1; tail -5 "$out/train-$mode.log"; }
-    note "lockstep train --device cuda --sync $mode: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log")"
+    note "lockstep train --device cuda --sync ${mode%-graph} ${extra[*]}: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log")"
   done
 fi
 
@@ -138,7 +139,7 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   # ';'; the first arch only), so the table shows what each choice buys: cuDNN's algorithm choice (--conv-algo) and the
   # stem's padded channels (--stem-channels). Then each layer of the first arch (bench ops,
   # slowest first) under the first variant.
-  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--conv-algo heuristic --stem-channels 4;--conv-algo heuristic --stem-channels 8;--conv-algo heuristic --bn-kernels cudnn;--conv-algo heuristic --bn-kernels cudnn --stem-channels 4;--conv-algo measure}"
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--conv-algo heuristic --cuda-graph;--conv-algo heuristic --stem-channels 4;--conv-algo heuristic --stem-channels 8;--conv-algo heuristic --bn-kernels cudnn;--conv-algo heuristic --bn-kernels cudnn --stem-channels 4;--conv-algo measure}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then

@@ -64,7 +64,7 @@ cxxopts::Options bench_train_options() {
 constexpr const char* kForwardedHelp =
     "\nEvery other option is lockstep train's (lockstep train --help), e.g. --arch, --classes, --image-size,\n"
     "--batch-size (per worker), --precision, --conv-algo, --stem-channels,\n"
-    "--bn-kernels, --device, --workers, --gpus, --devices, --workers-per-gpu, --sync,\n"
+    "--bn-kernels, --cuda-graph, --device, --workers, --gpus, --devices, --workers-per-gpu, --sync,\n"
     "--bucket-mb, --no-overlap, --data DIR (default: synthetic data, 4 batches per worker made once and replayed),\n"
     "--loader-threads, --seed, --out DIR (default: a temporary run folder, removed afterwards). Not accepted:\n"
     "--epochs, --steps-per-epoch, --eval-steps, --accumulate, --resume, --stop-after, --checkpoint-every,\n"
@@ -72,6 +72,7 @@ constexpr const char* kForwardedHelp =
     "\nExamples:\n"
     "  lockstep bench train --device cpu --arch resnet20 --batch-size 32\n"
     "  lockstep bench train --arch resnet50 --batch-size 256 --precision bf16 --json r50.json\n"
+    "  lockstep bench train --arch resnet50 --batch-size 256 --precision bf16 --cuda-graph\n"
     "  lockstep bench train --arch resnet18 --gpus 8 --batch-size 256 --sync sign\n";
 
 // "--name" or "--name=value" -> "name" (empty for anything else).
@@ -358,6 +359,10 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
   if (c.device.is_cpu()) out << ", " << threads << " CPU thread(s) per worker";
   out << "\n  data: " << data_desc << "; sync " << engine::sync_name(c.sync)
       << (world > 1 && !c.overlap ? " (no overlap)" : "") << "\n";
+  if (c.cuda_graph)
+    out << "  CUDA graphs: " << trainer.worker(0).graphs_captured()
+        << " captured on rank 0 (each kind of step at its second run; later steps replay them); the profiled "
+           "steps run uncaptured\n";
   out << "  " << bc.warmup << " warm-up step(s), " << bc.steps
       << " timed step(s) (the device waited for at each step's end only)";
   if (P > 0) out << ", then " << P << " profiled step(s) for the breakdown (the device waited for at every phase boundary)";
@@ -398,6 +403,8 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
+    j["cuda_graph"] = c.cuda_graph;
+    j["graphs_captured"] = trainer.worker(0).graphs_captured();
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch_size;

@@ -89,6 +89,8 @@ cxxopts::Options train_options() {
     ("bucket-mb", "gradient bucket size in MB (the first bucket is 1 MB)",
      cxxopts::value<std::string>()->default_value(show(d.bucket_mb)))
     ("no-overlap", "all-reduce after backward instead of during it (for comparison)")
+    ("cuda-graph", "capture each kind of training step once as a CUDA graph and replay it (GPU; bf16 or fp32; "
+                   "--sync allreduce or average)")
     ("comm-timeout", "seconds a worker waits for its peers before the run fails",
      cxxopts::value<std::string>()->default_value(show(d.comm_timeout_s)))
     ("accumulate", "micro-batches per update (global batch = workers x batch-size x accumulate)",
@@ -369,6 +371,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("eval-steps", &TrainConfig::eval_steps);
   take("bucket-mb", &TrainConfig::bucket_mb);
   take("no-overlap", &TrainConfig::overlap);
+  take("cuda-graph", &TrainConfig::cuda_graph);
   take("comm-timeout", &TrainConfig::comm_timeout_s);
   take("precision", &TrainConfig::precision);
   take("conv-algo", &TrainConfig::conv_algo);
@@ -459,6 +462,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   c.workers_per_gpu = in.as_int("workers-per-gpu");
   c.bucket_mb = in.as_double("bucket-mb");
   c.overlap = !in.flag("no-overlap");
+  c.cuda_graph = in.flag("cuda-graph");
   c.comm_timeout_s = in.as_double("comm-timeout");
   if (in.given("gpus") && in.given("devices")) throw ConfigError("--devices", "--gpus and --devices contradict each other");
   if (in.given("gpus")) {
