@@ -8,6 +8,7 @@
 // and stop requests (SIGINT, --stop-after) take effect there, where every worker agrees on the
 // state. Over the first --async-ramp-epochs epochs the active workers grow from 1 to all (the
 // source's trick); inactive workers skip their shard and still join the epoch's end.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -41,9 +42,17 @@ void Trainer::start_async() {
   o.ema = config_.ema;
   o.staleness_lr = config_.staleness_lr;
   const LrSchedule* schedule = schedule_.get();
+  // The shards live where the workers compute: on their GPUs, in turn, or in host memory.
+  std::vector<Device> shard_devices;
+  for (const Device& d : config_.worker_devices())
+    if (std::find(shard_devices.begin(), shard_devices.end(), d) == shard_devices.end()) shard_devices.push_back(d);
+  if (shard_devices[0].is_cpu()) shard_devices = {Device::cpu()};
   ps_ = std::make_unique<ParameterServer>(host_copy(w.ctx(), w.model().params().params()),
                                           w.optimizer().decay_segments(), o,
-                                          [schedule](int64_t u) { return schedule->lr(u); });
+                                          [schedule](int64_t u) { return schedule->lr(u); }, shard_devices);
+  w.ctx().make_current();
+  progress_.message("parameter server: " + std::to_string(std::min<int64_t>(o.shards, ps_->size())) +
+                    " shard(s) in " + ps_->placement());
   if (start_.update > 0)
     ps_->restore(ps_->params(), std::move(resume_ps_momentum_), std::move(resume_ps_ema_), start_.update);
   interleaving_ = std::make_unique<Interleaving>(config_.async_round_robin, world(),
@@ -59,7 +68,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
   const int K = config_.accumulate;
   const int64_t steps = updates_per_epoch_ * K;
   const float loss_grad_scale = 1.f / static_cast<float>(int64_t{config_.batch_size} * K);
-  std::vector<float> host(static_cast<size_t>(table.count()));  // read and push staging, once
+  std::vector<float> host(static_cast<size_t>(table.count()));  // epoch-end staging, once
   // A failure anywhere must not leave a worker waiting for its turn.
   struct AbortOnThrow {
     Interleaving& il;
@@ -87,9 +96,8 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         const int micro = static_cast<int>((step - 1) % K);
         if (micro == 0) {
           interleaving_->wait(AsyncEvent::Op::read, r);
-          version = ps.read(host.data());
+          version = ps.read(ctx, table.params());
           interleaving_->done();
-          copy_from_host(ctx, host, table.params());
           w.model().parameters_updated(ctx);
         }
         if (stragglers_) straggle(r, bn_batches, compute_s);
@@ -101,10 +109,8 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         }
         ++bn_batches;
         if (micro == K - 1) {
-          Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
-          copy(ctx, table.grads(), h);
           interleaving_->wait(AsyncEvent::Op::push, r);
-          ps.push(host.data(), version);
+          ps.push(ctx, table.grads(), version);
           interleaving_->done();
           if (update_hook_) update_hook_(ps.updates() - 1);
           bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back

@@ -45,6 +45,18 @@ void copy_async(Context& ctx, const Tensor& src, Tensor& dst, Stream stream) {
 #endif
 }
 
+void copy_peer_async(Context& ctx, const Tensor& src, Tensor& dst) {
+  if (!ctx.is_cuda()) return copy(ctx, src, dst);
+  LS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(),
+           "copy_peer_async: " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
+  if (src.bytes() == 0) return;
+#if LOCKSTEP_HAVE_CUDA
+  cuda::copy_bytes_peer_async(ctx, dst.raw(), dst.device(), src.raw(), src.device(), src.bytes());
+#else
+  throw_no_cuda_backend("copy_peer_async");
+#endif
+}
+
 void fill_bytes(Context& ctx, Tensor& t, uint8_t byte) {
   expect_on(ctx, t, "fill_bytes", "t");
   if (t.bytes() == 0) return;

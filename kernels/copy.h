@@ -20,6 +20,10 @@ void copy(Context& ctx, const Tensor& src, Tensor& dst);
 // event recorded on `stream` after this call is reached; pinned host memory makes the transfer
 // truly asynchronous. On a CPU context it is copy().
 void copy_async(Context& ctx, const Tensor& src, Tensor& dst, Stream stream);
+// dst <- src, each on the host or any GPU, queued on ctx's compute stream with no host wait; a
+// peer copy between two GPUs (staged through host memory by the driver where they lack peer
+// access). Ordering and host lifetimes as copy_async. On a CPU context both must be on the host.
+void copy_peer_async(Context& ctx, const Tensor& src, Tensor& dst);
 // Every byte of t set to `byte` (0xFF makes every float element NaN: tests poison outputs so).
 void fill_bytes(Context& ctx, Tensor& t, uint8_t byte);
 inline void zero(Context& ctx, Tensor& t) { fill_bytes(ctx, t, 0); }

@@ -45,6 +45,32 @@ const GpuStatus& gpu_status() {
   return status;
 }
 
+DeviceScope::DeviceScope(Device device) {
+  if (!device.is_cuda()) return;
+#if LOCKSTEP_HAVE_CUDA
+  previous_ = cuda::current_device();
+  cuda::set_device(device.index);
+#else
+  throw_no_cuda_backend("DeviceScope");
+#endif
+}
+
+DeviceScope::~DeviceScope() {
+#if LOCKSTEP_HAVE_CUDA
+  if (previous_ >= 0) cuda::set_device_noexcept(previous_);
+#endif
+}
+
+bool enable_peer_access(Device a, Device b) {
+  if (!a.is_cuda() || !b.is_cuda()) return false;
+  if (a == b) return true;
+#if LOCKSTEP_HAVE_CUDA
+  return cuda::enable_peer_access(a.index, b.index);
+#else
+  throw_no_cuda_backend("enable_peer_access");
+#endif
+}
+
 void throw_no_cuda_backend(const char* op) {
   throw Error(std::string(op) + ": this build of lockstep has no CUDA backend; rebuild with "
               "-DLOCKSTEP_CUDA=ON on a machine with the CUDA toolkit, cuDNN 9 and NCCL 2");

@@ -33,4 +33,22 @@ bool cuda_backend_built();
 // Whether a usable CUDA GPU is present, how many, or why not. Cached after the first call.
 const GpuStatus& gpu_status();
 
+// Makes device's GPU the calling thread's current one for the scope and restores the previous
+// current GPU at its end (nothing for the CPU): for work queued on another GPU's streams.
+class DeviceScope {
+ public:
+  explicit DeviceScope(Device device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// Lets GPU `a` access GPU `b`'s memory directly where the hardware can (cudaDeviceEnablePeerAccess,
+// idempotent) and returns whether it can; true for a == b. Copies between GPUs work either way:
+// without peer access the driver stages them through host memory.
+bool enable_peer_access(Device a, Device b);
+
 }  // namespace lockstep

@@ -27,11 +27,17 @@ struct SgdArgs {
 void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor& grads,
                 Tensor& momentum_buf, const Tensor& wd_segments);
 
+// The moving average of parameters: ema <- alpha * ema + (1 - alpha) * params, elementwise, both f32
+// of one length on ctx's device (the same arithmetic on every backend).
+void ema_update(Context& ctx, Tensor& ema, const Tensor& params, float alpha);
+
 namespace cpu {
+void ema_update(Context&, Tensor& ema, const Tensor& params, float alpha);
 void sgd_update(Context&, const SgdArgs&, Tensor& params, const Tensor& grads, Tensor& momentum_buf,
                 const Tensor& wd_segments);
 }
 namespace cuda {
+void ema_update(Context&, Tensor& ema, const Tensor& params, float alpha);
 void sgd_update(Context&, const SgdArgs&, Tensor& params, const Tensor& grads, Tensor& momentum_buf,
                 const Tensor& wd_segments);
 }

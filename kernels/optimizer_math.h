@@ -26,6 +26,8 @@ LS_HD bool in_wd_segment(const uint32_t* segments, int64_t S, int64_t i) {
   return lo > 0 && i < static_cast<int64_t>(segments[2 * (lo - 1) + 1]);
 }
 
+LS_HD float ema_element(float ema, float p, float alpha) { return alpha * ema + (1.f - alpha) * p; }
+
 struct SgdStepParams {
   float lr;
   float momentum;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/copy.h"
 #include "kernels/error.h"
 #include "kernels/optimizer.h"
 
@@ -31,24 +32,32 @@ StalenessStats StalenessStats::since(const StalenessStats& e) const {
 struct ParameterServer::Shard {
   int64_t begin = 0, end = 0;
   std::mutex m;
-  Context ctx{Device::cpu(), 0};  // the CPU ops' context for this shard's updates
-  OwnedTensor decay;              // u32 (S, 2): weight-decay segments, relative to the shard
+  OwnedTensor params, momentum, ema;  // on the shard's device; momentum / ema empty when not kept
+  OwnedTensor grad;                   // a GPU shard's landing place for pushed gradients
+  OwnedTensor decay;                  // u32 (S, 2): weight-decay segments, relative to the shard
+  int64_t size() const { return end - begin; }
 };
+
+namespace {
+// Slice [begin, end) of a flat f32 tensor.
+Tensor slice_of(const Tensor& t, int64_t begin, int64_t end) { return t.slice(begin, end - begin); }
+Tensor host_view(const float* p, int64_t n) {
+  return Tensor(const_cast<float*>(p), Shape{n}, DType::f32, Device::cpu());
+}
+}  // namespace
 
 ParameterServer::ParameterServer(std::vector<float> init,
                                  const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments,
-                                 const ParameterServerOptions& o, std::function<float(int64_t)> lr)
-    : opt_(o), lr_(std::move(lr)), params_(std::move(init)) {
+                                 const ParameterServerOptions& o, std::function<float(int64_t)> lr,
+                                 const std::vector<Device>& devices)
+    : opt_(o), lr_(std::move(lr)), n_(static_cast<int64_t>(init.size())), links_(devices) {
   LS_CHECK(o.shards >= 1, "parameter server: shards must be >= 1");
-  LS_CHECK(!params_.empty(), "parameter server: no parameters");
-  if (o.momentum != 0.f) momentum_.assign(params_.size(), 0.f);
-  if (o.ema > 0) ema_ = params_;
-  const auto n = static_cast<int64_t>(params_.size());
-  const int64_t shards = std::min<int64_t>(o.shards, n);
+  LS_CHECK(n_ > 0, "parameter server: no parameters");
+  const int64_t shards = std::min<int64_t>(o.shards, n_);
   for (int64_t j = 0; j < shards; ++j) {
     auto s = std::make_unique<Shard>();
-    s->begin = n * j / shards;
-    s->end = n * (j + 1) / shards;
+    s->begin = n_ * j / shards;
+    s->end = n_ * (j + 1) / shards;
     std::vector<uint32_t> segs;
     for (const auto& [b, e] : decay_segments) {
       const int64_t lo = std::max<int64_t>(b, s->begin), hi = std::min<int64_t>(e, s->end);
@@ -56,28 +65,50 @@ ParameterServer::ParameterServer(std::vector<float> init,
       segs.push_back(static_cast<uint32_t>(lo - s->begin));
       segs.push_back(static_cast<uint32_t>(hi - s->begin));
     }
-    s->decay = OwnedTensor(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
-    if (!segs.empty()) std::memcpy(s->decay.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
+    const Device d = links_.device_of(static_cast<int>(j));
+    Context& ctx = links_.context_of(static_cast<int>(j));
+    DeviceScope scope(d);
+    const Tensor init_slice = host_view(init.data() + s->begin, s->size());
+    s->params = OwnedTensor(d, {s->size()}, DType::f32);
+    copy(ctx, init_slice, s->params);
+    s->momentum = OwnedTensor(d, {o.momentum != 0.f ? s->size() : 0}, DType::f32);
+    zero(ctx, s->momentum);
+    s->ema = OwnedTensor(d, {o.ema > 0 ? s->size() : 0}, DType::f32);
+    if (o.ema > 0) copy(ctx, init_slice, s->ema);
+    s->grad = OwnedTensor(d, {d.is_cuda() ? s->size() : 0}, DType::f32);
+    OwnedTensor decay(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
+    if (!segs.empty()) std::memcpy(decay.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
+    s->decay = OwnedTensor(d, decay.shape(), DType::u32);
+    copy(ctx, decay, s->decay);
     shards_.push_back(std::move(s));
   }
 }
 
 ParameterServer::~ParameterServer() = default;
 
-int64_t ParameterServer::read(float* dst) {
+int64_t ParameterServer::read(Context& ctx, Tensor& dst) {
+  LS_CHECK(dst.numel() == n_ && dst.dtype() == DType::f32,
+           "parameter server: read into " << dst.str() << ", expected " << n_ << " f32 values");
   int64_t v;
   {
     std::lock_guard<std::mutex> lock(meta_);
     v = started_;
   }
-  for (auto& s : shards_) {
-    std::lock_guard<std::mutex> lock(s->m);
-    std::memcpy(dst + s->begin, params_.data() + s->begin, static_cast<size_t>(s->end - s->begin) * sizeof(float));
+  links_.begin(ctx);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    std::lock_guard<std::mutex> lock(s.m);
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Tensor out = slice_of(dst, s.begin, s.end);
+    links_.copy(static_cast<int>(j), ctx, s.params, out);
+    links_.end(static_cast<int>(j), ctx);
   }
   return v;
 }
 
-int64_t ParameterServer::push(const float* grad, int64_t read_version) {
+int64_t ParameterServer::push(Context& ctx, const Tensor& grad, int64_t read_version) {
+  LS_CHECK(grad.numel() == n_ && grad.dtype() == DType::f32,
+           "parameter server: pushed " << grad.str() << ", expected " << n_ << " f32 values");
   int64_t u;
   {
     std::lock_guard<std::mutex> lock(meta_);
@@ -93,21 +124,39 @@ int64_t ParameterServer::push(const float* grad, int64_t read_version) {
   a.nesterov = opt_.nesterov;
   a.grad_scale = 1.f;
   const float alpha = static_cast<float>(opt_.ema);
-  for (auto& s : shards_) {
-    std::lock_guard<std::mutex> lock(s->m);
-    const int64_t n = s->end - s->begin;
-    Tensor p(params_.data() + s->begin, Shape{n}, DType::f32, Device::cpu());
-    Tensor g(const_cast<float*>(grad) + s->begin, Shape{n}, DType::f32, Device::cpu());
-    Tensor m = momentum_.empty() ? Tensor(nullptr, Shape{0}, DType::f32, Device::cpu())
-                                 : Tensor(momentum_.data() + s->begin, Shape{n}, DType::f32, Device::cpu());
-    sgd_update(s->ctx, a, p, g, m, s->decay);
-    if (alpha > 0)
-      for (int64_t i = s->begin; i < s->end; ++i) ema_[i] = alpha * ema_[i] + (1.f - alpha) * params_[i];
+  links_.begin(ctx);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    std::lock_guard<std::mutex> lock(s.m);
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Context& sc = links_.context_of(static_cast<int>(j));
+    const Tensor in = slice_of(grad, s.begin, s.end);
+    // A GPU shard updates from its own copy of the slice; a host shard reads host memory as it is.
+    Tensor g = in;
+    if (sc.is_cuda()) {
+      links_.copy(static_cast<int>(j), ctx, in, s.grad);
+      g = s.grad.view();
+    } else {
+      LS_CHECK(in.device().is_cpu(), "parameter server: shards in host memory take host gradients, not "
+                                         << in.device().str() << " (place the shards on the workers' GPUs)");
+    }
+    sgd_update(sc, a, s.params, g, s.momentum, s.decay);
+    if (alpha > 0) ema_update(sc, s.ema, s.params, alpha);
+    links_.end(static_cast<int>(j), ctx);
   }
   std::lock_guard<std::mutex> lock(meta_);
   ++completed_;
   stats_.add(staleness);
   return staleness;
+}
+
+int64_t ParameterServer::read(float* dst) {
+  Tensor t = host_view(dst, n_);
+  return read(host_ctx_, t);
+}
+
+int64_t ParameterServer::push(const float* grad, int64_t read_version) {
+  return push(host_ctx_, host_view(grad, n_), read_version);
 }
 
 int64_t ParameterServer::updates() const {
@@ -121,20 +170,50 @@ StalenessStats ParameterServer::staleness() const {
 }
 
 void ParameterServer::read_ema(float* dst) {
-  const std::vector<float>& src = ema_.empty() ? params_ : ema_;
-  for (auto& s : shards_) {
-    std::lock_guard<std::mutex> lock(s->m);
-    std::memcpy(dst + s->begin, src.data() + s->begin, static_cast<size_t>(s->end - s->begin) * sizeof(float));
+  Tensor out_all = host_view(dst, n_);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    std::lock_guard<std::mutex> lock(s.m);
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Tensor out = slice_of(out_all, s.begin, s.end);
+    links_.copy(static_cast<int>(j), host_ctx_, has_ema() ? s.ema : s.params, out);
   }
 }
 
+std::vector<float> ParameterServer::gather(OwnedTensor Shard::*part) const {
+  std::vector<float> out;
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    const Tensor& src = (s.*part).view();
+    if (src.numel() == 0) return {};
+    std::lock_guard<std::mutex> lock(s.m);
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    out.resize(static_cast<size_t>(n_));
+    Tensor dst = host_view(out.data() + s.begin, s.size());
+    copy(links_.context_of(static_cast<int>(j)), src, dst);
+  }
+  return out;
+}
+
+std::vector<float> ParameterServer::params() const { return gather(&Shard::params); }
+std::vector<float> ParameterServer::momentum() const { return gather(&Shard::momentum); }
+std::vector<float> ParameterServer::ema() const { return gather(&Shard::ema); }
+
 void ParameterServer::restore(std::vector<float> params, std::vector<float> momentum, std::vector<float> ema,
                               int64_t updates) {
-  LS_CHECK(params.size() == params_.size(), "parameter server: restoring " << params.size() << " parameters into "
-                                                                           << params_.size());
-  params_ = std::move(params);
-  if (!momentum_.empty() && momentum.size() == params_.size()) momentum_ = std::move(momentum);
-  if (!ema_.empty()) ema_ = ema.size() == params_.size() ? std::move(ema) : params_;
+  LS_CHECK(static_cast<int64_t>(params.size()) == n_,
+           "parameter server: restoring " << params.size() << " parameters into " << n_);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    std::lock_guard<std::mutex> lock(s.m);
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Context& sc = links_.context_of(static_cast<int>(j));
+    copy(sc, host_view(params.data() + s.begin, s.size()), s.params);
+    if (s.momentum.numel() > 0 && momentum.size() == params.size())
+      copy(sc, host_view(momentum.data() + s.begin, s.size()), s.momentum);
+    if (s.ema.numel() > 0)
+      copy(sc, host_view((ema.size() == params.size() ? ema : params).data() + s.begin, s.size()), s.ema);
+  }
   std::lock_guard<std::mutex> lock(meta_);
   started_ = completed_ = updates;
 }

@@ -1,7 +1,9 @@
 // ParameterServer: the in-process parameter server of `--sync async` (Algorithm 2 of
 // reference/sync-sgd-lecture.md). It holds the master parameters, the momentum and the moving
-// average in host memory, cut into shards that each have their own lock, so pushes from several
-// workers apply to different shards at once. Every gradient pushed is applied exactly once, as it
+// average, cut into shards that each have their own lock, so pushes from several workers apply to
+// different shards at once. Shard j lives on devices[j % devices.size()]: host memory for CPU
+// workers, the workers' GPUs for GPU workers (engine/async/shard_link.h moves the slices: peer
+// copies between GPUs, ordered by events, no host wait). Every gradient pushed is applied exactly once, as it
 // arrives (none is dropped), with the same SGD arithmetic as a worker's optimizer (kernels'
 // sgd_update on the shard: weight decay on the same segments, PyTorch's momentum convention), so
 // one worker against the server is plain SGD bit for bit.
@@ -17,9 +19,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/async/shard_link.h"
 #include "kernels/context.h"
 #include "kernels/memory.h"
 
@@ -48,15 +52,23 @@ class ParameterServer {
  public:
   // `init` is the starting model (P floats); decay_segments the [begin, end) element ranges that
   // get weight decay (engine/optimizer.h's); `lr` maps an update index to its learning rate.
+  // `devices`: where the shards live, in turn (default: host memory).
   ParameterServer(std::vector<float> init, const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments,
-                  const ParameterServerOptions& options, std::function<float(int64_t)> lr);
+                  const ParameterServerOptions& options, std::function<float(int64_t)> lr,
+                  const std::vector<Device>& devices = {Device::cpu()});
   ~ParameterServer();
 
-  int64_t size() const { return static_cast<int64_t>(params_.size()); }
-  // Copies the parameters into dst (P floats); returns the version read.
+  int64_t size() const { return n_; }
+  // Copies the parameters into dst (P f32 on the worker's device or the host; ctx: the worker's
+  // context, whose queued work the copy follows and whose later work waits for it); returns the
+  // version read.
+  int64_t read(Context& ctx, Tensor& dst);
+  // Applies a gradient (P f32, already averaged over the worker's batch, on ctx's device or the
+  // host) computed on the parameters of version `read_version`; returns the update's staleness.
+  // The worker may overwrite grad once its context's next work runs (it waits for the copy).
+  int64_t push(Context& ctx, const Tensor& grad, int64_t read_version);
+  // The same with host memory (P floats), done on return.
   int64_t read(float* dst);
-  // Applies a gradient (P floats, already averaged over the worker's batch) computed on the
-  // parameters of version `read_version`; returns the update's staleness.
   int64_t push(const float* grad, int64_t read_version);
 
   int64_t updates() const;          // updates applied (completed)
@@ -64,18 +76,23 @@ class ParameterServer {
   // The moving average (P floats); the parameters themselves when no average is kept.
   void read_ema(float* dst);
   bool has_ema() const { return opt_.ema > 0; }
+  // "host memory", or each GPU with its shards and whether they reach each other directly.
+  std::string placement() const { return links_.placement(static_cast<int>(shards_.size())); }
 
-  // Checkpoints: the whole state, and putting it back (quiescent server only).
-  const std::vector<float>& params() const { return params_; }
-  const std::vector<float>& momentum() const { return momentum_; }
-  const std::vector<float>& ema() const { return ema_; }
+  // Checkpoints: the whole state as host copies, and putting it back (quiescent server only).
+  std::vector<float> params() const;
+  std::vector<float> momentum() const;  // empty without momentum
+  std::vector<float> ema() const;       // empty without a moving average
   void restore(std::vector<float> params, std::vector<float> momentum, std::vector<float> ema, int64_t updates);
 
  private:
   struct Shard;
+  std::vector<float> gather(OwnedTensor Shard::*part) const;
   ParameterServerOptions opt_;
   std::function<float(int64_t)> lr_;
-  std::vector<float> params_, momentum_, ema_;
+  int64_t n_ = 0;
+  ShardLinks links_;
+  Context host_ctx_{Device::cpu(), 0};  // the host side of read(float*) / push(const float*)
   std::vector<std::unique_ptr<Shard>> shards_;
   mutable std::mutex meta_;  // started_, completed_, stats_
   int64_t started_ = 0, completed_ = 0;

@@ -8,6 +8,13 @@
 
 namespace lockstep::cpu {
 
+void ema_update(Context&, Tensor& ema, const Tensor& params, float alpha) {
+  float* e = ema.data<float>();
+  const float* p = params.data<float>();
+  const int64_t n = ema.numel();
+  for (int64_t i = 0; i < n; ++i) e[i] = ema_element(e[i], p[i], alpha);
+}
+
 void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor& grads,
                 Tensor& momentum_buf, const Tensor& wd_segments) {
   const int64_t S = check_sgd_args(ctx, args, params, grads, momentum_buf, wd_segments);

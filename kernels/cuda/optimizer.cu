@@ -17,6 +17,18 @@ __global__ void sgd_kernel(SgdStepParams args, const float* __restrict__ scalars
     p[i] = sgd_element(a, p[i], g[i], buf ? buf + i : nullptr, in_wd_segment(segments, S, i));
 }
 
+__global__ void ema_kernel(float* __restrict__ e, const float* __restrict__ p, float alpha, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    e[i] = ema_element(e[i], p[i], alpha);
+}
+
+void ema_update(Context& ctx, Tensor& ema, const Tensor& params, float alpha) {
+  const int64_t n = ema.numel();
+  if (n == 0) return;
+  ema_kernel<<<grid_for(n), kThreads, 0, stream(ctx)>>>(ema.data<float>(), params.data<float>(), alpha, n);
+  CUDA_CHECK_LAUNCH();
+}
+
 void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor& grads,
                 Tensor& momentum_buf, const Tensor& wd_segments) {
   const int64_t S = check_sgd_args(ctx, args, params, grads, momentum_buf, wd_segments);

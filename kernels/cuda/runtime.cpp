@@ -104,6 +104,29 @@ void destroy_state(CudaState* s) noexcept {
 }
 
 void set_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
+void set_device_noexcept(int device) noexcept { cudaSetDevice(device); }
+
+int current_device() {
+  int d = 0;
+  CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+bool enable_peer_access(int a, int b) {
+  int can = 0;
+  CUDA_CHECK(cudaDeviceCanAccessPeer(&can, a, b));
+  if (!can) return false;
+  int previous = current_device();
+  CUDA_CHECK(cudaSetDevice(a));
+  const cudaError_t e = cudaDeviceEnablePeerAccess(b, 0);
+  cudaSetDevice(previous);
+  if (e == cudaErrorPeerAccessAlreadyEnabled) {
+    cudaGetLastError();
+    return true;
+  }
+  CUDA_CHECK(e);
+  return true;
+}
 
 void synchronize(CudaState& s) {
   CUDA_CHECK(cudaSetDevice(s.device));
@@ -118,6 +141,14 @@ void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device
   (void)src_dev;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ctx.cuda().compute));
   if (dst_dev.is_cpu() || src_dev.is_cpu()) CUDA_CHECK(cudaStreamSynchronize(ctx.cuda().compute));
+}
+
+void copy_bytes_peer_async(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  cudaStream_t s = ctx.cuda().compute;
+  if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index)
+    CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
+  else
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
 }
 
 void copy_bytes_async(Context& ctx, void* dst, const void* src, size_t bytes, Stream stream) {

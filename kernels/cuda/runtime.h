@@ -26,8 +26,14 @@ std::unique_ptr<CudaState> make_state(int device);
 void destroy_state(CudaState* s) noexcept;
 void synchronize(CudaState& s);
 void set_device(int device);
+void set_device_noexcept(int device) noexcept;
+int current_device();
+// cudaDeviceEnablePeerAccess from a to b where cudaDeviceCanAccessPeer says it can.
+bool enable_peer_access(int a, int b);
 // Copies between any two of host and this context's device, ordered on the compute stream.
 void copy_bytes(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// Between any two of the host and two GPUs on ctx's compute stream, no host wait (copy_peer_async).
+void copy_bytes_peer_async(Context& ctx, void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 // The same on `stream`, with no host wait (kernels/copy.h copy_async).
 void copy_bytes_async(Context& ctx, void* dst, const void* src, size_t bytes, Stream stream);
 void fill_bytes(Context& ctx, void* dst, int byte, size_t bytes);

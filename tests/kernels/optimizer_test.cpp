@@ -341,6 +341,36 @@ TEST(SgdCuda, GraphCaptureRefusesHostSync) {
   EXPECT_EQ(test::to_host_f32(gpu, d), (std::vector<float>{5, 6, 3, 4}));
 }
 
+// The moving average on fresh random values, by the formula; the CUDA op against the CPU op.
+std::vector<float> ema_on_cpu(const std::vector<float>& e0, const std::vector<float>& p, float alpha) {
+  Context cpu(Device::cpu());
+  OwnedTensor e = test::host_tensor({static_cast<int64_t>(e0.size())}, e0);
+  OwnedTensor pt = test::host_tensor({static_cast<int64_t>(p.size())}, p);
+  ema_update(cpu, e, pt, alpha);
+  return test::host_values(e);
+}
+
+TEST(Ema, CpuMatchesTheFormula) {
+  const int64_t n = 3001;
+  const std::vector<float> e0 = test::random_floats(n, 21, -1.f, 1.f), p = test::random_floats(n, 22, -1.f, 1.f);
+  const std::vector<float> got = ema_on_cpu(e0, p, 0.9f);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], 0.9f * e0[i] + (1.f - 0.9f) * p[i]) << i;
+  Context cpu(Device::cpu());
+  OwnedTensor e = test::host_tensor({4}, {1, 2, 3, 4}), short_p = test::host_tensor({3}, {1, 2, 3});
+  EXPECT_THROW(ema_update(cpu, e, short_p, 0.5f), Error);
+}
+
+TEST(EmaCuda, MatchesCpu) {
+  LS_REQUIRE_GPU();
+  const int64_t n = 3001;
+  const std::vector<float> e0 = test::random_floats(n, 23, -1.f, 1.f), p = test::random_floats(n, 24, -1.f, 1.f);
+  const std::vector<float> got = ema_on_cpu(e0, p, 0.9f);
+  Context gpu(Device::cuda(0));
+  OwnedTensor eg = test::device_tensor(gpu, {n}, e0), pg = test::device_tensor(gpu, {n}, p);
+  ema_update(gpu, eg, pg, 0.9f);
+  expect_close(test::to_host_f32(gpu, eg), got, 1e-6, "ema");
+}
+
 TEST(SgdCuda, ArgumentErrors) {
   LS_REQUIRE_GPU();
   Context gpu(Device::cuda(0));

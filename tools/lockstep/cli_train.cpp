@@ -136,7 +136,7 @@ cxxopts::Options train_options() {
      cxxopts::value<std::string>()->default_value(show(d.async_ramp_epochs)))
     ("staleness-lr", "--sync async: divide the learning rate by (staleness + 1)")
     ("async-round-robin", "--sync async: a fixed order of reads and updates (reproducible; needs --async-ramp-epochs 0)")
-    ("ps-shards", "--sync async: parameter-server shards, each with its own lock",
+    ("ps-shards", "--sync async: parameter-server shards, each with its own lock, on the workers' GPUs in turn (host memory for CPU workers)",
      cxxopts::value<std::string>()->default_value(show(d.ps_shards)))
     ("backup-workers", "--sync backup: how many of the workers are backups (each update takes the first workers - b gradients)",
      cxxopts::value<std::string>()->default_value(show(d.backup_workers)))
