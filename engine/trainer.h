@@ -97,6 +97,8 @@ class Trainer {
   };
   // --sync async (trainer_async.cpp): the server, and each worker's loop against it.
   void start_async();
+  // Where a server mode's shards live: the workers' distinct GPUs in order, or host memory.
+  std::vector<Device> server_devices() const;
   void train_rank_async(int rank, Shared& sh);
   // Where rank 0's previous step record left off: a server mode's next record covers the interval since.
   struct LogWindow {

@@ -32,6 +32,14 @@ int Trainer::active_workers(int epoch) const {
   return std::min<int>(n, 1 + static_cast<int>(int64_t{n - 1} * (epoch - 1) / ramp));
 }
 
+std::vector<Device> Trainer::server_devices() const {
+  std::vector<Device> out;
+  for (const Device& d : config_.worker_devices())
+    if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(d);
+  if (out[0].is_cpu()) return {Device::cpu()};
+  return out;
+}
+
 void Trainer::start_async() {
   Worker& w = *workers_[0];
   ParameterServerOptions o;
@@ -42,14 +50,9 @@ void Trainer::start_async() {
   o.ema = config_.ema;
   o.staleness_lr = config_.staleness_lr;
   const LrSchedule* schedule = schedule_.get();
-  // The shards live where the workers compute: on their GPUs, in turn, or in host memory.
-  std::vector<Device> shard_devices;
-  for (const Device& d : config_.worker_devices())
-    if (std::find(shard_devices.begin(), shard_devices.end(), d) == shard_devices.end()) shard_devices.push_back(d);
-  if (shard_devices[0].is_cpu()) shard_devices = {Device::cpu()};
   ps_ = std::make_unique<ParameterServer>(host_copy(w.ctx(), w.model().params().params()),
                                           w.optimizer().decay_segments(), o,
-                                          [schedule](int64_t u) { return schedule->lr(u); }, shard_devices);
+                                          [schedule](int64_t u) { return schedule->lr(u); }, server_devices());
   w.ctx().make_current();
   progress_.message("parameter server: " + std::to_string(std::min<int64_t>(o.shards, ps_->size())) +
                     " shard(s) in " + ps_->placement());

@@ -11,6 +11,7 @@
 
 #include "engine/trainer.h"
 #include "engine/trainer_shared.h"
+#include "kernels/combine.h"
 #include "kernels/copy.h"
 
 namespace lockstep::engine {
@@ -28,14 +29,7 @@ void Trainer::start_backup() {
     // Gradient coding: the first N - s coded messages decode to the full gradient.
     o.needed = world() - config_.stragglers;
     const GradientCode* code = code_.get();
-    o.combine = [code](const std::vector<int>& ranks, const std::vector<const float*>& msgs, float* out, int64_t n) {
-      const std::vector<double> a = code->decode(ranks);
-      for (int64_t i = 0; i < n; ++i) {
-        double acc = 0;
-        for (size_t k = 0; k < msgs.size(); ++k) acc += a[k] * static_cast<double>(msgs[k][i]);
-        out[i] = static_cast<float>(acc);
-      }
-    };
+    o.decode = [code](const std::vector<int>& ranks) { return code->decode(ranks); };
   }
   o.momentum = static_cast<float>(config_.momentum);
   o.weight_decay = static_cast<float>(config_.weight_decay);
@@ -43,7 +37,9 @@ void Trainer::start_backup() {
   const LrSchedule* schedule = schedule_.get();
   backup_ = std::make_unique<BackupAggregator>(host_copy(w.ctx(), w.model().params().params()),
                                                w.optimizer().decay_segments(), world(), o,
-                                               [schedule](int64_t u) { return schedule->lr(u); });
+                                               [schedule](int64_t u) { return schedule->lr(u); }, server_devices());
+  w.ctx().make_current();
+  progress_.message(std::string(code_ ? "coded" : "backup") + " aggregator in " + backup_->placement());
   if (start_.update > 0) backup_->restore(backup_->params(), std::move(resume_ps_momentum_), start_.update);
   if (update_hook_) backup_->set_update_hook([this](int64_t t, const std::vector<int>&) { update_hook_(t); });
 }
@@ -60,8 +56,9 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
       1.f / static_cast<float>(code_ ? int64_t{config_.batch_size} * world() : config_.batch_size);
   const int64_t per_update =
       int64_t{config_.batch_size} * (code_ ? world() : world() - config_.backup_workers);
-  std::vector<float> host(static_cast<size_t>(table.count())), message;
-  if (code_) message.resize(host.size());
+  std::vector<float> host(static_cast<size_t>(table.count()));  // epoch-end staging, once
+  OwnedTensor message;  // coded: this worker's combination of its parts' gradients
+  if (code_) message = OwnedTensor(ctx.device(), {table.count()}, DType::f32);
   std::vector<int64_t> part_pos;  // the next batch of each part source within the epoch
   struct AbortOnThrow {
     BackupAggregator& agg;
@@ -86,12 +83,10 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
     const int64_t end = int64_t{epoch} * steps;  // the update count at the epoch's end
     int64_t t = agg.step();
     while (true) {
-      t = agg.read(t, host.data());  // the newest parameters: a late worker skips ahead
+      t = agg.read(ctx, t, table.params());  // the newest parameters: a late worker skips ahead
       bytes.received += table.count() * 4;
       if (t >= end) break;
-      copy_from_host(ctx, host, table.params());
       w.model().parameters_updated(ctx);
-      Tensor h(host.data(), Shape{table.count()}, DType::f32, Device::cpu());
       if (stragglers_) straggle(r, bn_batches, compute_s);
       const auto t_compute = Clock::now();
       if (code_) {
@@ -100,26 +95,24 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
         // encode the same data).
         const int64_t at = t - (end - steps);
         const std::vector<double>& coeff = code_->coefficients(r);
-        std::fill(message.begin(), message.end(), 0.f);
+        zero(ctx, message);
         for (size_t k = 0; k < coeff.size(); ++k) {
           BatchSource& src = *part_sources_[static_cast<size_t>(r)][k];
           if (part_pos[k] != at) src.start_epoch(epoch - 1, at);
           part_pos[k] = at + 1;
           w.forward_backward(src.next(), false, loss_grad_scale);
           ++bn_batches;
-          copy(ctx, table.grads(), h);
-          const float c = static_cast<float>(coeff[k]);
-          for (size_t i = 0; i < message.size(); ++i) message[i] += c * host[i];
+          axpy(ctx, static_cast<float>(coeff[k]), table.grads(), message);
         }
-        if (stragglers_) compute_s = fastest(compute_s, seconds_since(t_compute));  // the copies synchronised
-        agg.push(r, t, message.data());
       } else {
         w.train_micro_batch(false, loss_grad_scale);
         ++bn_batches;
-        copy(ctx, table.grads(), h);  // synchronous: the gradient is complete
-        if (stragglers_) compute_s = fastest(compute_s, seconds_since(t_compute));
-        agg.push(r, t, host.data());
       }
+      if (stragglers_) {
+        ctx.synchronize();  // the gradient's real compute time, for factor= stragglers
+        compute_s = fastest(compute_s, seconds_since(t_compute));
+      }
+      agg.push(ctx, r, t, code_ ? message.view() : table.grads());
       bytes.sent += table.count() * 4;
       ++t;
       const int64_t step = t - (end - steps);

@@ -4,53 +4,108 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/combine.h"
+#include "kernels/copy.h"
 #include "kernels/error.h"
 #include "kernels/optimizer.h"
 
 namespace lockstep::engine {
 
+struct BackupAggregator::Shard {
+  int64_t begin = 0, end = 0;
+  OwnedTensor params, momentum, sum;  // on the shard's device; momentum empty without momentum
+  std::vector<OwnedTensor> slots;     // the accepted gradients of the current step, by rank
+  OwnedTensor decay;                  // u32 (S, 2): weight-decay segments, relative to the shard
+  int64_t size() const { return end - begin; }
+};
+
+namespace {
+Tensor host_view(const float* p, int64_t n) {
+  return Tensor(const_cast<float*>(p), Shape{n}, DType::f32, Device::cpu());
+}
+}  // namespace
+
 BackupAggregator::BackupAggregator(std::vector<float> init,
                                    const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments, int world,
-                                   const BackupOptions& o, std::function<float(int64_t)> lr)
+                                   const BackupOptions& o, std::function<float(int64_t)> lr,
+                                   const std::vector<Device>& devices)
     : opt_(o),
       lr_(std::move(lr)),
       world_(world),
-      params_(std::move(init)),
-      sum_(params_.size()),
-      slots_(static_cast<size_t>(world)),
+      n_(static_cast<int64_t>(init.size())),
+      links_(devices),
       accepted_(static_cast<size_t>(world), 0),
       dropped_(static_cast<size_t>(world), 0) {
   LS_CHECK(o.needed >= 1 && o.needed <= world, "backup: " << o.needed << " gradients per update from " << world
                                                           << " workers");
-  if (o.momentum != 0.f) momentum_.assign(params_.size(), 0.f);
-  for (auto& s : slots_) s.resize(params_.size());
+  LS_CHECK(o.needed <= kMaxCombine, "backup: at most " << kMaxCombine << " gradients per update, got " << o.needed);
+  LS_CHECK(n_ > 0, "backup: no parameters");
   ranks_.reserve(static_cast<size_t>(o.needed));
-  grads_.reserve(static_cast<size_t>(o.needed));
-  std::vector<uint32_t> segs;
-  for (const auto& [b, e] : decay_segments) {
-    segs.push_back(b);
-    segs.push_back(e);
+  inputs_.reserve(static_cast<size_t>(o.needed));
+  const int64_t shards = std::min<int64_t>(static_cast<int64_t>(devices.size()), n_);
+  for (int64_t j = 0; j < shards; ++j) {
+    auto s = std::make_unique<Shard>();
+    s->begin = n_ * j / shards;
+    s->end = n_ * (j + 1) / shards;
+    const Device d = links_.device_of(static_cast<int>(j));
+    Context& ctx = links_.context_of(static_cast<int>(j));
+    DeviceScope scope(d);
+    s->params = OwnedTensor(d, {s->size()}, DType::f32);
+    copy(ctx, host_view(init.data() + s->begin, s->size()), s->params);
+    s->momentum = OwnedTensor(d, {o.momentum != 0.f ? s->size() : 0}, DType::f32);
+    zero(ctx, s->momentum);
+    s->sum = OwnedTensor(d, {s->size()}, DType::f32);
+    for (int r = 0; r < world; ++r) s->slots.emplace_back(d, Shape{s->size()}, DType::f32);
+    std::vector<uint32_t> segs;
+    for (const auto& [b, e] : decay_segments) {
+      const int64_t lo = std::max<int64_t>(b, s->begin), hi = std::min<int64_t>(e, s->end);
+      if (lo >= hi) continue;
+      segs.push_back(static_cast<uint32_t>(lo - s->begin));
+      segs.push_back(static_cast<uint32_t>(hi - s->begin));
+    }
+    OwnedTensor decay(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
+    if (!segs.empty()) std::memcpy(decay.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
+    s->decay = OwnedTensor(d, decay.shape(), DType::u32);
+    copy(ctx, decay, s->decay);
+    shards_.push_back(std::move(s));
   }
-  decay_ = OwnedTensor(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
-  if (!segs.empty()) std::memcpy(decay_.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
 }
 
-int64_t BackupAggregator::read(int64_t step, float* dst) {
+BackupAggregator::~BackupAggregator() = default;
+
+int64_t BackupAggregator::read(Context& ctx, int64_t step, Tensor& dst) {
+  LS_CHECK(dst.numel() == n_ && dst.dtype() == DType::f32,
+           "backup: read into " << dst.str() << ", expected " << n_ << " f32 values");
   std::unique_lock<std::mutex> lock(m_);
   cv_.wait(lock, [&] { return aborted_ || step_ >= step; });
   if (aborted_) throw Error("backup: stopped because another worker failed");
-  std::memcpy(dst, params_.data(), params_.size() * sizeof(float));
+  links_.begin(ctx);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Tensor out = dst.slice(s.begin, s.size());
+    links_.copy(static_cast<int>(j), ctx, s.params, out);
+    links_.end(static_cast<int>(j), ctx);
+  }
   return step_;
 }
 
-bool BackupAggregator::push(int rank, int64_t step, const float* grad) {
+bool BackupAggregator::push(Context& ctx, int rank, int64_t step, const Tensor& grad) {
+  LS_CHECK(grad.numel() == n_ && grad.dtype() == DType::f32,
+           "backup: pushed " << grad.str() << ", expected " << n_ << " f32 values");
   std::unique_lock<std::mutex> lock(m_);
   if (aborted_) throw Error("backup: stopped because another worker failed");
   if (step != step_ || static_cast<int>(ranks_.size()) >= opt_.needed) {
     ++dropped_[static_cast<size_t>(rank)];  // late for its step, or stale: never applied
     return false;
   }
-  std::memcpy(slots_[static_cast<size_t>(rank)].data(), grad, params_.size() * sizeof(float));
+  links_.begin(ctx);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    links_.copy(static_cast<int>(j), ctx, grad.slice(s.begin, s.size()), s.slots[static_cast<size_t>(rank)]);
+    links_.end(static_cast<int>(j), ctx);
+  }
   ranks_.push_back(rank);
   ++accepted_[static_cast<size_t>(rank)];
   if (static_cast<int>(ranks_.size()) == opt_.needed) {
@@ -61,34 +116,34 @@ bool BackupAggregator::push(int rank, int64_t step, const float* grad) {
   return true;
 }
 
+int64_t BackupAggregator::read(int64_t step, float* dst) {
+  Tensor t = host_view(dst, n_);
+  return read(host_ctx_, step, t);
+}
+
+bool BackupAggregator::push(int rank, int64_t step, const float* grad) {
+  return push(host_ctx_, rank, step, host_view(grad, n_));
+}
+
 void BackupAggregator::apply() {
   // Summed in rank order and divided by N, as LocalCommunicator's average: b = 0 is all-reduce.
   std::vector<int>& order = ranks_;  // reserved for N at construction: no allocation per update
   std::sort(order.begin(), order.end());
-  const auto n = static_cast<int64_t>(params_.size());
-  if (opt_.combine) {
-    grads_.clear();
-    for (int r : order) grads_.push_back(slots_[static_cast<size_t>(r)].data());
-    opt_.combine(order, grads_, sum_.data(), n);
-  } else {
-    std::memcpy(sum_.data(), slots_[static_cast<size_t>(order[0])].data(), static_cast<size_t>(n) * sizeof(float));
-    for (size_t k = 1; k < order.size(); ++k) {
-      const float* g = slots_[static_cast<size_t>(order[k])].data();
-      for (int64_t i = 0; i < n; ++i) sum_[i] += g[i];
-    }
-    const float div = static_cast<float>(order.size());
-    for (int64_t i = 0; i < n; ++i) sum_[i] /= div;
-  }
+  const std::vector<double> coefficients = opt_.decode ? opt_.decode(order) : std::vector<double>{};
   SgdArgs a;
   a.lr = lr_(step_);
   a.momentum = opt_.momentum;
   a.weight_decay = opt_.weight_decay;
   a.nesterov = opt_.nesterov;
-  Tensor p(params_.data(), Shape{n}, DType::f32, Device::cpu());
-  Tensor g(sum_.data(), Shape{n}, DType::f32, Device::cpu());
-  Tensor m = momentum_.empty() ? Tensor(nullptr, Shape{0}, DType::f32, Device::cpu())
-                               : Tensor(momentum_.data(), Shape{n}, DType::f32, Device::cpu());
-  sgd_update(ctx_, a, p, g, m, decay_);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Context& sc = links_.context_of(static_cast<int>(j));
+    inputs_.clear();
+    for (int r : order) inputs_.push_back(s.slots[static_cast<size_t>(r)].view());
+    combine_gradients(sc, inputs_, coefficients, s.sum);
+    sgd_update(sc, a, s.params, s.sum, s.momentum, s.decay);
+  }
   if (hook_) hook_(step_, order);
   ranks_.clear();
   ++step_;
@@ -117,12 +172,36 @@ std::vector<int64_t> BackupAggregator::dropped() const {
   return dropped_;
 }
 
+std::vector<float> BackupAggregator::gather(bool momentum) const {
+  std::lock_guard<std::mutex> lock(m_);
+  std::vector<float> out;
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    const Shard& s = *shards_[j];
+    const Tensor& src = (momentum ? s.momentum : s.params).view();
+    if (src.numel() == 0) return {};
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    out.resize(static_cast<size_t>(n_));
+    Tensor dst = host_view(out.data() + s.begin, s.size());
+    copy(links_.context_of(static_cast<int>(j)), src, dst);
+  }
+  return out;
+}
+
+std::vector<float> BackupAggregator::params() const { return gather(false); }
+std::vector<float> BackupAggregator::momentum() const { return gather(true); }
+
 void BackupAggregator::restore(std::vector<float> params, std::vector<float> momentum, int64_t step) {
   std::lock_guard<std::mutex> lock(m_);
-  LS_CHECK(params.size() == params_.size(), "backup: restoring " << params.size() << " parameters into "
-                                                                 << params_.size());
-  params_ = std::move(params);
-  if (!momentum_.empty() && momentum.size() == params_.size()) momentum_ = std::move(momentum);
+  LS_CHECK(static_cast<int64_t>(params.size()) == n_, "backup: restoring " << params.size() << " parameters into "
+                                                                           << n_);
+  for (size_t j = 0; j < shards_.size(); ++j) {
+    Shard& s = *shards_[j];
+    DeviceScope scope(links_.device_of(static_cast<int>(j)));
+    Context& sc = links_.context_of(static_cast<int>(j));
+    copy(sc, host_view(params.data() + s.begin, s.size()), s.params);
+    if (s.momentum.numel() > 0 && momentum.size() == params.size())
+      copy(sc, host_view(momentum.data() + s.begin, s.size()), s.momentum);
+  }
   step_ = step;
 }
 
