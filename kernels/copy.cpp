@@ -11,12 +11,19 @@
 
 namespace lockstep {
 
-void copy(Context& ctx, const Tensor& src, Tensor& dst) {
+namespace {
+// Same shape and dtype, each on the host or on ctx's device.
+void check_copy(const Context& ctx, const Tensor& src, const Tensor& dst, const char* op) {
   LS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(),
-           "copy: " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
-  for (const Tensor* t : {&src, static_cast<const Tensor*>(&dst)})
+           op << ": " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
+  for (const Tensor* t : {&src, &dst})
     LS_CHECK(t->device().is_cpu() || t->device() == ctx.device(),
-             "copy: " << t->str() << " is neither on the host nor on " << ctx.device().str());
+             op << ": " << t->str() << " is neither on the host nor on " << ctx.device().str());
+}
+}  // namespace
+
+void copy(Context& ctx, const Tensor& src, Tensor& dst) {
+  check_copy(ctx, src, dst, "copy");
   if (src.bytes() == 0) return;
   if (src.device().is_cpu() && dst.device().is_cpu()) {
     std::memmove(dst.raw(), src.raw(), src.bytes());
@@ -31,11 +38,7 @@ void copy(Context& ctx, const Tensor& src, Tensor& dst) {
 
 void copy_async(Context& ctx, const Tensor& src, Tensor& dst, Stream stream) {
   if (!ctx.is_cuda()) return copy(ctx, src, dst);
-  LS_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype(),
-           "copy_async: " << src.str() << " -> " << dst.str() << " differ in shape or dtype");
-  for (const Tensor* t : {&src, static_cast<const Tensor*>(&dst)})
-    LS_CHECK(t->device().is_cpu() || t->device() == ctx.device(),
-             "copy_async: " << t->str() << " is neither on the host nor on " << ctx.device().str());
+  check_copy(ctx, src, dst, "copy_async");
   if (src.bytes() == 0) return;
 #if LOCKSTEP_HAVE_CUDA
   cuda::copy_bytes_async(ctx, dst.raw(), src.raw(), src.bytes(), stream);

@@ -11,12 +11,9 @@
 
 namespace lockstep::engine {
 
-struct BackupAggregator::Shard {
-  int64_t begin = 0, end = 0;
-  OwnedTensor params, momentum, sum;  // on the shard's device; momentum empty without momentum
-  std::vector<OwnedTensor> slots;     // the accepted gradients of the current step, by rank
-  OwnedTensor decay;                  // u32 (S, 2): weight-decay segments, relative to the shard
-  int64_t size() const { return end - begin; }
+struct BackupAggregator::Shard : ShardState {
+  OwnedTensor sum;                 // the update direction, on the shard's device
+  std::vector<OwnedTensor> slots;  // the accepted gradients of the current step, by rank
 };
 
 namespace {
@@ -45,28 +42,12 @@ BackupAggregator::BackupAggregator(std::vector<float> init,
   const int64_t shards = std::min<int64_t>(static_cast<int64_t>(devices.size()), n_);
   for (int64_t j = 0; j < shards; ++j) {
     auto s = std::make_unique<Shard>();
-    s->begin = n_ * j / shards;
-    s->end = n_ * (j + 1) / shards;
     const Device d = links_.device_of(static_cast<int>(j));
     Context& ctx = links_.context_of(static_cast<int>(j));
     DeviceScope scope(d);
-    s->params = OwnedTensor(d, {s->size()}, DType::f32);
-    copy(ctx, host_view(init.data() + s->begin, s->size()), s->params);
-    s->momentum = OwnedTensor(d, {o.momentum != 0.f ? s->size() : 0}, DType::f32);
-    zero(ctx, s->momentum);
+    s->init(ctx, init, j, shards, o.momentum != 0.f, decay_segments);
     s->sum = OwnedTensor(d, {s->size()}, DType::f32);
     for (int r = 0; r < world; ++r) s->slots.emplace_back(d, Shape{s->size()}, DType::f32);
-    std::vector<uint32_t> segs;
-    for (const auto& [b, e] : decay_segments) {
-      const int64_t lo = std::max<int64_t>(b, s->begin), hi = std::min<int64_t>(e, s->end);
-      if (lo >= hi) continue;
-      segs.push_back(static_cast<uint32_t>(lo - s->begin));
-      segs.push_back(static_cast<uint32_t>(hi - s->begin));
-    }
-    OwnedTensor decay(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
-    if (!segs.empty()) std::memcpy(decay.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
-    s->decay = OwnedTensor(d, decay.shape(), DType::u32);
-    copy(ctx, decay, s->decay);
     shards_.push_back(std::move(s));
   }
 }

@@ -29,13 +29,10 @@ StalenessStats StalenessStats::since(const StalenessStats& e) const {
   return d;
 }
 
-struct ParameterServer::Shard {
-  int64_t begin = 0, end = 0;
+struct ParameterServer::Shard : ShardState {
   std::mutex m;
-  OwnedTensor params, momentum, ema;  // on the shard's device; momentum / ema empty when not kept
-  OwnedTensor grad;                   // a GPU shard's landing place for pushed gradients
-  OwnedTensor decay;                  // u32 (S, 2): weight-decay segments, relative to the shard
-  int64_t size() const { return end - begin; }
+  OwnedTensor ema;   // on the shard's device; empty when no moving average is kept
+  OwnedTensor grad;  // a GPU shard's landing place for pushed gradients
 };
 
 namespace {
@@ -56,30 +53,13 @@ ParameterServer::ParameterServer(std::vector<float> init,
   const int64_t shards = std::min<int64_t>(o.shards, n_);
   for (int64_t j = 0; j < shards; ++j) {
     auto s = std::make_unique<Shard>();
-    s->begin = n_ * j / shards;
-    s->end = n_ * (j + 1) / shards;
-    std::vector<uint32_t> segs;
-    for (const auto& [b, e] : decay_segments) {
-      const int64_t lo = std::max<int64_t>(b, s->begin), hi = std::min<int64_t>(e, s->end);
-      if (lo >= hi) continue;
-      segs.push_back(static_cast<uint32_t>(lo - s->begin));
-      segs.push_back(static_cast<uint32_t>(hi - s->begin));
-    }
     const Device d = links_.device_of(static_cast<int>(j));
     Context& ctx = links_.context_of(static_cast<int>(j));
     DeviceScope scope(d);
-    const Tensor init_slice = host_view(init.data() + s->begin, s->size());
-    s->params = OwnedTensor(d, {s->size()}, DType::f32);
-    copy(ctx, init_slice, s->params);
-    s->momentum = OwnedTensor(d, {o.momentum != 0.f ? s->size() : 0}, DType::f32);
-    zero(ctx, s->momentum);
+    s->init(ctx, init, j, shards, o.momentum != 0.f, decay_segments);
     s->ema = OwnedTensor(d, {o.ema > 0 ? s->size() : 0}, DType::f32);
-    if (o.ema > 0) copy(ctx, init_slice, s->ema);
+    if (o.ema > 0) copy(ctx, s->params, s->ema);
     s->grad = OwnedTensor(d, {d.is_cuda() ? s->size() : 0}, DType::f32);
-    OwnedTensor decay(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
-    if (!segs.empty()) std::memcpy(decay.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
-    s->decay = OwnedTensor(d, decay.shape(), DType::u32);
-    copy(ctx, decay, s->decay);
     shards_.push_back(std::move(s));
   }
 }

@@ -2,12 +2,36 @@
 #include "engine/async/shard_link.h"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "kernels/copy.h"
 #include "kernels/error.h"
 
 namespace lockstep::engine {
+
+void ShardState::init(Context& ctx, const std::vector<float>& values, int64_t j, int64_t shards, bool with_momentum,
+                      const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments) {
+  const auto n = static_cast<int64_t>(values.size());
+  begin = n * j / shards;
+  end = n * (j + 1) / shards;
+  const Device d = ctx.device();
+  params = OwnedTensor(d, {size()}, DType::f32);
+  lockstep::copy(ctx, Tensor(const_cast<float*>(values.data()) + begin, Shape{size()}, DType::f32, Device::cpu()), params);
+  momentum = OwnedTensor(d, {with_momentum ? size() : 0}, DType::f32);
+  zero(ctx, momentum);
+  std::vector<uint32_t> segs;
+  for (const auto& [b, e] : decay_segments) {
+    const int64_t lo = std::max<int64_t>(b, begin), hi = std::min<int64_t>(e, end);
+    if (lo >= hi) continue;
+    segs.push_back(static_cast<uint32_t>(lo - begin));
+    segs.push_back(static_cast<uint32_t>(hi - begin));
+  }
+  OwnedTensor host(Device::cpu(), {static_cast<int64_t>(segs.size() / 2), 2}, DType::u32);
+  if (!segs.empty()) std::memcpy(host.view().data<uint32_t>(), segs.data(), segs.size() * sizeof(uint32_t));
+  decay = OwnedTensor(d, host.shape(), DType::u32);
+  lockstep::copy(ctx, host, decay);
+}
 
 ShardLinks::ShardLinks(std::vector<Device> devices) : devices_(std::move(devices)) {
   LS_CHECK(!devices_.empty(), "shard links: no devices");

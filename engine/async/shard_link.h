@@ -13,13 +13,27 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/context.h"
 #include "kernels/event.h"
+#include "kernels/memory.h"
 #include "kernels/tensor.h"
 
 namespace lockstep::engine {
+
+// What every server shard holds: its range [begin, end) of the flat parameter vector and, on its
+// device, those parameters, their momentum (empty without momentum) and the weight-decay segments
+// inside the range, relative to begin (the u32 (S, 2) tensor sgd_update takes).
+struct ShardState {
+  int64_t begin = 0, end = 0;
+  OwnedTensor params, momentum, decay;
+  int64_t size() const { return end - begin; }
+  // Shard j of `shards` over `init`, made on ctx (its device current).
+  void init(Context& ctx, const std::vector<float>& init, int64_t j, int64_t shards, bool with_momentum,
+            const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments);
+};
 
 class ShardLinks {
  public:

@@ -98,15 +98,20 @@ for t in "$bin"/*_tests; do
   [ $rc -ge 124 ] && tail -20 "$out/$name.log"
 done
 
-# Training end to end on the GPU: short synthetic runs of each sync mode that fits one GPU (two
-# workers share it through host memory for the multi-worker modes). Each must finish and report.
+# Training end to end on the GPU: short synthetic runs of each sync mode that fits one GPU (two or
+# three workers share it for the multi-worker modes; the server modes keep their shards on it),
+# and the allreduce run again under --cuda-graph. Each must finish and report.
 if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
   base=(train --device cuda --arch resnet18 --synthetic --steps-per-epoch 12 --eval-steps 2 --epochs 2
         --batch-size 32 --image-size 64 --classes 10)
-  for mode in allreduce allreduce-graph sign average async; do
-    extra=()
-    [ "$mode" = allreduce-graph ] && extra=(--cuda-graph)
-    [ "${mode%-graph}" != allreduce ] && extra=(--workers-per-gpu 2)
+  for mode in allreduce allreduce-graph sign average async backup coded; do
+    case "$mode" in
+      allreduce) extra=() ;;
+      allreduce-graph) extra=(--cuda-graph) ;;
+      backup) extra=(--workers-per-gpu 3 --backup-workers 1) ;;
+      coded) extra=(--workers-per-gpu 3 --stragglers 1) ;;
+      *) extra=(--workers-per-gpu 2) ;;
+    esac
     timeout "$(tmo 240)" "$bin/lockstep" "${base[@]}" --sync "${mode%-graph}" "${extra[@]}" --out "$out/train-$mode" \
       >"$out/train-$mode.log" 2>&1
     rc=$?
