@@ -177,17 +177,26 @@ Worker::StepRun Worker::train_micro_batch_graphed(bool accumulate, bool update, 
     const bool capture = !timer_ && warmed_[key];
     run = capture ? StepRun::captured : StepRun::eager;
     if (sync) sync->begin_step(update);
-    std::unique_ptr<GraphCapture> cap;
-    if (capture) cap = std::make_unique<GraphCapture>(ctx_);
-    forward_backward_staged(b, accumulate, loss_grad_scale);
-    if (update) {
-      if (sync) sync->finish(ctx_);
-      if (timer_) timer_->lap(Phase::comm);
-      apply_update();
-      if (timer_) timer_->lap(Phase::optimizer);
-    }
-    if (capture) {
-      CudaGraph g = cap->finish("a training micro-batch");
+    auto body = [&] {
+      forward_backward_staged(b, accumulate, loss_grad_scale);
+      if (update) {
+        if (sync) sync->finish(ctx_);
+        if (timer_) timer_->lap(Phase::comm);
+        apply_update();
+        if (timer_) timer_->lap(Phase::optimizer);
+      }
+    };
+    if (!capture) {
+      body();
+    } else {
+      CudaGraph g;
+      try {
+        GraphCapture cap(ctx_);
+        body();
+        g = cap.finish("a training micro-batch");
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + " (while capturing a step for --cuda-graph: run without it)");
+      }
       g.launch(ctx_);
       graphs_.emplace(key, std::move(g));
     }
