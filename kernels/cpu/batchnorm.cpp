@@ -17,12 +17,55 @@ namespace lockstep::cpu {
 
 namespace {
 constexpr int64_t kMaxSumChunks = 8;
+constexpr int64_t kBlockRows = 32;
 
 int64_t sum_chunks(const Shape& x) { return std::max<int64_t>(1, std::min<int64_t>(kMaxSumChunks, bn::rows_of(x))); }
 
-// 2 * C doubles of sums, then 2 * C per chunk of partial sums.
+// 2 * C doubles of sums, then 2 * C doubles per chunk of partial sums, then 2 * C floats per
+// chunk of one block's sums.
 size_t scratch_bytes(const Shape& x) {
-  return 2 * static_cast<size_t>(x[3]) * (1 + static_cast<size_t>(sum_chunks(x))) * sizeof(double);
+  const auto c = static_cast<size_t>(x[3]), chunks = static_cast<size_t>(sum_chunks(x));
+  return 2 * c * (1 + chunks) * sizeof(double) + 2 * c * chunks * sizeof(float);
+}
+
+// Adds rows [r0, r1) of g = relu_grad(dy) and g * xhat into the chunk's double partials, kBlockRows
+// rows at a time in f32 (block holds 2 C floats).
+template <bool kRelu>
+void add_grad_sums(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
+                   int64_t r0, int64_t r1, int64_t c_n, float* block, double* pg_sum, double* pgx_sum) {
+  float* bg = block;
+  float* bgx = block + c_n;
+  for (int64_t b = r0; b < r1; b += kBlockRows) {
+    std::fill(block, block + 2 * c_n, 0.f);
+    for (int64_t r = b; r < std::min(r1, b + kBlockRows); ++r) {
+      const float* xr = px + r * c_n;
+      const float* dr = pdy + r * c_n;
+      const float* yr = kRelu ? py + r * c_n : nullptr;
+      for (int64_t c = 0; c < c_n; ++c) {
+        const float g = bn::relu_grad(dr[c], kRelu ? yr[c] : 0.f, kRelu);
+        bg[c] += g;
+        bgx[c] += g * bn::xhat_of(xr[c], sm[c], si[c]);
+      }
+    }
+    for (int64_t c = 0; c < c_n; ++c) {
+      pg_sum[c] += bg[c];
+      pgx_sum[c] += bgx[c];
+    }
+  }
+}
+
+// dx (and dresidual = g) of rows [r0, r1).
+template <bool kRelu, bool kResidual>
+void grad_elements(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
+                   const bn::BackwardCoef* coef, int64_t r0, int64_t r1, int64_t c_n, float* pdx, float* pdr) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = 0; c < c_n; ++c) {
+      const int64_t i = r * c_n + c;
+      const float g = bn::relu_grad(pdy[i], kRelu ? py[i] : 0.f, kRelu);
+      const float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]), coef[c]);
+      if (kResidual) pdr[i] = g;
+      pdx[i] = d;
+    }
 }
 
 double* scratch(const Context& ctx, const Shape& x, const char* op) {
@@ -123,18 +166,16 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
 
   const int64_t chunks = sum_chunks(x.shape()), per_chunk = (m + chunks - 1) / chunks;
   double* partial = sum_gx + c_n;  // chunk k: g sums at [2k C, 2k C + C), g * xhat sums after
+  float* blocks = reinterpret_cast<float*>(partial + 2 * chunks * c_n);  // chunk k's at 2k C
 #pragma omp parallel for schedule(static)
   for (int64_t k = 0; k < chunks; ++k) {
     double* pg_sum = partial + 2 * k * c_n;
     double* pgx_sum = pg_sum + c_n;
     std::fill(pg_sum, pg_sum + 2 * c_n, 0.0);
-    for (int64_t r = k * per_chunk; r < std::min(m, (k + 1) * per_chunk); ++r)
-      for (int64_t c = 0; c < c_n; ++c) {
-        int64_t i = r * c_n + c;
-        float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
-        pg_sum[c] += g;
-        pgx_sum[c] += static_cast<double>(g) * bn::xhat_of(px[i], sm[c], si[c]);
-      }
+    const int64_t r0 = std::min(m, k * per_chunk), r1 = std::min(m, (k + 1) * per_chunk);
+    float* block = blocks + 2 * k * c_n;
+    if (py) add_grad_sums<true>(px, py, pdy, sm, si, r0, r1, c_n, block, pg_sum, pgx_sum);
+    else add_grad_sums<false>(px, py, pdy, sm, si, r0, r1, c_n, block, pg_sum, pgx_sum);
   }
   for (int64_t c = 0; c < c_n; ++c) sum_g[c] = sum_gx[c] = 0.0;
   for (int64_t k = 0; k < chunks; ++k)
@@ -157,15 +198,16 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
   bn::BackwardCoef* coef = reinterpret_cast<bn::BackwardCoef*>(partial);
   static_assert(sizeof(bn::BackwardCoef) <= 2 * sizeof(double));
   for (int64_t c = 0; c < c_n; ++c) coef[c] = bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m);
-#pragma omp parallel for
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < c_n; ++c) {
-      int64_t i = r * c_n + c;
-      float g = bn::relu_grad(pdy[i], py ? py[i] : 0.f, args.relu);
-      float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]), coef[c]);
-      if (pdr) pdr[i] = g;
-      pdx[i] = d;
-    }
+  // Rows in fixed chunks over the team; each chunk's loop specialised so it vectorizes.
+  const int64_t row_chunks = std::max<int64_t>(1, std::min<int64_t>(64, m)), per = (m + row_chunks - 1) / row_chunks;
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < row_chunks; ++k) {
+    const int64_t r0 = std::min(m, k * per), r1 = std::min(m, (k + 1) * per);
+    if (py && pdr) grad_elements<true, true>(px, py, pdy, sm, si, coef, r0, r1, c_n, pdx, pdr);
+    else if (py) grad_elements<true, false>(px, py, pdy, sm, si, coef, r0, r1, c_n, pdx, pdr);
+    else if (pdr) grad_elements<false, true>(px, py, pdy, sm, si, coef, r0, r1, c_n, pdx, pdr);
+    else grad_elements<false, false>(px, py, pdy, sm, si, coef, r0, r1, c_n, pdx, pdr);
+  }
 }
 
 }  // namespace lockstep::cpu
