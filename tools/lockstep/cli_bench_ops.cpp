@@ -202,6 +202,9 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
 int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   Context ctx(c.device);
   ctx.make_current();
+  // As a CPU worker of lockstep train: our OpenMP team over the cores, OpenBLAS on one thread
+  // (left to its own pool it oversubscribes the cores inside our loops, ~10x slower).
+  if (c.device.is_cpu()) set_cpu_threads(available_cores());
   nets::ModelOptions mo;
   mo.arch = c.arch;
   mo.classes = c.classes;
