@@ -167,5 +167,38 @@ TEST(LossScaler, Fp16SkipsAnInjectedOverflowAndRecovers) {
   EXPECT_NE(test::to_host_f32(w.ctx(), w.model().params().params()), before);
 }
 
+// The batch upload on the copy stream: the synthetic source rewrites one pinned buffer at every
+// next(), so a worker that asked for the next batch before the previous upload had finished would
+// train on a torn batch. Steps through train_micro_batch (the upload waited for only before the
+// next batch is asked for) must equal steps through forward_backward (which waits at once).
+TEST(WorkerGpu, CopyStreamUploadsNeverTearTheSourcesBuffer) {
+  LS_REQUIRE_GPU();
+  TrainConfig c = tiny_config("upload");
+  c.device = Device::cuda(0);
+  c.image_size = 64;
+  c.batch_size = 64;
+  const WorkerOptions o = worker_options(c);
+  SyntheticSpec spec;
+  spec.classes = c.classes;
+  spec.image_size = c.image_size;
+  spec.batch = c.batch_size;
+  spec.batches_per_epoch = 12;
+  Worker deferred(c.device, o), immediate(c.device, o);
+  deferred.set_sources(std::make_unique<SyntheticSource>(spec), nullptr);
+  deferred.train_source()->start_epoch(0);
+  SyntheticSource src(spec);
+  src.start_epoch(0);
+  const float scale = 1.f / static_cast<float>(c.batch_size);
+  for (int step = 0; step < 12; ++step) {
+    deferred.train_micro_batch(false, scale);
+    deferred.update(0.05f, 1.f);
+    immediate.forward_backward(src.next(), false, scale);
+    immediate.update(0.05f, 1.f);
+  }
+  EXPECT_EQ(test::to_host_f32(deferred.ctx(), deferred.model().params().params()),
+            test::to_host_f32(immediate.ctx(), immediate.model().params().params()));
+  EXPECT_EQ(deferred.take_train_stats().loss(), immediate.take_train_stats().loss());
+}
+
 }  // namespace
 }  // namespace lockstep::engine
