@@ -14,6 +14,7 @@
 namespace lockstep {
 
 struct CudaState;
+class OpProfile;
 
 class Context {
  public:
@@ -52,12 +53,17 @@ class Context {
   // CUDA streams and handles; throws on a CPU context.
   CudaState& cuda() const;
 
+  // Per-op timing (kernels/op_profile.h) while set; null (the default) times nothing.
+  void set_op_profile(OpProfile* profile) { op_profile_ = profile; }
+  OpProfile* op_profile() const { return op_profile_; }
+
  private:
   Device device_;
   uint64_t seed_;
   uint64_t rng_offset_ = 0;
   Buffer workspace_;
   std::unique_ptr<CudaState> cuda_;
+  OpProfile* op_profile_ = nullptr;  // not owned
 };
 
 }  // namespace lockstep

@@ -269,7 +269,9 @@ bool clear_kinks(Inputs& in, const Shape& s, const BatchNormArgs& a, bool residu
 TEST(BatchNormCpu, BackwardMatchesFiniteDifferences) {
   Context ctx(Device::cpu());
   uint32_t seed = 300;
-  std::vector<Case> all = cases({{2, 3, 3, 4}, {3, 5, 7, 3}, {4, 1, 1, 5}, {2, 3, 3, 37}});
+  // 16, 32 and 64 channels take the CPU's constant-channel loops, over more rows than one f32 block.
+  std::vector<Case> all = cases({{2, 3, 3, 4}, {3, 5, 7, 3}, {4, 1, 1, 5}, {2, 3, 3, 37}, {2, 5, 4, 16},
+                                 {1, 6, 7, 32}, {2, 3, 7, 64}});
   all.push_back({{1, 1, 1, 4}, false, false});  // M = 1: dx is 0
   all.push_back({{1, 1, 1, 4}, true, true});
   for (const Case& k : all) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/lockstep/cli_bench_data.h"
+#include "kernels/op_profile.h"
 #include "tools/lockstep/cli_bench_ops.h"
 #include "tools/lockstep/cli_train.h"
 
@@ -72,6 +73,44 @@ TEST(BenchOps, TinyOnCpuHasEveryLayerAndHandCheckedFlops) {
   // fc: average pool over 4x16x16x16 and a 16 -> 10 GEMM.
   EXPECT_DOUBLE_EQ(rows["fc"]["fwd_flops"].get<double>(), 4.0 * 16 * 16 * 16 + 2 * N * 16 * 10);
   EXPECT_EQ(rows["fc"]["output_shape"], nlohmann::json({4, 10}));
+
+  // Time by op: every op the tiny net runs, each as many times per pass as it has such layers
+  // (stem + 2 blocks x 2 convs + 1 projection = 6 convs, each with a BN), the total their sum.
+  std::map<std::string, nlohmann::json> ops;
+  double sum = 0;
+  for (const auto& o : j["ops_ms_per_pass"]) {
+    ops[o["op"].get<std::string>()] = o;
+    sum += o["ms"].get<double>();
+  }
+  EXPECT_EQ(ops["conv2d_forward"]["calls"].get<double>(), 6);
+  EXPECT_EQ(ops["conv2d_backward_filter"]["calls"].get<double>(), 6);
+  EXPECT_EQ(ops["conv2d_backward_data"]["calls"].get<double>(), 5) << "the stem needs no input gradient";
+  EXPECT_EQ(ops["batchnorm_forward_train"]["calls"].get<double>(), 6);
+  EXPECT_EQ(ops["batchnorm_backward"]["calls"].get<double>(), 6);
+  EXPECT_EQ(ops["linear_forward"]["calls"].get<double>(), 1);
+  EXPECT_FALSE(ops.count("plan_conv2d")) << "setup is not part of a pass";
+  EXPECT_NEAR(j["sum_of_ops_ms"].get<double>(), sum, 1e-9);
+  EXPECT_NE(text.find("time by op"), std::string::npos);
+}
+
+TEST(OpProfile, NestedOpsCountOnceAndCapacityDrops) {
+  Context ctx(Device::cpu());
+  OpProfile p(ctx, 2);
+  ctx.set_op_profile(&p);
+  {
+    OpScope outer(ctx, "outer");
+    OpScope inner(ctx, "inner");
+  }
+  for (int i = 0; i < 3; ++i) OpScope s(ctx, "leaf");
+  ctx.set_op_profile(nullptr);
+  { OpScope ignored(ctx, "unprofiled"); }
+  int64_t dropped = -1;
+  const std::vector<OpTime> t = p.collect(&dropped);
+  std::map<std::string, int64_t> calls;
+  for (const OpTime& o : t) calls[o.op] = o.calls;
+  EXPECT_EQ(calls, (std::map<std::string, int64_t>{{"outer", 1}, {"leaf", 1}}));
+  EXPECT_EQ(dropped, 2);
+  EXPECT_TRUE(p.collect().empty()) << "collect starts over";
 }
 
 TEST(BenchOps, TopLimitsThePrintedRows) {

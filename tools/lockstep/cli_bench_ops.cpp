@@ -13,6 +13,7 @@
 #include "engine/checkpoint/atomic_dir.h"
 #include "kernels/memory.h"
 #include "kernels/random.h"
+#include "kernels/op_profile.h"
 #include "kernels/threads.h"
 #include "nets/arch.h"
 #include "nets/resnet.h"
@@ -243,6 +244,19 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     model.set_layer_timer(nullptr);
   }
   const double plain_median = median(plain_s);
+  // The same passes once more, every kernel op timed by kind (events on the device: no wait
+  // between ops), as the per-op-kind totals of one pass.
+  OpProfile profile(ctx);
+  ctx.set_op_profile(&profile);
+  for (int i = 0; i < c.iters; ++i) pass();
+  ctx.set_op_profile(nullptr);
+  int64_t dropped = 0;
+  std::vector<OpTime> by_op = profile.collect(&dropped);
+  double ops_ms = 0;
+  for (OpTime& t : by_op) {
+    t.ms /= c.iters;
+    ops_ms += t.ms;
+  }
 
   std::vector<Row> rows;
   for (size_t i = 0; i < L; ++i) {
@@ -292,6 +306,20 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
       << fmt("%.3f", rate(flops, plain_median) * 1e-12) << " TFLOP/s, "
       << fmt("%.1f", c.batch / plain_median) << " images/s untimed\n";
 
+  out << "\n  time by op, per pass (" << c.iters << " more passes, each op timed on the device"
+      << (c.device.is_cuda() ? " by CUDA events" : "") << "; an op inside another counts in the outer one)\n";
+  std::snprintf(line, sizeof line, "  %-28s %8s %10s %7s\n", "op", "calls", "ms", "%");
+  out << line;
+  for (const OpTime& t : by_op) {
+    std::snprintf(line, sizeof line, "  %-28s %8.0f %10.3f %7.1f\n", t.op.c_str(), static_cast<double>(t.calls) / c.iters,
+                  t.ms, 100.0 * rate(t.ms, ops_ms));
+    out << line;
+  }
+  out << "  sum of ops " << fmt("%.3f ms", ops_ms) << " vs " << fmt("%.3f ms", plain_median * 1e3)
+      << " for the untimed pass: the rest is copies and the gaps between ops";
+  if (dropped > 0) out << " (" << dropped << " op(s) beyond the profile's capacity not counted)";
+  out << "\n";
+
   if (!c.json.empty()) {
     nlohmann::ordered_json j;
     j["engine"] = "lockstep";
@@ -309,6 +337,11 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["sum_of_layers_ms"] = sum_s * 1e3;
     j["untimed_pass_ms"] = plain_median * 1e3;
     j["total_gflop"] = flops * 1e-9;
+    nlohmann::ordered_json ops = nlohmann::ordered_json::array();
+    for (const OpTime& t : by_op)
+      ops.push_back({{"op", t.op}, {"calls", static_cast<double>(t.calls) / c.iters}, {"ms", t.ms}});
+    j["ops_ms_per_pass"] = ops;
+    j["sum_of_ops_ms"] = ops_ms;
     nlohmann::ordered_json arr = nlohmann::ordered_json::array();
     for (const Row& r : sorted) {
       nlohmann::ordered_json o;

@@ -85,6 +85,28 @@ def lower_median(values):
     return s[(len(s) - 1) // 2]
 
 
+def profile_ops(step, n, cuda):
+    """Self time per aten op and step over n steps under torch.profiler, largest first: the device's
+    (kernels attributed to the op that launched them) on CUDA, the host's on the CPU."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+    rows = []
+    for e in prof.key_averages():
+        if cuda:
+            us = getattr(e, "self_device_time_total", None)
+            if us is None:
+                us = getattr(e, "self_cuda_time_total", 0)
+        else:
+            us = e.self_cpu_time_total
+        if us > 0:
+            rows.append({"op": e.key, "calls": e.count / n, "ms": us / 1e3 / n})
+    rows.sort(key=lambda o: -o["ms"])
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="resnet50", choices=IMAGENET + list(CIFAR))
@@ -100,6 +122,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="steps run before timing (default 5)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     p.add_argument("--profile-steps", type=int, default=5, help="steps timed phase by phase (default 5; 0: none)")
+    p.add_argument("--profile-ops", type=int, default=0, metavar="N",
+                   help="after the rest, N steps under torch.profiler: device (CPU: host) time per aten op and step, "
+                        "to set beside lockstep bench ops' time by op (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results to FILE as one JSON object")
     a = p.parse_args(argv)
@@ -187,6 +212,7 @@ def main(argv=None):
     profiled_s = (time.perf_counter() - start) / a.profile_steps if a.profile_steps else None
     total_steps = a.warmup + a.steps + a.profile_steps
     loss = loss_sum.item() / total_steps if total_steps else 0.0
+    ops = profile_ops(step, a.profile_ops, cuda) if a.profile_ops > 0 else None
 
     if cuda:
         peak = torch.cuda.max_memory_allocated(device)
@@ -235,6 +261,8 @@ def main(argv=None):
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
     }
+    if ops is not None:
+        r["ops_ms_per_step"] = ops
 
     print(f"torch_bench: {a.arch}, {image_size}x{image_size} px, {classes} classes, {precision} on {device}, "
           f"batch {gb}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
@@ -252,6 +280,14 @@ def main(argv=None):
             print(f"    {label:<46} {v:9.3f} {100 * v / (profiled_s * 1e3):8.1f}")
         print(f"    {'sum of phases':<46} {total:9.3f} {100 * total / (profiled_s * 1e3):8.1f}   of the profiled step "
               f"({profiled_s * 1e3:.3f} ms)\n")
+    if ops is not None:
+        total = sum(o["ms"] for o in ops)
+        print(f"  time by op, per step ({a.profile_ops} step(s) under torch.profiler, "
+              f"{'device' if cuda else 'host'} self time)")
+        print(f"  {'op':<44} {'calls':>8} {'ms':>10} {'%':>7}")
+        for o in ops[:25]:
+            print(f"  {o['op']:<44} {o['calls']:8.0f} {o['ms']:10.3f} {100 * o['ms'] / total if total else 0:7.1f}")
+        print(f"  sum of ops {total:.3f} ms ({len(ops)} op kinds)\n")
     print(f"  peak memory {peak / 2**20:.1f} MiB ({peak_kind})")
     print(f"  training loss {loss:.4f} (mean over the run)")
     if a.json:
