@@ -148,9 +148,13 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
-      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$py" "$torch_bench" "${args[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
+      # The first arch also gets PyTorch's time by op, to set beside bench ops' (below).
+      prof=()
+      [ "$arch" = "$(echo ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18} | awk '{print $1}')" ] && prof=(--profile-ops 3)
+      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$py" "$torch_bench" "${args[@]}" "${prof[@]}" --json "$out/bench-pytorch-$arch.json" >"$out/bench-pytorch-$arch.log" 2>&1
       rc=$?
       note "torch_bench.py $arch bf16 batch 256: rc=$rc $(grep -m1 'images/s' "$out/bench-pytorch-$arch.log" || tail -1 "$out/bench-pytorch-$arch.log")"
+      [ ${#prof[@]} -gt 0 ] && note "$(sed -n '/time by op/,/sum of ops/p' "$out/bench-pytorch-$arch.log")"
     else
       note "torch_bench.py $arch: not run (no python3 with torch and torchvision, or no torch_bench.py)"
     fi
