@@ -460,7 +460,7 @@ void Trainer::train_rank(int r, Shared& sh) {
   };
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
     const int64_t first = epoch == start_.epoch ? start_.step : 0;
-    train->start_epoch(epoch - 1, first);
+    w.start_train_epoch(epoch - 1, first);
     for (int64_t step = first + 1; step <= steps; ++step) {
       if (step_hook_) step_hook_(r, epoch, step);
       const int micro = static_cast<int>((step - 1) % K);

@@ -92,7 +92,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
     const int active = active_workers(epoch);
     if (r < active) {
-      train->start_epoch(epoch - 1, 0);
+      w.start_train_epoch(epoch - 1);
       int64_t version = 0;
       for (int64_t step = 1; step <= steps; ++step) {
         if (step_hook_) step_hook_(r, epoch, step);

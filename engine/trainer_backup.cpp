@@ -75,7 +75,7 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
   LogWindow window{Clock::now(), start_.update, train->wait_seconds(), {}};
   bool stopped = false;
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
-    train->start_epoch(epoch - 1, 0);
+    w.start_train_epoch(epoch - 1);
     if (code_) {
       for (auto& src : part_sources_[static_cast<size_t>(r)]) src->start_epoch(epoch - 1, 0);
       part_pos.assign(part_sources_[static_cast<size_t>(r)].size(), 0);

@@ -37,7 +37,21 @@ Worker::Worker(Device device, const WorkerOptions& o)
   zero(ctx_, eval_stats_);
 }
 
+Worker::~Worker() {
+  try {
+    release_host_batch();
+  } catch (...) {
+    // A failed device: nothing more can be waited for.
+  }
+}
+
+void Worker::start_train_epoch(int64_t epoch, int64_t position) {
+  release_host_batch();
+  train_->start_epoch(epoch, position);
+}
+
 void Worker::set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<BatchSource> val) {
+  release_host_batch();
   train_ = std::move(train);
   val_ = std::move(val);
 }

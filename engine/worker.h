@@ -54,10 +54,14 @@ struct Stats {
 class Worker {
  public:
   Worker(Device device, const WorkerOptions& options);
+  ~Worker();  // waits for a pending upload: its host memory belongs to the source
 
   // Where this worker's batches come from: training and (optionally) validation.
   void set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<BatchSource> val);
   BatchSource* train_source() { return train_.get(); }
+  // Positions the training source (BatchSource::start_epoch) once no upload still reads the
+  // batch it returned last: a source may reuse that memory when it restarts.
+  void start_train_epoch(int64_t epoch, int64_t position = 0);
   BatchSource* val_source() { return val_.get(); }
   // Trains on the next batch of the training source (see forward_backward).
   void train_micro_batch(bool accumulate, float loss_grad_scale);
