@@ -14,7 +14,9 @@ Checks:
   - img_per_s_median x step_ms_median / 1000 = global_batch within 5% (both engines make it
     exact by taking the median as a real step);
   - the phases (null where an engine cannot separate one: lockstep none, PyTorch data, h2d and
-    comm) sum to profiled_step_ms within 5%. The sum is compared with the profiled steps' own
+    comm) sum to profiled_step_ms within 5%;
+  - where the JSON has a time by op (PyTorch's ops_ms_per_step, from --profile-ops), every row has
+    an op name, calls > 0 and ms >= 0, largest first. The sum is compared with the profiled steps' own
     time, not with step_ms_median: those are separate runs of steps, and on a shared machine two
     timings differ by more than 5% by noise alone, which a test must not depend on. The ratio to
     step_ms_median is printed for information.
@@ -116,6 +118,16 @@ def main():
     profiled = number(j, "profiled_step_ms")
     if abs(total - profiled) > TOL * profiled:
         fail(f"the phases sum to {total:.3f} ms, the profiled step took {profiled:.3f} ms (more than 5% apart)")
+
+    if "ops_ms_per_step" in j:
+        ops = j["ops_ms_per_step"]
+        if not isinstance(ops, list) or not ops:
+            fail(f"ops_ms_per_step is {ops!r}, expected a non-empty list")
+        for o in ops:
+            if not isinstance(o.get("op"), str) or not o["op"] or not o.get("calls", 0) > 0 or not o.get("ms", -1) >= 0:
+                fail(f"ops_ms_per_step row {o!r}: expected an op name, calls > 0 and ms >= 0")
+        if [o["ms"] for o in ops] != sorted((o["ms"] for o in ops), reverse=True):
+            fail("ops_ms_per_step is not largest first")
 
     print(f"ok: {a.engine} {j['arch']} on {j['device']}: {med:.1f} img/s x {step_ms:.2f} ms = {images:.2f} images "
           f"(global batch {j['global_batch']}); phases {total:.2f} ms = {100 * total / profiled:.1f}% of the profiled "
