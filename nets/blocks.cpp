@@ -69,7 +69,8 @@ Shape ResidualBlock::setup(SetupContext& s, const Shape& in) {
     st.conv_out = s.acts.add(cur, s.dtype);
     st.bn.setup(s, cur);
   }
-  t_last_ = s.temps.add(cur, s.dtype);
+  // The last BN's input gradient goes over dy (Layer::backward), the shortcut BN's over t_res:
+  // two output-sized temporaries fewer.
   t_res_ = s.temps.add(cur, s.dtype);
   if (ds_conv_) {
     Shape d = ds_conv_->setup(s, in);
@@ -77,7 +78,6 @@ Shape ResidualBlock::setup(SetupContext& s, const Shape& in) {
     ds_out_ = s.acts.add(d, s.dtype);
     ds_bn_->setup(s, d);
     t_x_ = s.temps.add(in, s.dtype);
-    t_ds_ = s.temps.add(d, s.dtype);
   }
   return cur;
 }
@@ -104,13 +104,13 @@ const Tensor& ResidualBlock::forward(Context& ctx, const Tensor& x, Mode mode) {
 
 void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
   Tensor t_res = resolve(temps_, t_res_);
-  Tensor cur = resolve(temps_, t_last_);
+  Tensor cur = dy;  // the last BN's input gradient, in place (Layer::backward lets dy be scratch)
   Stage& lastst = stages_.back();
   lastst.bn.backward(ctx, resolve(acts_, lastst.conv_out), dy, cur, &t_res);
   if (ds_conv_) {
-    Tensor t_ds = resolve(temps_, t_ds_);
-    ds_bn_->backward(ctx, resolve(acts_, ds_out_), t_res, t_ds, nullptr);
-    ds_conv_->backward(ctx, x_, t_ds, dx);
+    // t_res is not read again with a projection (the final add takes the shortcut's dx, t_x).
+    ds_bn_->backward(ctx, resolve(acts_, ds_out_), t_res, t_res, nullptr);
+    ds_conv_->backward(ctx, x_, t_res, dx);
   }
   for (int i = static_cast<int>(stages_.size()) - 1; i >= 0; --i) {
     Stage& st = stages_[i];

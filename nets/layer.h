@@ -45,7 +45,9 @@ class Layer {
   // Declares parameters (in torchvision's order) and plans for input `in`; returns the output shape.
   virtual Shape setup(SetupContext& s, const Shape& in) = 0;
   virtual const Tensor& forward(Context& ctx, const Tensor& x, Mode mode) = 0;
-  // dx may be null when nobody needs the input gradient (the stem).
+  // dx may be null when nobody needs the input gradient (the stem). dy is the model's gradient
+  // buffer and nobody reads it afterwards: a layer may use its memory as scratch (a residual
+  // block writes its last BN's input gradient over it).
   virtual void backward(Context& ctx, const Tensor& dy, Tensor* dx) = 0;
   virtual std::string name() const = 0;
   // Valid after setup.
