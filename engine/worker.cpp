@@ -81,27 +81,22 @@ Worker::DeviceBatch& Worker::stage(const HostBatch& b) {
   LS_CHECK(b.images.shape() == model_.input_shape() && b.images.dtype() == DType::u8,
            "batch images must be u8" << model_.input_shape().str() << ", got " << b.images.str());
   const bool flips = b.flips.defined() && b.flips.numel() > 0;
-  if (!ctx_.is_cuda()) {
-    host_slot_.images_view = b.images;
-    host_slot_.labels_view = b.labels;
-    host_slot_.flips_view = b.flips;
-    host_slot_.has_flips = flips;
-    host_slot_.count = b.count;
-    return host_slot_;
+  const bool cuda = ctx_.is_cuda();
+  DeviceBatch& s = cuda ? slots_[static_cast<size_t>(next_slot_)] : host_slot_;
+  if (cuda) {
+    next_slot_ ^= 1;
+    // The slot's previous batch (two micro-batches ago) must be read before it is overwritten.
+    s.used->wait(ctx_, Stream::copy);
+    copy_async(ctx_, b.images, s.images, Stream::copy);
+    copy_async(ctx_, b.labels, s.labels, Stream::copy);
+    if (flips) copy_async(ctx_, b.flips, s.flips, Stream::copy);
+    s.uploaded->record(ctx_, Stream::copy);
+    s.uploaded->wait(ctx_, Stream::compute);
+    pending_upload_ = s.uploaded.get();
   }
-  DeviceBatch& s = slots_[static_cast<size_t>(next_slot_)];
-  next_slot_ ^= 1;
-  // The slot's previous batch (two micro-batches ago) must be read before it is overwritten.
-  s.used->wait(ctx_, Stream::copy);
-  copy_async(ctx_, b.images, s.images, Stream::copy);
-  copy_async(ctx_, b.labels, s.labels, Stream::copy);
-  if (flips) copy_async(ctx_, b.flips, s.flips, Stream::copy);
-  s.uploaded->record(ctx_, Stream::copy);
-  s.uploaded->wait(ctx_, Stream::compute);
-  pending_upload_ = s.uploaded.get();
-  s.images_view = s.images;
-  s.labels_view = s.labels;
-  s.flips_view = s.flips;
+  s.images_view = cuda ? s.images.view() : b.images;
+  s.labels_view = cuda ? s.labels.view() : b.labels;
+  s.flips_view = cuda ? s.flips.view() : b.flips;
   s.has_flips = flips;
   s.count = b.count;
   return s;
@@ -188,7 +183,7 @@ Worker::StepRun Worker::train_micro_batch_graphed(bool accumulate, bool update, 
     it->second.launch(ctx_);
     train_samples_ += b.count;
   } else {
-    const bool capture = !timer_ && warmed_[key];
+    const bool capture = !timer_ && warmed_.count(key) > 0;
     run = capture ? StepRun::captured : StepRun::eager;
     if (sync) sync->begin_step(update);
     auto body = [&] {
@@ -214,7 +209,7 @@ Worker::StepRun Worker::train_micro_batch_graphed(bool accumulate, bool update, 
       g.launch(ctx_);
       graphs_.emplace(key, std::move(g));
     }
-    warmed_[key] = true;
+    warmed_.insert(key);
   }
   b.used->record(ctx_, Stream::compute);
   return run;

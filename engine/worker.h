@@ -15,6 +15,7 @@
 
 #include <array>
 #include <map>
+#include <set>
 #include <memory>
 #include <tuple>
 
@@ -149,7 +150,7 @@ class Worker {
   // --cuda-graph: (accumulate, update, flips, slot) -> its graph; kinds seen once (warmed up).
   using GraphKey = std::tuple<bool, bool, bool, int>;
   std::map<GraphKey, CudaGraph> graphs_;
-  std::map<GraphKey, bool> warmed_;
+  std::set<GraphKey> warmed_;
   const void* graph_workspace_ = nullptr;  // the context workspace the graphs were captured with
 };
 

@@ -16,12 +16,6 @@ struct BackupAggregator::Shard : ShardState {
   std::vector<OwnedTensor> slots;  // the accepted gradients of the current step, by rank
 };
 
-namespace {
-Tensor host_view(const float* p, int64_t n) {
-  return Tensor(const_cast<float*>(p), Shape{n}, DType::f32, Device::cpu());
-}
-}  // namespace
-
 BackupAggregator::BackupAggregator(std::vector<float> init,
                                    const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments, int world,
                                    const BackupOptions& o, std::function<float(int64_t)> lr,

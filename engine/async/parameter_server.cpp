@@ -35,14 +35,6 @@ struct ParameterServer::Shard : ShardState {
   OwnedTensor grad;  // a GPU shard's landing place for pushed gradients
 };
 
-namespace {
-// Slice [begin, end) of a flat f32 tensor.
-Tensor slice_of(const Tensor& t, int64_t begin, int64_t end) { return t.slice(begin, end - begin); }
-Tensor host_view(const float* p, int64_t n) {
-  return Tensor(const_cast<float*>(p), Shape{n}, DType::f32, Device::cpu());
-}
-}  // namespace
-
 ParameterServer::ParameterServer(std::vector<float> init,
                                  const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments,
                                  const ParameterServerOptions& o, std::function<float(int64_t)> lr,
@@ -79,7 +71,7 @@ int64_t ParameterServer::read(Context& ctx, Tensor& dst) {
     Shard& s = *shards_[j];
     std::lock_guard<std::mutex> lock(s.m);
     DeviceScope scope(links_.device_of(static_cast<int>(j)));
-    Tensor out = slice_of(dst, s.begin, s.end);
+    Tensor out = dst.slice(s.begin, s.size());
     links_.copy(static_cast<int>(j), ctx, s.params, out);
     links_.end(static_cast<int>(j), ctx);
   }
@@ -110,7 +102,7 @@ int64_t ParameterServer::push(Context& ctx, const Tensor& grad, int64_t read_ver
     std::lock_guard<std::mutex> lock(s.m);
     DeviceScope scope(links_.device_of(static_cast<int>(j)));
     Context& sc = links_.context_of(static_cast<int>(j));
-    const Tensor in = slice_of(grad, s.begin, s.end);
+    const Tensor in = grad.slice(s.begin, s.size());
     // A GPU shard updates from its own copy of the slice; a host shard reads host memory as it is.
     Tensor g = in;
     if (sc.is_cuda()) {
@@ -155,7 +147,7 @@ void ParameterServer::read_ema(float* dst) {
     Shard& s = *shards_[j];
     std::lock_guard<std::mutex> lock(s.m);
     DeviceScope scope(links_.device_of(static_cast<int>(j)));
-    Tensor out = slice_of(out_all, s.begin, s.end);
+    Tensor out = out_all.slice(s.begin, s.size());
     links_.copy(static_cast<int>(j), host_ctx_, has_ema() ? s.ema : s.params, out);
   }
 }

@@ -17,7 +17,7 @@ void ShardState::init(Context& ctx, const std::vector<float>& values, int64_t j,
   end = n * (j + 1) / shards;
   const Device d = ctx.device();
   params = OwnedTensor(d, {size()}, DType::f32);
-  lockstep::copy(ctx, Tensor(const_cast<float*>(values.data()) + begin, Shape{size()}, DType::f32, Device::cpu()), params);
+  lockstep::copy(ctx, host_view(values.data() + begin, size()), params);
   momentum = OwnedTensor(d, {with_momentum ? size() : 0}, DType::f32);
   zero(ctx, momentum);
   std::vector<uint32_t> segs;

@@ -23,6 +23,11 @@
 
 namespace lockstep::engine {
 
+// n floats of host memory as an f32 tensor (the servers' host-pointer read / push and checkpoints).
+inline Tensor host_view(const float* p, int64_t n) {
+  return Tensor(const_cast<float*>(p), Shape{n}, DType::f32, Device::cpu());
+}
+
 // What every server shard holds: its range [begin, end) of the flat parameter vector and, on its
 // device, those parameters, their momentum (empty without momentum) and the weight-decay segments
 // inside the range, relative to begin (the u32 (S, 2) tensor sgd_update takes).
