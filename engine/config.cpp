@@ -167,8 +167,9 @@ void TrainConfig::validate() const {
       fail("--device", "--device " + device.str() + ": only " + str(gpu.count) + " GPU(s) present");
   }
   if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
-  if (bn_kernels == BatchNormKernels::cudnn && device.is_cpu())
-    fail("--bn-kernels", "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
+  if (bn_kernels != BatchNormKernels::lockstep && device.is_cpu())
+    fail("--bn-kernels", std::string("--bn-kernels ") + bn_kernels_name(bn_kernels) +
+                             " needs --device cuda (the CPU runs lockstep's kernels)");
   if (cuda_graph) {
     if (device.is_cpu()) fail("--cuda-graph", "--cuda-graph needs --device cuda (CUDA graphs replay GPU work)");
     if (precision == DType::f16)

@@ -66,12 +66,18 @@ void check_forward(const Context& ctx, const BatchNormPlan& plan, const BatchNor
 
 }  // namespace
 
-const char* bn_kernels_name(BatchNormKernels k) { return k == BatchNormKernels::cudnn ? "cudnn" : "lockstep"; }
+const char* bn_kernels_name(BatchNormKernels k) {
+  switch (k) {
+    case BatchNormKernels::scalar: return "scalar";
+    case BatchNormKernels::cudnn: return "cudnn";
+    default: return "lockstep";
+  }
+}
 
 BatchNormKernels parse_bn_kernels(const std::string& text) {
-  if (text == "lockstep") return BatchNormKernels::lockstep;
-  if (text == "cudnn") return BatchNormKernels::cudnn;
-  throw Error("expected lockstep or cudnn, got '" + text + "'");
+  for (BatchNormKernels k : {BatchNormKernels::lockstep, BatchNormKernels::scalar, BatchNormKernels::cudnn})
+    if (text == bn_kernels_name(k)) return k;
+  throw Error("expected lockstep, scalar or cudnn, got '" + text + "'");
 }
 
 BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNormKernels kernels) {

@@ -17,13 +17,16 @@ namespace lockstep {
 
 // Made once per input shape at setup: checks the shape and reserves the scratch the CUDA
 // reductions need (per-block partial sums) on the context's workspace.
-// Whose kernels run training BN on CUDA: lockstep's own (deterministic, no atomics) or cuDNN's
-// persistent NHWC batch norm with the add and ReLU fused (cudnnBatchNormalization*Ex; a ReLU
-// mask kept from forward to backward in the plan's reserve space; may use atomics). Inference
-// and the CPU always run lockstep's.
-enum class BatchNormKernels { lockstep, cudnn };
+// Whose kernels run training BN on CUDA: lockstep's own (deterministic, no atomics; 16 bytes per
+// thread where C and alignment allow, the ReLU mask recomputed from x without a residual),
+// `scalar`: lockstep's one channel per thread with the mask read from y (the path before the
+// vector kernels, kept to measure them against), or cuDNN's persistent NHWC batch norm with the
+// add and ReLU fused (cudnnBatchNormalization*Ex; a ReLU mask kept from forward to backward in
+// the plan's reserve space; may use atomics). Inference follows lockstep's choice (scalar or
+// not); the CPU always runs its own.
+enum class BatchNormKernels { lockstep, scalar, cudnn };
 const char* bn_kernels_name(BatchNormKernels k);
-// "lockstep" | "cudnn"; throws Error otherwise.
+// "lockstep" | "scalar" | "cudnn"; throws Error otherwise.
 BatchNormKernels parse_bn_kernels(const std::string& text);
 
 struct BatchNormPlan {
@@ -55,9 +58,11 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 
 // Backward of the training forward. y is the forward output (its sign gives the ReLU mask when
 // args.relu). dresidual, when not null, receives the gradient flowing into the residual input
-// (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy. beta is read by
-// cuDNN's kernels only (with a ReLU). With cuDNN's kernels the backward must follow the plan's
-// last training forward, with a dresidual exactly when that forward had a residual.
+// (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy. Pass a dresidual
+// exactly when the forward had a residual: without one, lockstep's CUDA kernels take the ReLU
+// mask from z = gamma * xhat + beta recomputed from x (the same sign as y; one tensor less to
+// read), so x, gamma, beta and the saved statistics must be the forward's. cuDNN's kernels read
+// beta too, and must follow the plan's last training forward.
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
                         const Tensor& dy, const Tensor& gamma, const Tensor& beta, const Tensor& save_mean,
                         const Tensor& save_invstd, Tensor& dx, Tensor* dresidual, Tensor& dgamma,

@@ -31,8 +31,22 @@ LS_HD float forward_element(float x, float mean, float invstd, float gamma, floa
 // Inference normalizes with the running variance: invstd = 1 / sqrt(var + eps).
 LS_HD float invstd_of(float var, float eps) { return 1.f / sqrtf(var + eps); }
 
-// The gradient reaching z (and the residual): dy masked by the ReLU, read from the output's sign.
+// The gradient reaching z (and the residual): dy masked by the ReLU, read from the output's sign
+// (or from z itself: the same mask, as z > 0 exactly when relu(z) > 0).
 LS_HD float relu_grad(float dy, float y, bool relu) { return (relu && !(y > 0.f)) ? 0.f : dy; }
+
+// Where the ReLU mask comes from in a backward pass. from_x: z recomputed from x, the saved
+// statistics, gamma and beta (no residual was added), so the output y need not be read: the CUDA
+// kernels' choice for a BN + ReLU without residual, one tensor less to stream.
+enum class ReluMask { none, from_y, from_x };
+
+// The gradient reaching z under `mask`; y is read only with from_y (pass 0 otherwise).
+LS_HD float masked_grad(ReluMask mask, float dy, float x, float y, float mean, float invstd, float gamma,
+                        float beta) {
+  if (mask == ReluMask::none) return dy;
+  const float sign_source = mask == ReluMask::from_x ? forward_element(x, mean, invstd, gamma, beta, 0.f, false) : y;
+  return relu_grad(dy, sign_source, true);
+}
 
 LS_HD float xhat_of(float x, float mean, float invstd) { return (x - mean) * invstd; }
 

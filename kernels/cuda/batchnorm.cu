@@ -1,20 +1,21 @@
 // CUDA batch normalization over NHWC (x, y, residual, dy, dx, dresidual in f32 / bf16 / f16;
-// gamma, beta and statistics f32), with the residual add and ReLU fused. Custom kernels
-// everywhere for now (cuDNN's fused NHWC path is left for the throughput work): deterministic,
-// no float atomics, the same result run after run on a given shape.
+// gamma, beta and statistics f32), with the residual add and ReLU fused: deterministic, no float
+// atomics, the same result run after run on a given shape. (cuDNN's kernels are the opt-in
+// alternative: kernels/cuda/batchnorm_cudnn.cpp.)
 //
-// Layout: x is (rows = N*H*W, C) row-major, so the channel is the fastest dimension. Every
-// kernel uses one geometry: blocks of kTileC x kRowsY threads; grid.y walks channel tiles of
-// kTileC channels (threadIdx.x picks the channel, so a warp reads kTileC consecutive values of
-// one row), grid.x walks contiguous row chunks of rows_per_chunk rows, and threadIdx.y strides
-// through its chunk's rows. The geometry depends on the shape only (not on the GPU), so
-// results do not depend on the card either.
+// Layout: x is (rows = N*H*W, C) row-major, so the channel is the fastest dimension. Geometry
+// (kernels/cuda/batchnorm_geometry.h): grid.y walks channel tiles, grid.x contiguous row chunks
+// of rows_per_chunk rows, and threadIdx.y strides through its chunk's rows. The row kernels here
+// are the scalar ones (threadIdx.x picks one channel of a 32-channel tile, so a warp reads 32
+// consecutive values of a row); kernels/cuda/batchnorm_vec.cu has the same passes with 16 bytes
+// per thread, taken whenever C and the tensors' alignment allow. The geometry depends on the
+// shape only (not on the GPU), so results do not depend on the card either.
 //
 // Training forward, three kernels:
-//   moments:  each thread runs Welford over its rows, the block merges its kRowsY partials with
-//             Chan's formula in a fixed tree, and writes one (mean, m2) per (chunk, channel)
+//   moments:  each thread runs Welford over its rows, the block merges its row lanes' partials
+//             with Chan's formula in a fixed tree, and writes one (mean, m2) per (chunk, channel)
 //             into the workspace: 2 * chunks * C floats, reserved by plan_batchnorm.
-//   finalize: one block per channel tile merges the chunks' partials in a fixed order, then
+//   finalize: one block per 32-channel tile merges the chunks' partials in a fixed order, then
 //             writes save_mean, save_invstd and updates the running statistics.
 //   Both stages work on values shifted by a sample of the channel (the chunk's first value,
 //   then chunk 0's mean), so a running mean is of the order of the spread, not of the mean:
@@ -23,79 +24,55 @@
 //   apply:    y = relu?(gamma * (x - mean) * invstd + beta + residual).
 // Backward, three kernels of the same shape: per-chunk partial sums of g and g * xhat
 // (g = dy masked by the ReLU), a finalize that writes dbeta and dgamma, and the dx element
-// kernel (which also writes dresidual = g). dx may alias dy: each element is read, then written
-// by the same thread, so the dx kernel's pointers are not __restrict__.
+// kernel (which also writes dresidual = g). Without a residual the ReLU mask is z's sign, z
+// recomputed from x, so y is not read (bn::ReluMask). dx may alias dy: each element is read,
+// then written by the same thread, so the dx kernel's pointers are not __restrict__.
 // The per-element and per-channel arithmetic is kernels/batchnorm_math.h, shared with the CPU.
 // The dispatcher (kernels/batchnorm.cpp) has checked args, devices, dtypes and shapes; only the
 // grid size and the workspace are checked here.
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_math.h"
 #include "kernels/cuda/batchnorm_cudnn.h"
+#include "kernels/cuda/batchnorm_geometry.h"
 #include "kernels/cuda/cuda_state.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/vec.cuh"
 
 namespace lockstep::cuda {
 
 namespace {
 
-constexpr int kTileC = 32;          // channels per block (threadIdx.x)
-constexpr int kRowsY = 8;           // row lanes per block (threadIdx.y)
-constexpr int64_t kTargetBlocks = 1024;
-constexpr int64_t kMinRowsPerChunk = 64;
-static_assert(kTileC * kRowsY == kThreads, "one block is kThreads threads");
-
-struct Geometry {
-  int64_t rows = 0;            // N * H * W
-  int64_t channels = 0;        // C
-  int64_t tiles = 0;           // channel tiles: grid.y
-  int64_t chunks = 0;          // row chunks: grid.x
-  int64_t rows_per_chunk = 0;  // the last chunk may hold fewer
-  size_t workspace_bytes() const { return 2 * static_cast<size_t>(chunks * channels) * sizeof(float); }
-  dim3 grid() const { return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(tiles)); }
-  dim3 finalize_grid() const { return dim3(static_cast<unsigned>(tiles)); }
-};
+constexpr int kTileC = kBnTileC;  // channels per block (threadIdx.x)
+constexpr int kRowsY = kBnRowsY;  // row lanes per block (threadIdx.y)
 const dim3 kBlock(kTileC, kRowsY);
 
-// Enough blocks to fill any GPU (about kTargetBlocks), but never chunks of fewer than
-// kMinRowsPerChunk rows (unless there are fewer rows than that).
-Geometry geometry_for(const Shape& x) {
-  Geometry g;
-  g.rows = bn::rows_of(x);
-  g.channels = x[3];
-  g.tiles = (g.channels + kTileC - 1) / kTileC;
-  LS_CHECK(g.tiles <= 65535, "batchnorm: " << g.channels << " channels are more than the CUDA grid holds");
-  int64_t by_target = (kTargetBlocks + g.tiles - 1) / g.tiles;
-  int64_t by_rows = (g.rows + kMinRowsPerChunk - 1) / kMinRowsPerChunk;
-  int64_t chunks = std::max<int64_t>(1, std::min(by_target, by_rows));
-  g.rows_per_chunk = (g.rows + chunks - 1) / chunks;
-  g.chunks = (g.rows + g.rows_per_chunk - 1) / g.rows_per_chunk;  // every chunk non-empty
-  return g;
-}
-
-float* workspace_floats(const Context& ctx, const Geometry& g, const char* op) {
+float* workspace_floats(const Context& ctx, const BnGeometry& g, const char* op) {
   LS_CHECK(ctx.workspace_bytes() >= g.workspace_bytes(),
            op << ": the context's workspace holds " << ctx.workspace_bytes() << " bytes, "
               << g.workspace_bytes() << " needed: make the plan with plan_batchnorm on this context");
   return static_cast<float*>(ctx.workspace());
 }
 
-// Rows [begin, end) of chunk p.
-__device__ __forceinline__ void chunk_rows(int64_t p, int64_t rows, int64_t rows_per_chunk,
-                                           int64_t& begin, int64_t& end) {
-  begin = p * rows_per_chunk;
-  end = begin + rows_per_chunk < rows ? begin + rows_per_chunk : rows;
+// The vector kernels run when the channels allow it and every tensor they touch is 16-byte
+// aligned (views into a buffer at an odd offset take the scalar kernels).
+bool use_vector(const BatchNormPlan& plan, const Shape& x, DType dt, std::initializer_list<const void*> ptrs) {
+  if (plan.kernels == BatchNormKernels::scalar || !bn_vectorizable(x, dt)) return false;
+  for (const void* p : ptrs)
+    if (p && !aligned16(p)) return false;
+  return true;
 }
 
-// Merges the kRowsY Moments of a block column (same threadIdx.x) in a fixed tree; the result is
+// Merges the kLanes Moments of a block column (same threadIdx.x) in a fixed tree; the result is
 // valid in threadIdx.y == 0. Every thread of the block must call it.
+template <int kLanes>
 __device__ __forceinline__ bn::Moments block_merge(bn::Moments a) {
-  __shared__ float s_n[kRowsY][kTileC], s_mean[kRowsY][kTileC], s_m2[kRowsY][kTileC];
+  __shared__ float s_n[kLanes][kTileC], s_mean[kLanes][kTileC], s_m2[kLanes][kTileC];
   const int tx = threadIdx.x, ty = threadIdx.y;
   s_n[ty][tx] = a.n;
   s_mean[ty][tx] = a.mean;
   s_m2[ty][tx] = a.m2;
   __syncthreads();
-  for (int s = kRowsY / 2; s > 0; s /= 2) {
+  for (int s = kLanes / 2; s > 0; s /= 2) {
     if (ty < s) {
       bn::chan_merge(a, bn::Moments{s_n[ty + s][tx], s_mean[ty + s][tx], s_m2[ty + s][tx]});
       s_n[ty][tx] = a.n;
@@ -108,13 +85,14 @@ __device__ __forceinline__ bn::Moments block_merge(bn::Moments a) {
 }
 
 // Sums two values over a block column in a fixed tree; the result is valid in threadIdx.y == 0.
+template <int kLanes>
 __device__ __forceinline__ void block_sum2(float& a, float& b) {
-  __shared__ float s_a[kRowsY][kTileC], s_b[kRowsY][kTileC];
+  __shared__ float s_a[kLanes][kTileC], s_b[kLanes][kTileC];
   const int tx = threadIdx.x, ty = threadIdx.y;
   s_a[ty][tx] = a;
   s_b[ty][tx] = b;
   __syncthreads();
-  for (int s = kRowsY / 2; s > 0; s /= 2) {
+  for (int s = kLanes / 2; s > 0; s /= 2) {
     if (ty < s) {
       a += s_a[ty + s][tx];
       b += s_b[ty + s][tx];
@@ -134,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) moments_kernel(const T* __restrict__
                                                           float* __restrict__ part_m2) {
   const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
   int64_t begin, end;
-  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
   bn::Moments m;
   float shift = 0.f;  // the chunk's first value: moments of x - shift keep the running mean small
   if (c < channels) {
@@ -142,14 +120,14 @@ __global__ void __launch_bounds__(kThreads) moments_kernel(const T* __restrict__
     for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY)
       bn::welford_add(m, to_f32(x[r * channels + c]) - shift);
   }
-  m = block_merge(m);
+  m = block_merge<kRowsY>(m);
   if (threadIdx.y == 0 && c < channels) {
     part_mean[blockIdx.x * channels + c] = shift + m.mean;
     part_m2[blockIdx.x * channels + c] = m.m2;
   }
 }
 
-__global__ void __launch_bounds__(kThreads) finalize_moments_kernel(
+__global__ void __launch_bounds__(kTileC * kBnFinalizeLanes) finalize_moments_kernel(
     const float* __restrict__ part_mean, const float* __restrict__ part_m2, int64_t chunks,
     int64_t rows, int64_t channels, int64_t rows_per_chunk, float eps, float momentum,
     float* __restrict__ save_mean, float* __restrict__ save_invstd, float* __restrict__ running_mean,
@@ -159,14 +137,14 @@ __global__ void __launch_bounds__(kThreads) finalize_moments_kernel(
   float shift = 0.f;  // chunk 0's mean: merging means relative to it keeps them small
   if (c < channels) {
     shift = part_mean[c];
-    for (int64_t p = threadIdx.y; p < chunks; p += kRowsY) {
+    for (int64_t p = threadIdx.y; p < chunks; p += kBnFinalizeLanes) {
       int64_t begin, end;
-      chunk_rows(p, rows, rows_per_chunk, begin, end);
+      bn_chunk_rows(p, rows, rows_per_chunk, begin, end);
       bn::chan_merge(m, bn::Moments{static_cast<float>(end - begin), part_mean[p * channels + c] - shift,
                                     part_m2[p * channels + c]});
     }
   }
-  m = block_merge(m);
+  m = block_merge<kBnFinalizeLanes>(m);
   if (threadIdx.y == 0 && c < channels)
     bn::finalize_stats<float>(shift + m.mean, m.m2, rows, eps, momentum, &save_mean[c], &save_invstd[c],
                               &running_mean[c], &running_var[c]);
@@ -185,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) apply_kernel(
   const float invstd = kInfer ? bn::invstd_of(stat[c], eps) : stat[c];
   const float ga = gamma[c], be = beta[c];
   int64_t begin, end;
-  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
   for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
     const int64_t i = r * channels + c;
     const float res = residual ? to_f32(residual[i]) : 0.f;
@@ -199,29 +177,31 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) grad_sums_kernel(
     const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy, int64_t rows,
     int64_t channels, int64_t rows_per_chunk, const float* __restrict__ save_mean,
-    const float* __restrict__ save_invstd, bool relu, float* __restrict__ part_g,
-    float* __restrict__ part_gx) {
+    const float* __restrict__ save_invstd, const float* __restrict__ gamma, const float* __restrict__ beta,
+    bn::ReluMask mask, float* __restrict__ part_g, float* __restrict__ part_gx) {
   const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
   float sg = 0.f, sgx = 0.f;
   if (c < channels) {
-    const float mu = save_mean[c], invstd = save_invstd[c];
+    const float mu = save_mean[c], invstd = save_invstd[c], ga = gamma[c], be = beta[c];
     int64_t begin, end;
-    chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+    bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
     for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
       const int64_t i = r * channels + c;
-      const float g = bn::relu_grad(to_f32(dy[i]), relu ? to_f32(y[i]) : 0.f, relu);
+      const float xv = to_f32(x[i]);
+      const float yv = mask == bn::ReluMask::from_y ? to_f32(y[i]) : 0.f;
+      const float g = bn::masked_grad(mask, to_f32(dy[i]), xv, yv, mu, invstd, ga, be);
       sg += g;
-      sgx += g * bn::xhat_of(to_f32(x[i]), mu, invstd);
+      sgx += g * bn::xhat_of(xv, mu, invstd);
     }
   }
-  block_sum2(sg, sgx);
+  block_sum2<kRowsY>(sg, sgx);
   if (threadIdx.y == 0 && c < channels) {
     part_g[blockIdx.x * channels + c] = sg;
     part_gx[blockIdx.x * channels + c] = sgx;
   }
 }
 
-__global__ void __launch_bounds__(kThreads) finalize_grad_kernel(const float* __restrict__ part_g,
+__global__ void __launch_bounds__(kTileC * kBnFinalizeLanes) finalize_grad_kernel(const float* __restrict__ part_g,
                                                                 const float* __restrict__ part_gx,
                                                                 int64_t chunks, int64_t channels,
                                                                 float* __restrict__ dbeta,
@@ -229,11 +209,11 @@ __global__ void __launch_bounds__(kThreads) finalize_grad_kernel(const float* __
   const int64_t c = blockIdx.x * int64_t(kTileC) + threadIdx.x;
   float sg = 0.f, sgx = 0.f;
   if (c < channels)
-    for (int64_t p = threadIdx.y; p < chunks; p += kRowsY) {
+    for (int64_t p = threadIdx.y; p < chunks; p += kBnFinalizeLanes) {
       sg += part_g[p * channels + c];
       sgx += part_gx[p * channels + c];
     }
-  block_sum2(sg, sgx);
+  block_sum2<kBnFinalizeLanes>(sg, sgx);
   if (threadIdx.y == 0 && c < channels) {
     dbeta[c] = sg;
     dgamma[c] = sgx;
@@ -245,19 +225,20 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) dx_kernel(
     const T* x, const T* y, const T* dy, T* dx, T* dresidual, int64_t rows, int64_t channels,
     int64_t rows_per_chunk, const float* save_mean, const float* save_invstd, const float* gamma,
-    const float* dbeta, const float* dgamma, bool relu) {
+    const float* beta, const float* dbeta, const float* dgamma, bn::ReluMask mask) {
   const int64_t c = blockIdx.y * int64_t(kTileC) + threadIdx.x;
   if (c >= channels) return;
-  const float mu = save_mean[c], invstd = save_invstd[c];
-  const bn::BackwardCoef k = bn::backward_coef(gamma[c], invstd, dbeta[c], dgamma[c], rows);
+  const float mu = save_mean[c], invstd = save_invstd[c], ga = gamma[c], be = beta[c];
+  const bn::BackwardCoef k = bn::backward_coef(ga, invstd, dbeta[c], dgamma[c], rows);
   int64_t begin, end;
-  chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
   for (int64_t r = begin + threadIdx.y; r < end; r += kRowsY) {
     const int64_t i = r * channels + c;
-    const float g = bn::relu_grad(to_f32(dy[i]), relu ? to_f32(y[i]) : 0.f, relu);
-    const float xh = bn::xhat_of(to_f32(x[i]), mu, invstd);
+    const float xv = to_f32(x[i]);
+    const float yv = mask == bn::ReluMask::from_y ? to_f32(y[i]) : 0.f;
+    const float g = bn::masked_grad(mask, to_f32(dy[i]), xv, yv, mu, invstd, ga, be);
     if (dresidual) dresidual[i] = from_f32<T>(g);
-    dx[i] = from_f32<T>(bn::backward_element(g, xh, k));
+    dx[i] = from_f32<T>(bn::backward_element(g, bn::xhat_of(xv, mu, invstd), k));
   }
 }
 
@@ -272,7 +253,11 @@ BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNor
   BatchNormPlan plan;
   plan.x = x;
   plan.dtype = dtype;
-  plan.workspace_bytes = geometry_for(x).workspace_bytes();
+  plan.kernels = kernels;
+  // Either geometry may run (the vector one needs aligned tensors, known only at the call).
+  plan.workspace_bytes = bn_geometry(x, dtype, false).workspace_bytes();
+  if (bn_vectorizable(x, dtype))
+    plan.workspace_bytes = std::max(plan.workspace_bytes, bn_geometry(x, dtype, true).workspace_bytes());
   if (kernels == BatchNormKernels::cudnn) plan_batchnorm_cudnn(ctx, plan);
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
@@ -286,22 +271,34 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
     return batchnorm_forward_train_cudnn(ctx, plan, args, x, residual, gamma, beta, running_mean, running_var,
                                          save_mean, save_invstd, y);
   const char* op = "batchnorm_forward_train";
-  const Geometry g = geometry_for(x.shape());
+  const void* res = residual ? residual->raw() : nullptr;
+  const bool vector = use_vector(plan, x.shape(), x.dtype(), {x.raw(), res, y.raw()});
+  const BnGeometry g = bn_geometry(x.shape(), x.dtype(), vector);
   float* part_mean = workspace_floats(ctx, g, op);
   float* part_m2 = part_mean + g.chunks * g.channels;
   cudaStream_t st = stream(ctx);
+  if (vector) {
+    bn_moments_vec(st, g, x.dtype(), x.raw(), part_mean, part_m2);
+  } else {
+    LS_FLOAT_DISPATCH(x.dtype(), T, {
+      moments_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), g.rows, g.channels, g.rows_per_chunk,
+                                                     part_mean, part_m2);
+      CUDA_CHECK_LAUNCH();
+    });
+  }
+  finalize_moments_kernel<<<g.finalize_grid(), g.finalize_block(), 0, st>>>(
+      part_mean, part_m2, g.chunks, g.rows, g.channels, g.rows_per_chunk, args.eps, args.momentum,
+      fptr(save_mean), fptr(save_invstd), fptr(running_mean), fptr(running_var));
+  CUDA_CHECK_LAUNCH();
+  if (vector) {
+    bn_apply_vec(st, g, x.dtype(), false, x.raw(), res, y.raw(), fptr(save_mean), fptr(save_invstd), fptr(gamma),
+                 fptr(beta), args.eps, args.relu);
+    return;
+  }
   LS_FLOAT_DISPATCH(x.dtype(), T, {
-    moments_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), g.rows, g.channels, g.rows_per_chunk,
-                                                   part_mean, part_m2);
-    CUDA_CHECK_LAUNCH();
-    finalize_moments_kernel<<<g.finalize_grid(), kBlock, 0, st>>>(
-        part_mean, part_m2, g.chunks, g.rows, g.channels, g.rows_per_chunk, args.eps, args.momentum,
-        fptr(save_mean), fptr(save_invstd), fptr(running_mean), fptr(running_var));
-    CUDA_CHECK_LAUNCH();
     apply_kernel<T, false><<<g.grid(), kBlock, 0, st>>>(
-        cptr<T>(x), residual ? cptr<T>(*residual) : nullptr, ptr<T>(y), g.rows, g.channels,
-        g.rows_per_chunk, fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(beta), args.eps,
-        args.relu);
+        cptr<T>(x), static_cast<const T*>(res), ptr<T>(y), g.rows, g.channels, g.rows_per_chunk,
+        fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(beta), args.eps, args.relu);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -310,13 +307,19 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
                              const Tensor& x, const Tensor* residual, const Tensor& gamma,
                              const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, Tensor& y) {
-  const Geometry g = geometry_for(x.shape());
+  const void* res = residual ? residual->raw() : nullptr;
+  const bool vector = use_vector(plan, x.shape(), x.dtype(), {x.raw(), res, y.raw()});
+  const BnGeometry g = bn_geometry(x.shape(), x.dtype(), vector);
   cudaStream_t st = stream(ctx);
+  if (vector) {
+    bn_apply_vec(st, g, x.dtype(), true, x.raw(), res, y.raw(), fptr(running_mean), fptr(running_var),
+                 fptr(gamma), fptr(beta), args.eps, args.relu);
+    return;
+  }
   LS_FLOAT_DISPATCH(x.dtype(), T, {
     apply_kernel<T, true><<<g.grid(), kBlock, 0, st>>>(
-        cptr<T>(x), residual ? cptr<T>(*residual) : nullptr, ptr<T>(y), g.rows, g.channels,
-        g.rows_per_chunk, fptr(running_mean), fptr(running_var), fptr(gamma), fptr(beta), args.eps,
-        args.relu);
+        cptr<T>(x), static_cast<const T*>(res), ptr<T>(y), g.rows, g.channels, g.rows_per_chunk,
+        fptr(running_mean), fptr(running_var), fptr(gamma), fptr(beta), args.eps, args.relu);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -329,23 +332,42 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
     return batchnorm_backward_cudnn(ctx, plan, args, x, y, dy, gamma, beta, save_mean, save_invstd, dx, dresidual,
                                     dgamma, dbeta);
   const char* op = "batchnorm_backward";
-  const Geometry g = geometry_for(x.shape());
+  // Without a residual, z is recomputed from x for the ReLU mask and y is never read.
+  const bn::ReluMask mask = !args.relu                                                           ? bn::ReluMask::none
+                           : dresidual || plan.kernels == BatchNormKernels::scalar ? bn::ReluMask::from_y
+                                                                                    : bn::ReluMask::from_x;
+  const void* py = mask == bn::ReluMask::from_y ? y.raw() : nullptr;
+  void* dres = dresidual ? dresidual->raw() : nullptr;
+  const bool vector = use_vector(plan, x.shape(), x.dtype(), {x.raw(), py, dy.raw(), dx.raw(), dres});
+  const BnGeometry g = bn_geometry(x.shape(), x.dtype(), vector);
   float* part_g = workspace_floats(ctx, g, op);
   float* part_gx = part_g + g.chunks * g.channels;
   cudaStream_t st = stream(ctx);
+  if (vector) {
+    bn_grad_sums_vec(st, g, x.dtype(), x.raw(), py, dy.raw(), fptr(save_mean), fptr(save_invstd), fptr(gamma),
+                     fptr(beta), mask, part_g, part_gx);
+  } else {
+    LS_FLOAT_DISPATCH(x.dtype(), T, {
+      grad_sums_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), static_cast<const T*>(py), cptr<T>(dy), g.rows,
+                                                       g.channels, g.rows_per_chunk, fptr(save_mean),
+                                                       fptr(save_invstd), fptr(gamma), fptr(beta), mask, part_g,
+                                                       part_gx);
+      CUDA_CHECK_LAUNCH();
+    });
+  }
+  finalize_grad_kernel<<<g.finalize_grid(), g.finalize_block(), 0, st>>>(part_g, part_gx, g.chunks, g.channels,
+                                                                         fptr(dbeta), fptr(dgamma));
+  CUDA_CHECK_LAUNCH();
+  if (vector) {
+    bn_dx_vec(st, g, x.dtype(), x.raw(), py, dy.raw(), dx.raw(), dres, fptr(save_mean), fptr(save_invstd),
+              fptr(gamma), fptr(beta), fptr(dbeta), fptr(dgamma), mask);
+    return;
+  }
   LS_FLOAT_DISPATCH(x.dtype(), T, {
-    const T* py = args.relu ? cptr<T>(y) : nullptr;  // y is read only for the ReLU mask
-    grad_sums_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), py, cptr<T>(dy), g.rows, g.channels,
-                                                     g.rows_per_chunk, fptr(save_mean),
-                                                     fptr(save_invstd), args.relu, part_g, part_gx);
-    CUDA_CHECK_LAUNCH();
-    finalize_grad_kernel<<<g.finalize_grid(), kBlock, 0, st>>>(part_g, part_gx, g.chunks, g.channels,
-                                                               fptr(dbeta), fptr(dgamma));
-    CUDA_CHECK_LAUNCH();
-    dx_kernel<T><<<g.grid(), kBlock, 0, st>>>(
-        cptr<T>(x), py, cptr<T>(dy), ptr<T>(dx), dresidual ? ptr<T>(*dresidual) : nullptr, g.rows,
-        g.channels, g.rows_per_chunk, fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(dbeta),
-        fptr(dgamma), args.relu);
+    dx_kernel<T><<<g.grid(), kBlock, 0, st>>>(cptr<T>(x), static_cast<const T*>(py), cptr<T>(dy), ptr<T>(dx),
+                                              static_cast<T*>(dres), g.rows, g.channels, g.rows_per_chunk,
+                                              fptr(save_mean), fptr(save_invstd), fptr(gamma), fptr(beta),
+                                              fptr(dbeta), fptr(dgamma), mask);
     CUDA_CHECK_LAUNCH();
   });
 }

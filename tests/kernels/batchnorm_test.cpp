@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_math.h"
+#include "kernels/copy.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep {
@@ -107,8 +109,33 @@ struct TrainOut {
   std::vector<float> y, save_mean, save_invstd, running_mean, running_var;
 };
 
+// A copy of t one element past its 16-byte aligned start: the CUDA kernels take their scalar
+// path on it whatever the channel count.
+struct Shifted {
+  OwnedTensor buf;
+  Tensor view;
+};
+// place(t) is t, or with misalign its shifted copy (kept alive as long as the Placer).
+class Placer {
+ public:
+  Placer(Context& ctx, bool misalign) : ctx_(ctx), misalign_(misalign) {}
+  Tensor& operator()(Tensor& t) {
+    if (!misalign_) return t;
+    Shifted& m = keep_.emplace_back(Shifted{OwnedTensor(t.device(), {t.numel() + 1}, t.dtype()), {}});
+    m.view = m.buf.view().slice(1, t.numel()).reshape(t.shape());
+    copy(ctx_, t, m.view);
+    return m.view;
+  }
+
+ private:
+  Context& ctx_;
+  bool misalign_;
+  std::deque<Shifted> keep_;  // references to its elements stay valid as it grows
+};
+
+// misalign: x, residual and y one element off alignment (the CUDA scalar kernels).
 TrainOut run_train(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& a, const Inputs& in,
-                   bool residual) {
+                   bool residual, bool misalign = false) {
   const int64_t c = s[3];
   BatchNormPlan plan = plan_batchnorm(ctx, s, dt);
   OwnedTensor x = test::device_tensor(ctx, s, in.x, dt);
@@ -122,14 +149,17 @@ TrainOut run_train(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& 
   test::poison(ctx, sm);
   test::poison(ctx, si);
   test::poison(ctx, y);
-  batchnorm_forward_train(ctx, plan, a, x, residual ? &res.view() : nullptr, gamma, beta, rm, rv, sm,
-                          si, y);
-  return {test::to_host_f32(ctx, y), test::to_host_f32(ctx, sm), test::to_host_f32(ctx, si),
+  Placer place(ctx, misalign);
+  Tensor& xv = place(x.view());
+  Tensor* resv = residual ? &place(res.view()) : nullptr;
+  Tensor& yv = place(y.view());
+  batchnorm_forward_train(ctx, plan, a, xv, resv, gamma, beta, rm, rv, sm, si, yv);
+  return {test::to_host_f32(ctx, yv), test::to_host_f32(ctx, sm), test::to_host_f32(ctx, si),
           test::to_host_f32(ctx, rm), test::to_host_f32(ctx, rv)};
 }
 
 std::vector<float> run_infer(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& a,
-                             const Inputs& in, bool residual) {
+                             const Inputs& in, bool residual, bool misalign = false) {
   const int64_t c = s[3];
   BatchNormPlan plan = plan_batchnorm(ctx, s, dt);
   OwnedTensor x = test::device_tensor(ctx, s, in.x, dt);
@@ -141,27 +171,32 @@ std::vector<float> run_infer(Context& ctx, const Shape& s, DType dt, const Batch
   OwnedTensor rv = test::device_tensor(ctx, {c}, in.running_var);
   OwnedTensor y(ctx.device(), s, dt);
   test::poison(ctx, y);
-  batchnorm_forward_infer(ctx, plan, a, x, residual ? &res.view() : nullptr, gamma, beta, rm, rv, y);
-  return test::to_host_f32(ctx, y);
+  Placer place(ctx, misalign);
+  Tensor& xv = place(x.view());
+  Tensor* resv = residual ? &place(res.view()) : nullptr;
+  Tensor& yv = place(y.view());
+  batchnorm_forward_infer(ctx, plan, a, xv, resv, gamma, beta, rm, rv, yv);
+  return test::to_host_f32(ctx, yv);
 }
 
 // What backward reads, as host f32 values (the forward's y and saved statistics included).
 struct BackwardIn {
-  std::vector<float> x, y, dy, gamma, save_mean, save_invstd;
+  std::vector<float> x, y, dy, gamma, beta, save_mean, save_invstd;
 };
 struct BackwardOut {
   std::vector<float> dx, dresidual, dgamma, dbeta;
 };
 
-// alias_dx: dx is dy's own memory.
+// alias_dx: dx is dy's own memory. misalign: x, y, dy, dx, dresidual one element off alignment.
 BackwardOut run_backward(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& a,
-                         const BackwardIn& in, bool want_dresidual, bool alias_dx = false) {
+                         const BackwardIn& in, bool want_dresidual, bool alias_dx = false, bool misalign = false) {
   const int64_t c = s[3];
   BatchNormPlan plan = plan_batchnorm(ctx, s, dt);
   OwnedTensor x = test::device_tensor(ctx, s, in.x, dt);
   OwnedTensor y = test::device_tensor(ctx, s, in.y, dt);
   OwnedTensor dy = test::device_tensor(ctx, s, in.dy, dt);
   OwnedTensor gamma = test::device_tensor(ctx, {c}, in.gamma);
+  OwnedTensor beta = test::device_tensor(ctx, {c}, in.beta);
   OwnedTensor sm = test::device_tensor(ctx, {c}, in.save_mean);
   OwnedTensor si = test::device_tensor(ctx, {c}, in.save_invstd);
   OwnedTensor dx_own(ctx.device(), s, dt), dres(ctx.device(), s, dt);
@@ -170,12 +205,16 @@ BackwardOut run_backward(Context& ctx, const Shape& s, DType dt, const BatchNorm
   test::poison(ctx, dres);
   test::poison(ctx, dgamma);
   test::poison(ctx, dbeta);
-  Tensor& dx = alias_dx ? dy.view() : dx_own.view();
-  // beta is read by cuDNN's kernels only; these are lockstep's, so gamma stands in.
-  batchnorm_backward(ctx, plan, a, x, y, dy, gamma, gamma, sm, si, dx, want_dresidual ? &dres.view() : nullptr,
+  Placer place(ctx, misalign);
+  Tensor& xv = place(x.view());
+  Tensor& yv = place(y.view());
+  Tensor& dyv = place(dy.view());
+  Tensor& dx = alias_dx ? dyv : place(dx_own.view());
+  Tensor& dresv = place(dres.view());
+  batchnorm_backward(ctx, plan, a, xv, yv, dyv, gamma, beta, sm, si, dx, want_dresidual ? &dresv : nullptr,
                      dgamma, dbeta);
   BackwardOut out{test::to_host_f32(ctx, dx), {}, test::to_host_f32(ctx, dgamma), test::to_host_f32(ctx, dbeta)};
-  if (want_dresidual) out.dresidual = test::to_host_f32(ctx, dres);
+  if (want_dresidual) out.dresidual = test::to_host_f32(ctx, dresv);
   return out;
 }
 
@@ -286,7 +325,7 @@ TEST(BatchNormCpu, BackwardMatchesFiniteDifferences) {
     std::vector<float> w = test::random_floats(s.numel(), seed + 7);
 
     TrainOut fwd = run_train(ctx, s, DType::f32, a, in, k.residual);
-    BackwardIn bin{in.x, fwd.y, w, in.gamma, fwd.save_mean, fwd.save_invstd};
+    BackwardIn bin{in.x, fwd.y, w, in.gamma, in.beta, fwd.save_mean, fwd.save_invstd};
     BackwardOut g = run_backward(ctx, s, DType::f32, a, bin, k.residual);
 
     auto loss = [&] {
@@ -314,7 +353,7 @@ TEST(BatchNormCpu, DxMayAliasDy) {
   a.relu = true;
   Inputs in = make_inputs(s, 400);
   TrainOut fwd = run_train(ctx, s, DType::f32, a, in, true);
-  BackwardIn bin{in.x, fwd.y, test::random_floats(s.numel(), 401), in.gamma, fwd.save_mean, fwd.save_invstd};
+  BackwardIn bin{in.x, fwd.y, test::random_floats(s.numel(), 401), in.gamma, in.beta, fwd.save_mean, fwd.save_invstd};
   BackwardOut apart = run_backward(ctx, s, DType::f32, a, bin, true, false);
   BackwardOut aliased = run_backward(ctx, s, DType::f32, a, bin, true, true);
   EXPECT_EQ(apart.dx, aliased.dx);
@@ -454,10 +493,18 @@ TEST(BatchNormCpu, ArgumentErrorsThrow) {
 // ---- CUDA against the CPU ----
 
 const DType kDtypes[] = {DType::f32, DType::bf16, DType::f16};
-// Odd sizes, M small, C not a multiple of 32, several chunks and channel tiles, C = 2048.
-const std::initializer_list<Shape> kGpuShapes = {{3, 5, 7, 3},   {4, 1, 1, 5},    {2, 3, 3, 37},
-                                                 {1, 1, 1, 4},   {8, 14, 14, 96}, {16, 28, 28, 64},
-                                                 {4, 7, 7, 2048}};
+// Odd sizes, M small, C not a multiple of 32, several chunks and channel tiles, C = 2048; for the
+// vector kernels (C a multiple of 4 f32 / 8 bf16 channels): one vector per row (C = 8 bf16),
+// vectors that do not fill a tile (C = 24 bf16: 3 vectors over tiles of 2), 16 channels.
+const std::initializer_list<Shape> kGpuShapes = {{3, 5, 7, 3},    {4, 1, 1, 5},     {2, 3, 3, 37},
+                                                 {1, 1, 1, 4},    {8, 14, 14, 96},  {16, 28, 28, 64},
+                                                 {4, 7, 7, 2048}, {2, 3, 3, 8},     {5, 3, 3, 24},
+                                                 {3, 2, 2, 16}};
+
+// Each case runs on aligned tensors (the vector kernels where C allows) and on tensors one
+// element off alignment (the scalar kernels).
+const bool kMisalign[] = {false, true};
+std::string path_name(bool misalign) { return misalign ? " scalar path" : ""; }
 
 Inputs rounded_inputs(const Shape& s, uint32_t seed, DType dt) {
   Inputs in = make_inputs(s, seed);
@@ -477,13 +524,16 @@ TEST(BatchNormCuda, TrainForwardMatchesCpu) {
       a.relu = k.relu;
       Inputs in = rounded_inputs(k.shape, seed += 10, dt);
       TrainOut want = run_train(cpu, k.shape, DType::f32, a, in, k.residual);
-      TrainOut got = run_train(gpu, k.shape, dt, a, in, k.residual);
-      EXPECT_LT(rel_error(got.y, want.y), test::tolerance(dt));
-      // The statistics come from the same (rounded) inputs in fp32 on both: tight for every dtype.
-      EXPECT_LT(rel_error(got.save_mean, want.save_mean), 1e-4);
-      EXPECT_LT(rel_error(got.save_invstd, want.save_invstd), 1e-4);
-      EXPECT_LT(rel_error(got.running_mean, want.running_mean), 1e-4);
-      EXPECT_LT(rel_error(got.running_var, want.running_var), 1e-4);
+      for (bool misalign : kMisalign) {
+        SCOPED_TRACE(path_name(misalign));
+        TrainOut got = run_train(gpu, k.shape, dt, a, in, k.residual, misalign);
+        EXPECT_LT(rel_error(got.y, want.y), test::tolerance(dt));
+        // The statistics come from the same (rounded) inputs in fp32 on both: tight for every dtype.
+        EXPECT_LT(rel_error(got.save_mean, want.save_mean), 1e-4);
+        EXPECT_LT(rel_error(got.save_invstd, want.save_invstd), 1e-4);
+        EXPECT_LT(rel_error(got.running_mean, want.running_mean), 1e-4);
+        EXPECT_LT(rel_error(got.running_var, want.running_var), 1e-4);
+      }
     }
 }
 
@@ -530,8 +580,11 @@ TEST(BatchNormCuda, InferForwardMatchesCpu) {
       a.relu = k.relu;
       Inputs in = rounded_inputs(k.shape, seed += 10, dt);
       std::vector<float> want = run_infer(cpu, k.shape, DType::f32, a, in, k.residual);
-      std::vector<float> got = run_infer(gpu, k.shape, dt, a, in, k.residual);
-      EXPECT_LT(rel_error(got, want), test::tolerance(dt));
+      for (bool misalign : kMisalign) {
+        SCOPED_TRACE(path_name(misalign));
+        std::vector<float> got = run_infer(gpu, k.shape, dt, a, in, k.residual, misalign);
+        EXPECT_LT(rel_error(got, want), test::tolerance(dt));
+      }
     }
 }
 
@@ -546,23 +599,27 @@ TEST(BatchNormCuda, BackwardMatchesCpu) {
       a.relu = k.relu;
       Inputs in = rounded_inputs(k.shape, seed += 10, dt);
       TrainOut fwd = run_train(cpu, k.shape, DType::f32, a, in, k.residual);
-      // Both backends read the same values: y rounded to dt keeps its sign, so the same ReLU mask.
+      // The same ReLU mask on both: y rounded to dt keeps its sign, and so does the z the CUDA
+      // kernels recompute from x without a residual.
       BackwardIn bin{in.x, test::rounded(fwd.y, dt),
-                     test::rounded(test::random_floats(k.shape.numel(), seed + 5), dt), in.gamma,
+                     test::rounded(test::random_floats(k.shape.numel(), seed + 5), dt), in.gamma, in.beta,
                      fwd.save_mean, fwd.save_invstd};
       BackwardOut want = run_backward(cpu, k.shape, DType::f32, a, bin, k.residual);
-      BackwardOut got = run_backward(gpu, k.shape, dt, a, bin, k.residual);
-      EXPECT_LT(rel_error(got.dx, want.dx), test::tolerance(dt));
-      EXPECT_LT(rel_error(got.dgamma, want.dgamma), test::tolerance(dt));
-      EXPECT_LT(rel_error(got.dbeta, want.dbeta), test::tolerance(dt));
-      if (k.residual) {
-        EXPECT_LT(rel_error(got.dresidual, want.dresidual), test::tolerance(dt));
-      }
-      if (k.residual && k.relu && k.shape == Shape{3, 5, 7, 3}) {
-        BackwardOut aliased = run_backward(gpu, k.shape, dt, a, bin, true, true);
-        EXPECT_EQ(aliased.dx, got.dx);
-        EXPECT_EQ(aliased.dresidual, got.dresidual);
-        EXPECT_EQ(aliased.dgamma, got.dgamma);
+      for (bool misalign : kMisalign) {
+        SCOPED_TRACE(path_name(misalign));
+        BackwardOut got = run_backward(gpu, k.shape, dt, a, bin, k.residual, false, misalign);
+        EXPECT_LT(rel_error(got.dx, want.dx), test::tolerance(dt));
+        EXPECT_LT(rel_error(got.dgamma, want.dgamma), test::tolerance(dt));
+        EXPECT_LT(rel_error(got.dbeta, want.dbeta), test::tolerance(dt));
+        if (k.residual) {
+          EXPECT_LT(rel_error(got.dresidual, want.dresidual), test::tolerance(dt));
+        }
+        if (k.residual && k.relu && (k.shape == Shape{3, 5, 7, 3} || k.shape == Shape{16, 28, 28, 64})) {
+          BackwardOut aliased = run_backward(gpu, k.shape, dt, a, bin, true, true, misalign);
+          EXPECT_EQ(aliased.dx, got.dx);
+          EXPECT_EQ(aliased.dresidual, got.dresidual);
+          EXPECT_EQ(aliased.dgamma, got.dgamma);
+        }
       }
     }
 }
@@ -662,6 +719,8 @@ TEST(BatchNormCudnn, AnAddWithoutReluIsRefused) {
 TEST(BatchNormKernelsName, ParsesAndNames) {
   EXPECT_EQ(parse_bn_kernels("cudnn"), BatchNormKernels::cudnn);
   EXPECT_EQ(parse_bn_kernels("lockstep"), BatchNormKernels::lockstep);
+  EXPECT_EQ(parse_bn_kernels("scalar"), BatchNormKernels::scalar);
+  EXPECT_STREQ(bn_kernels_name(BatchNormKernels::scalar), "scalar");
   EXPECT_STREQ(bn_kernels_name(BatchNormKernels::cudnn), "cudnn");
   EXPECT_THROW(parse_bn_kernels("fast"), Error);
 }

@@ -139,9 +139,11 @@ TEST(CliTrain, BadValuesNameTheFlag) {
   EXPECT_EQ(error_of(base({"--stem-channels", "2"}), "--stem-channels"),
             "--stem-channels must be 0 (off) or 3..64 (got 2)");
   EXPECT_EQ(error_of(base({"--bn-kernels", "fast"}), "--bn-kernels"),
-            "--bn-kernels: expected lockstep or cudnn, got 'fast'");
+            "--bn-kernels: expected lockstep, scalar or cudnn, got 'fast'");
   EXPECT_EQ(error_of(base({"--bn-kernels", "cudnn"}), "--bn-kernels"),
             "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
+  EXPECT_EQ(error_of(base({"--bn-kernels", "scalar"}), "--bn-kernels"),
+            "--bn-kernels scalar needs --device cuda (the CPU runs lockstep's kernels)");
   EXPECT_EQ(error_of(base({"--cuda-graph"}), "--cuda-graph"),
             "--cuda-graph needs --device cuda (CUDA graphs replay GPU work)");
   EXPECT_EQ(error_of(base({"--batch-size", "abc"}), "--batch-size"), "--batch-size: expected an integer, got 'abc'");

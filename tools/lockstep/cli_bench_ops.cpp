@@ -40,7 +40,7 @@ cxxopts::Options bench_ops_options() {
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
      cxxopts::value<std::string>()->default_value("0"))
-    ("bn-kernels", "training batch norm on CUDA: lockstep or cudnn (as lockstep train's)",
+    ("bn-kernels", "training batch norm on CUDA: lockstep, scalar or cudnn (as lockstep train's)",
      cxxopts::value<std::string>()->default_value("lockstep"))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
     ("iters", "timed passes (the median per layer is reported)", cxxopts::value<std::string>()->default_value("5"))
