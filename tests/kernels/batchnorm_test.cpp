@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -109,30 +108,6 @@ struct TrainOut {
   std::vector<float> y, save_mean, save_invstd, running_mean, running_var;
 };
 
-// A copy of t one element past its 16-byte aligned start: the CUDA kernels take their scalar
-// path on it whatever the channel count.
-struct Shifted {
-  OwnedTensor buf;
-  Tensor view;
-};
-// place(t) is t, or with misalign its shifted copy (kept alive as long as the Placer).
-class Placer {
- public:
-  Placer(Context& ctx, bool misalign) : ctx_(ctx), misalign_(misalign) {}
-  Tensor& operator()(Tensor& t) {
-    if (!misalign_) return t;
-    Shifted& m = keep_.emplace_back(Shifted{OwnedTensor(t.device(), {t.numel() + 1}, t.dtype()), {}});
-    m.view = m.buf.view().slice(1, t.numel()).reshape(t.shape());
-    copy(ctx_, t, m.view);
-    return m.view;
-  }
-
- private:
-  Context& ctx_;
-  bool misalign_;
-  std::deque<Shifted> keep_;  // references to its elements stay valid as it grows
-};
-
 // misalign: x, residual and y one element off alignment (the CUDA scalar kernels).
 TrainOut run_train(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& a, const Inputs& in,
                    bool residual, bool misalign = false) {
@@ -149,7 +124,7 @@ TrainOut run_train(Context& ctx, const Shape& s, DType dt, const BatchNormArgs& 
   test::poison(ctx, sm);
   test::poison(ctx, si);
   test::poison(ctx, y);
-  Placer place(ctx, misalign);
+  test::Placer place(ctx, misalign);
   Tensor& xv = place(x.view());
   Tensor* resv = residual ? &place(res.view()) : nullptr;
   Tensor& yv = place(y.view());
@@ -171,7 +146,7 @@ std::vector<float> run_infer(Context& ctx, const Shape& s, DType dt, const Batch
   OwnedTensor rv = test::device_tensor(ctx, {c}, in.running_var);
   OwnedTensor y(ctx.device(), s, dt);
   test::poison(ctx, y);
-  Placer place(ctx, misalign);
+  test::Placer place(ctx, misalign);
   Tensor& xv = place(x.view());
   Tensor* resv = residual ? &place(res.view()) : nullptr;
   Tensor& yv = place(y.view());
@@ -205,7 +180,7 @@ BackwardOut run_backward(Context& ctx, const Shape& s, DType dt, const BatchNorm
   test::poison(ctx, dres);
   test::poison(ctx, dgamma);
   test::poison(ctx, dbeta);
-  Placer place(ctx, misalign);
+  test::Placer place(ctx, misalign);
   Tensor& xv = place(x.view());
   Tensor& yv = place(y.view());
   Tensor& dyv = place(dy.view());

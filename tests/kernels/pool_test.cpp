@@ -228,6 +228,12 @@ TEST_P(PoolCuda, MaxPoolMatchesCpu) {
   Context gpu(Device::cuda(0));
   std::vector<PoolCase> cases(std::begin(kCases), std::end(kCases));
   cases.push_back({{4, 56, 56, 64}, {3, 2, 1}});  // ResNet-50's stem pool at a small batch
+  // Whole 16-byte vectors of channels (the vector kernels for every dtype at 8, 16, 24 channels):
+  // padded edges, non-overlapping windows, stride 1 with many windows per element.
+  cases.push_back({{2, 9, 9, 8}, {3, 2, 1}});
+  cases.push_back({{1, 7, 7, 16}, {2, 2, 0}});
+  cases.push_back({{1, 5, 6, 24}, {3, 1, 1}});
+  cases.push_back({{2, 6, 6, 8}, {3, 3, 0}});
   uint32_t seed = 400;
   for (const PoolCase& pc : cases) {
     const Shape ys = pooled(pc);
@@ -239,16 +245,22 @@ TEST_P(PoolCuda, MaxPoolMatchesCpu) {
     maxpool_forward(cpu, pc.pool, hx, hy);
     maxpool_backward(cpu, pc.pool, hx, hy, hdy, hdx);
 
-    OwnedTensor dx = test::device_tensor(gpu, pc.x, xv, dt), ddy = test::device_tensor(gpu, ys, dyv, dt);
-    OwnedTensor dy(gpu.device(), ys, dt), ddx(gpu.device(), pc.x, dt);
-    test::poison(gpu, dy);
-    test::poison(gpu, ddx);
-    maxpool_forward(gpu, pc.pool, dx, dy);
-    maxpool_backward(gpu, pc.pool, dx, dy, ddy, ddx);
-    // The maximum is exact in any dtype.
-    EXPECT_EQ(test::to_host_f32(gpu, dy), test::host_values(hy)) << pc.x.str();
-    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, ddx), test::host_values(hdx)), test::tolerance(dt))
-        << pc.x.str() << " window " << pc.pool.window << " stride " << pc.pool.stride;
+    // Aligned tensors (the vector kernels where C allows) and tensors one element off (scalar).
+    for (bool misalign : {false, true}) {
+      OwnedTensor dx = test::device_tensor(gpu, pc.x, xv, dt), ddy = test::device_tensor(gpu, ys, dyv, dt);
+      OwnedTensor dy(gpu.device(), ys, dt), ddx(gpu.device(), pc.x, dt);
+      test::poison(gpu, dy);
+      test::poison(gpu, ddx);
+      test::Placer place(gpu, misalign);
+      Tensor &x = place(dx.view()), &y = place(dy.view()), &gy = place(ddy.view()), &gx = place(ddx.view());
+      maxpool_forward(gpu, pc.pool, x, y);
+      maxpool_backward(gpu, pc.pool, x, y, gy, gx);
+      // The maximum is exact in any dtype.
+      EXPECT_EQ(test::to_host_f32(gpu, y), test::host_values(hy)) << pc.x.str() << (misalign ? " scalar path" : "");
+      EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gx), test::host_values(hdx)), test::tolerance(dt))
+          << pc.x.str() << " window " << pc.pool.window << " stride " << pc.pool.stride
+          << (misalign ? " scalar path" : "");
+    }
   }
   OwnedTensor x(gpu.device(), {1, 8, 8, 3}, dt), y(gpu.device(), {1, 4, 4, 3}, dt);
   OwnedTensor other(gpu.device(), {1, 4, 4, 3}, dt == DType::f32 ? DType::f16 : DType::f32);
@@ -256,10 +268,13 @@ TEST_P(PoolCuda, MaxPoolMatchesCpu) {
   EXPECT_THROW(maxpool_forward(gpu, PoolShape{2, 2, 2}, x, y), Error);
 }
 
+// All-equal windows: each output's gradient goes to its window's first element. With 8 channels
+// (the vector kernels) every channel follows the rule on its own: channel k holds 1 everywhere
+// except that it is raised to 2 at element k of the 3x3 image, so its maxima move with k.
 TEST_P(PoolCuda, TiesMatchCpu) {
   LS_REQUIRE_GPU();
   const DType dt = GetParam();
-  Context gpu(Device::cuda(0));
+  Context gpu(Device::cuda(0)), cpu(Device::cpu());
   OwnedTensor x = test::device_tensor(gpu, {1, 3, 3, 1}, std::vector<float>(9, 1.f), dt);
   OwnedTensor y(gpu.device(), {1, 3, 3, 1}, dt), dx(gpu.device(), {1, 3, 3, 1}, dt);
   OwnedTensor dy = test::device_tensor(gpu, {1, 3, 3, 1}, {1, 2, 4, 8, 16, 32, 64, 128, 256}, dt);
@@ -268,6 +283,23 @@ TEST_P(PoolCuda, TiesMatchCpu) {
   maxpool_forward(gpu, PoolShape{3, 1, 1}, x, y);
   maxpool_backward(gpu, PoolShape{3, 1, 1}, x, y, dy, dx);
   EXPECT_EQ(test::to_host_f32(gpu, dx), (std::vector<float>{27, 36, 0, 192, 256, 0, 0, 0, 0}));
+
+  const Shape s{1, 3, 3, 8};
+  std::vector<float> xv(s.numel(), 1.f), dyv(s.numel());
+  for (int k = 0; k < 8; ++k) xv[k * 8 + k] = 2.f;
+  for (int64_t i = 0; i < s.numel(); ++i) dyv[i] = static_cast<float>(1 << (i / 8));
+  OwnedTensor hx = test::host_tensor(s, xv), hdy = test::host_tensor(s, dyv);
+  OwnedTensor hy(Device::cpu(), s, DType::f32), hdx(Device::cpu(), s, DType::f32);
+  maxpool_forward(cpu, PoolShape{3, 1, 1}, hx, hy);
+  maxpool_backward(cpu, PoolShape{3, 1, 1}, hx, hy, hdy, hdx);
+  OwnedTensor gx = test::device_tensor(gpu, s, xv, dt), gdy = test::device_tensor(gpu, s, dyv, dt);
+  OwnedTensor gy(gpu.device(), s, dt), gdx(gpu.device(), s, dt);
+  test::poison(gpu, gy);
+  test::poison(gpu, gdx);
+  maxpool_forward(gpu, PoolShape{3, 1, 1}, gx, gy);
+  maxpool_backward(gpu, PoolShape{3, 1, 1}, gx, gy, gdy, gdx);
+  EXPECT_EQ(test::to_host_f32(gpu, gy), test::host_values(hy));
+  EXPECT_EQ(test::to_host_f32(gpu, gdx), test::rounded(test::host_values(hdx), dt));
 }
 
 TEST_P(PoolCuda, GlobalAvgPoolMatchesCpu) {

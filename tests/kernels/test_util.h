@@ -1,10 +1,12 @@
 // Shared test helpers for kernels/: random host data, device round trips, poisoning, error
-// norms, the GPU skip, and a central finite-difference gradient checker.
+// norms, the GPU skip, a central finite-difference gradient checker, and misaligned copies
+// (the CUDA kernels' scalar paths).
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <deque>
 #include <functional>
 #include <random>
 #include <vector>
@@ -140,5 +142,29 @@ inline double weighted_sum(const std::vector<float>& y, const std::vector<float>
   for (size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * w[i];
   return s;
 }
+
+// A copy of t one element past its 16-byte aligned start: the CUDA kernels take their scalar
+// path on it whatever the channel count.
+struct Shifted {
+  OwnedTensor buf;
+  Tensor view;
+};
+// place(t) is t, or with misalign its shifted copy (kept alive as long as the Placer).
+class Placer {
+ public:
+  Placer(Context& ctx, bool misalign) : ctx_(ctx), misalign_(misalign) {}
+  Tensor& operator()(Tensor& t) {
+    if (!misalign_) return t;
+    Shifted& m = keep_.emplace_back(Shifted{OwnedTensor(t.device(), {t.numel() + 1}, t.dtype()), {}});
+    m.view = m.buf.view().slice(1, t.numel()).reshape(t.shape());
+    copy(ctx_, t, m.view);
+    return m.view;
+  }
+
+ private:
+  Context& ctx_;
+  bool misalign_;
+  std::deque<Shifted> keep_;  // references to its elements stay valid as it grows
+};
 
 }  // namespace lockstep::test
