@@ -1,4 +1,4 @@
-// CPU 2-D convolution, the oracle for the cuDNN path: im2col + one OpenBLAS sgemm per image.
+// CPU 2-D convolution, the oracle for the cuDNN path: im2col + OpenBLAS sgemm over groups of images.
 //
 // Layouts: x (N, H, W, C), w (K, R, S, C), y (N, P, Q, K), all row-major f32. For one image the
 // column matrix col (P*Q, R*S*C) holds at row (p, q) the receptive field of output pixel (p, q),
@@ -8,13 +8,19 @@
 //   backward-filter  dW   (K, RSC) += dy_n^T (K, PQ) * col (PQ, RSC), summed over the batch
 // A 1x1 stride-1 unpadded conv's column matrix is the image itself (HW, C), so it needs no
 // scratch and skips im2col / col2im.
+// Groups: where an image has few output pixels (ResNet's last stages: 2x2 or 4x4 at 64 px), one
+// GEMM per image would stream the whole filter for a handful of rows, so consecutive images are
+// stacked into one GEMM of up to kGroupRows rows (their column matrices, or their pixels for a
+// 1x1 conv, are adjacent): y rows of images n0..n1 are (n1 - n0) * PQ consecutive rows.
 // Threads: OpenBLAS runs single-threaded (kernels/threads.cpp), so the parallelism is ours: the
-// images are split over the OpenMP team, each thread with its own column matrix (the plan
-// reserves one per thread the team may have at plan time, and a step never uses more threads
-// than slots). Forward and backward-data are independent per image. Backward-filter sums over
-// images: the batch is cut into a fixed number of chunks that depends on N alone, each chunk
-// sums its images in order into its own partial dW, and the partials are added in chunk order,
-// so the result does not depend on the thread count or on scheduling.
+// groups are split over the OpenMP team, each thread with its own column matrices (the plan
+// reserves a group's worth per thread the team may have at plan time, and a step never uses more
+// threads than slots). Forward and backward-data rows are independent, so their groups are sized
+// to the team (each output row is the same dot products however many rows a GEMM has).
+// Backward-filter sums over images: the batch is cut into a number of chunks that depends on the
+// shape alone, each chunk sums its images (in groups also fixed by the shape) in order into its
+// own partial dW, and the partials are added in chunk order, so the result does not depend on the
+// thread count or on scheduling.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
@@ -32,6 +38,8 @@ namespace lockstep::cpu {
 namespace {
 
 constexpr int kMaxFilterChunks = 8;
+constexpr int kFilterChunkRows = 64;  // backward-filter: no fewer output rows per chunk (unless N is)
+constexpr int kGroupRows = 256;       // output rows one GEMM may gather from several images
 
 bool is_pointwise(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
@@ -39,6 +47,11 @@ bool is_pointwise(const ConvShape& s) {
 
 int64_t col_elements(const ConvShape& s) {
   return int64_t(s.out_h()) * s.out_w() * s.r * s.s * s.c;
+}
+
+// The most images one GEMM takes: up to kGroupRows output rows, never more than the batch.
+int max_group(const ConvShape& s) {
+  return std::max(1, std::min(s.n, kGroupRows / std::max(1, s.out_h() * s.out_w())));
 }
 
 // col (PQ, RSC) <- receptive fields of image x (H, W, C). In NHWC the S pixels of one filter row
@@ -92,33 +105,49 @@ struct Gemm {
   int pq, rsc;
   int64_t x_image, y_image;
   bool pointwise;
-  int64_t col = 0;   // floats in one column matrix (0 when pointwise)
+  int64_t col = 0;   // floats in one image's column matrix (0 when pointwise)
   int chunks = 1;    // backward-filter's partial sums
   int64_t partials = 0;  // floats of the chunks' partial dW (0 with one chunk), first in the workspace
+  int group_max = 1;     // images per GEMM at most; a thread's slot holds that many column matrices
+  int64_t slot() const { return col * group_max; }
 };
 
-int filter_chunks(const ConvShape& s) { return std::max(1, std::min(s.n, kMaxFilterChunks)); }
+int filter_chunks(const ConvShape& s) {
+  const int64_t rows = int64_t(s.n) * s.out_h() * s.out_w();
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({s.n, kMaxFilterChunks, rows / kFilterChunkRows})));
+}
 
 // Floats of the chunks' partial dW (none with one chunk: it writes dW itself).
 int64_t partial_floats(const ConvShape& s) {
   return filter_chunks(s) > 1 ? int64_t(filter_chunks(s)) * s.k * s.r * s.s * s.c : 0;
 }
 
-// What the plan reserves: the partial dW of each chunk, then a column matrix per thread.
+// What the plan reserves: the partial dW of each chunk, then a group's column matrices per thread.
 size_t scratch_bytes(const ConvShape& s, int threads) {
-  const size_t col = is_pointwise(s) ? 0 : size_t(col_elements(s));
-  return (col * std::max(1, threads) + size_t(partial_floats(s))) * sizeof(float);
+  const size_t slot = is_pointwise(s) ? 0 : size_t(col_elements(s)) * size_t(max_group(s));
+  return (slot * std::max(1, threads) + size_t(partial_floats(s))) * sizeof(float);
 }
 
-// Threads a loop may use: the team's size, capped by the column matrices the workspace holds.
+// Threads a loop may use: the team's size, capped by the slots the workspace holds.
 int usable_threads(const Context& ctx, const Gemm& g, int items) {
   int t = std::max(1, std::min(omp_get_max_threads(), items));
   if (g.col > 0) {
     const int64_t free_floats = static_cast<int64_t>(ctx.workspace_bytes() / sizeof(float)) - g.partials;
-    const int64_t slots = free_floats / g.col;
+    const int64_t slots = free_floats / g.slot();
     t = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(t, slots)));
   }
   return t;
+}
+
+// Forward and backward-data: images per GEMM, as many as keep every usable thread busy.
+struct Groups {
+  int size, count, threads;
+};
+Groups row_groups(const Context& ctx, const Gemm& g, int n) {
+  const int t = usable_threads(ctx, g, n);
+  const int size = std::max(1, std::min(g.group_max, (n + t - 1) / t));
+  const int count = (n + size - 1) / size;
+  return {size, count, std::min(t, count)};
 }
 
 // Checks what only the CPU backend needs of a plan and returns its GEMM sizes.
@@ -136,7 +165,7 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
               << need << " (was the plan made on another context?)");
   const int pq = s.out_h() * s.out_w();
   return {pq, s.r * s.s * s.c, int64_t(s.h) * s.w * s.c, int64_t(pq) * s.k, pointwise,
-          pointwise ? 0 : col_elements(s), filter_chunks(s), partial_floats(s)};
+          pointwise ? 0 : col_elements(s), filter_chunks(s), partial_floats(s), max_group(s)};
 }
 
 }  // namespace
@@ -159,14 +188,17 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
-#pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, s.n))
-  for (int n = 0; n < s.n; ++n) {
-    float* col = scratch + omp_get_thread_num() * g.col;
-    const float* xn = x.data<float>() + n * g.x_image;
-    if (!g.pointwise) im2col(s, xn, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.pq, s.k, g.rsc, 1.0f,
+  const Groups gr = row_groups(ctx, g, s.n);
+#pragma omp parallel for schedule(static) num_threads(gr.threads)
+  for (int i = 0; i < gr.count; ++i) {
+    const int n0 = i * gr.size, images = std::min(s.n - n0, gr.size);
+    float* col = scratch + omp_get_thread_num() * g.slot();
+    const float* xn = x.data<float>() + n0 * g.x_image;
+    if (!g.pointwise)
+      for (int j = 0; j < images; ++j) im2col(s, xn + j * g.x_image, col + j * g.col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, images * g.pq, s.k, g.rsc, 1.0f,
                 g.pointwise ? xn : col, g.rsc, w.data<float>(), g.rsc, 0.0f,
-                y.data<float>() + n * g.y_image, s.k);
+                y.data<float>() + n0 * g.y_image, s.k);
   }
 }
 
@@ -176,16 +208,18 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
-#pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, s.n))
-  for (int n = 0; n < s.n; ++n) {
-    float* dcol = scratch + omp_get_thread_num() * g.col;
-    float* dxn = dx.data<float>() + n * g.x_image;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.pq, g.rsc, s.k, 1.0f,
-                dy.data<float>() + n * g.y_image, s.k, w.data<float>(), g.rsc, 0.0f,
+  const Groups gr = row_groups(ctx, g, s.n);
+#pragma omp parallel for schedule(static) num_threads(gr.threads)
+  for (int i = 0; i < gr.count; ++i) {
+    const int n0 = i * gr.size, images = std::min(s.n - n0, gr.size);
+    float* dcol = scratch + omp_get_thread_num() * g.slot();
+    float* dxn = dx.data<float>() + n0 * g.x_image;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, images * g.pq, g.rsc, s.k, 1.0f,
+                dy.data<float>() + n0 * g.y_image, s.k, w.data<float>(), g.rsc, 0.0f,
                 g.pointwise ? dxn : dcol, g.rsc);
     if (g.pointwise) continue;
-    std::fill(dxn, dxn + g.x_image, 0.0f);
-    col2im_add(s, dcol, dxn);
+    std::fill(dxn, dxn + images * g.x_image, 0.0f);
+    for (int j = 0; j < images; ++j) col2im_add(s, dcol + j * g.col, dxn + j * g.x_image);
   }
 }
 
@@ -198,18 +232,21 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
   float* scratch = partials + g.partials;
   const int64_t wn = int64_t(s.k) * g.rsc;
   const int per_chunk = (s.n + g.chunks - 1) / g.chunks;
+  const int group = std::min(g.group_max, per_chunk);  // fixed by the shape, as the sum's order must be
 #pragma omp parallel for schedule(static) num_threads(usable_threads(ctx, g, g.chunks))
   for (int c = 0; c < g.chunks; ++c) {
-    float* col = scratch + omp_get_thread_num() * g.col;
+    float* col = scratch + omp_get_thread_num() * g.slot();
     // One chunk alone writes dW itself; several write their partials, added below in order.
     float* out = g.chunks == 1 ? dw.data<float>() : partials + c * wn;
     const int n0 = c * per_chunk, n1 = std::min(s.n, n0 + per_chunk);
     if (n0 >= n1) std::fill(out, out + wn, 0.0f);
-    for (int n = n0; n < n1; ++n) {
+    for (int n = n0; n < n1; n += group) {
+      const int images = std::min(group, n1 - n);
       const float* xn = x.data<float>() + n * g.x_image;
-      if (!g.pointwise) im2col(s, xn, col);
-      // The chunk's first image overwrites (beta 0), the rest accumulate.
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, g.rsc, g.pq, 1.0f,
+      if (!g.pointwise)
+        for (int j = 0; j < images; ++j) im2col(s, xn + j * g.x_image, col + j * g.col);
+      // The chunk's first group overwrites (beta 0), the rest accumulate.
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s.k, g.rsc, images * g.pq, 1.0f,
                   dy.data<float>() + n * g.y_image, s.k, g.pointwise ? xn : col, g.rsc,
                   n == n0 ? 0.0f : 1.0f, out, g.rsc);
     }

@@ -128,16 +128,18 @@ TEST(ConvPlan, BadShapesThrowNamingTheField) {
   expect_invalid(s, "filter height");
 }
 
-TEST(ConvPlan, CpuScratchIsAColumnMatrixPerThreadAndTheFilterPartials) {
+TEST(ConvPlan, CpuScratchIsAGroupsColumnMatricesPerThreadAndTheFilterPartials) {
   Context ctx(Device::cpu());
   const size_t threads = size_t(omp_get_max_threads());
-  // 1x1: no column matrix; 4 images -> 4 chunks of partial dW (K x C each).
+  // 1x1: no column matrix; 4 images of 64 output rows -> 4 chunks of partial dW (K x C each).
   ConvPlan p1 = plan_conv2d(ctx, conv_shape(4, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
   EXPECT_EQ(p1.workspace_bytes, size_t(4) * 32 * 16 * 4);
   EXPECT_FALSE(p1.algorithms.empty());
-  ConvShape s = conv_shape(4, 8, 8, 16, 32, 3, 3, 2, 2, 1, 1);
+  // 4x4 outputs: a GEMM may stack all 8 images (128 rows), so each thread's slot holds 8 column
+  // matrices (16 x 144); 128 rows in all make 2 backward-filter chunks of at least 64 rows.
+  ConvShape s = conv_shape(8, 8, 8, 16, 32, 3, 3, 2, 2, 1, 1);
   ConvPlan p3 = plan_conv2d(ctx, s, DType::f32);
-  EXPECT_EQ(p3.workspace_bytes, (size_t(4) * 4 * 3 * 3 * 16 * threads + size_t(4) * 32 * 3 * 3 * 16) * 4);
+  EXPECT_EQ(p3.workspace_bytes, (size_t(8) * 16 * 3 * 3 * 16 * threads + size_t(2) * 32 * 3 * 3 * 16) * 4);
   EXPECT_GE(ctx.workspace_bytes(), p3.workspace_bytes);
   // One image: one chunk writes dW itself, no partials.
   ConvPlan one = plan_conv2d(ctx, conv_shape(1, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
@@ -145,10 +147,8 @@ TEST(ConvPlan, CpuScratchIsAColumnMatrixPerThreadAndTheFilterPartials) {
   EXPECT_THROW(plan_conv2d(ctx, s, DType::bf16), Error);  // the CPU backend is f32 only
 }
 
-// The images are split over the OpenMP team; backward-filter's sum is cut into chunks fixed by
-// N, so every result is the same bits with 1, 2 or 3 threads.
-TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
-  const ConvShape s = conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1);
+void expect_same_bits_for_any_thread_count(const ConvShape& s) {
+  SCOPED_TRACE(s.x_shape().str());
   const std::vector<float> xv = test::random_floats(s.x_shape().numel(), 3), wv = test::random_floats(s.w_shape().numel(), 4),
                            dyv = test::random_floats(s.y_shape().numel(), 5);
   std::vector<std::vector<float>> first;
@@ -169,6 +169,17 @@ TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
     else EXPECT_EQ(got, first) << threads << " threads";
   }
   omp_set_num_threads(saved);
+}
+
+// The images are split over the OpenMP team; backward-filter's sum is cut into chunks and groups
+// fixed by the shape, so every result is the same bits with 1, 2 or 3 threads. The second shape
+// and third have 2x2 outputs: forward and backward-data stack 11, 6 or 4 (7, 4 or 3) images per
+// GEMM as the thread count changes, and each row must still come out the same (the third with a
+// reduction of 864, long enough for OpenBLAS's blocking to show).
+TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
+  for (const ConvShape& s : {conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1), conv_shape(11, 4, 4, 5, 6, 3, 3, 2, 2, 1, 1),
+                             conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1)})
+    expect_same_bits_for_any_thread_count(s);
 }
 
 TEST(ConvCpu, ForwardMatchesNaiveLoopsExactly) {
