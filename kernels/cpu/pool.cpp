@@ -1,4 +1,5 @@
-// CPU max pooling and global average pooling on NHWC f32 tensors, plain loops.
+// CPU max pooling and global average pooling on NHWC f32 tensors, loops with the channel innermost
+// (contiguous in NHWC, so the compiler vectorizes them).
 // Max pooling: a window covers rows p*stride - pad .. + window - 1 (columns alike); positions in
 // the padding are skipped, so padding never wins. The window's maximum is its first element in
 // row-major order that is greater than every earlier one (a NaN wins and propagates, as in
@@ -8,9 +9,11 @@
 #include "kernels/pool.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/args.h"
+#include "kernels/error.h"
 
 namespace lockstep::cpu {
 
@@ -31,18 +34,8 @@ struct Window {
   }
 };
 
-// Flat index of the first element of the window, in row-major order, equal to y; -1 if none
-// (y is NaN).
-int64_t first_max(const float* x, const Window& win, int64_t n, int64_t c, int64_t H, int64_t W,
-                  int64_t C, float y) {
-  for (int64_t h = win.h_begin; h < win.h_end; ++h)
-    for (int64_t w = win.w_begin; w < win.w_end; ++w) {
-      const int64_t i = ((n * H + h) * W + w) * C + c;
-      if (x[i] == y) return i;
-    }
-  return -1;
-}
-
+// Channels handled together by max-pool backward (its per-channel offsets live on the stack).
+constexpr int64_t kChannelBlock = 256;
 }  // namespace
 
 void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
@@ -53,19 +46,22 @@ void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tens
 #pragma omp parallel for if (x.numel() > kParallelMin)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t p = 0; p < P; ++p)
-      for (int64_t q = 0; q < Q; ++q)
-        for (int64_t c = 0; c < C; ++c) {
-          const Window win(shape, p, q, H, W);
-          bool first = true;
-          float best = 0.f;
-          for (int64_t h = win.h_begin; h < win.h_end; ++h)
-            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
-              const float v = px[((n * H + h) * W + w) * C + c];
-              if (first || v > best || v != v) best = v;  // v != v: a NaN wins and stays
+      for (int64_t q = 0; q < Q; ++q) {
+        const Window win(shape, p, q, H, W);
+        float* best = py + ((n * P + p) * Q + q) * C;
+        bool first = true;
+        for (int64_t h = win.h_begin; h < win.h_end; ++h)
+          for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+            const float* v = px + ((n * H + h) * W + w) * C;
+            if (first) {
+              std::memcpy(best, v, static_cast<size_t>(C) * sizeof(float));
               first = false;
+              continue;
             }
-          py[((n * P + p) * Q + q) * C + c] = best;
-        }
+            for (int64_t c = 0; c < C; ++c)  // v != v: a NaN wins and stays
+              best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
+          }
+      }
 }
 
 void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
@@ -76,16 +72,36 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
   const float* py = y.data<float>();
   const float* pdy = dy.data<float>();
   float* pdx = dx.data<float>();
+  LS_CHECK(H * W * C < (int64_t(1) << 31), "maxpool_backward: an image of " << H * W * C
+                                              << " values is more than its 32-bit offsets hold");
   std::memset(pdx, 0, dx.bytes());
 #pragma omp parallel for if (x.numel() > kParallelMin)
   for (int64_t n = 0; n < N; ++n)  // samples write disjoint parts of dx
     for (int64_t p = 0; p < P; ++p)
-      for (int64_t q = 0; q < Q; ++q)
-        for (int64_t c = 0; c < C; ++c) {
-          const int64_t o = ((n * P + p) * Q + q) * C + c;
-          const int64_t i = first_max(px, Window(shape, p, q, H, W), n, c, H, W, C, py[o]);
-          if (i >= 0) pdx[i] += pdy[o];
+      for (int64_t q = 0; q < Q; ++q) {
+        const Window win(shape, p, q, H, W);
+        const int64_t o = ((n * P + p) * Q + q) * C;
+        for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
+          const int64_t cn = std::min(kChannelBlock, C - c0);
+          const float* yv = py + o + c0;
+          const float* g = pdy + o + c0;
+          // at[c]: offset (from x's image n) of the window's first element equal to y, or -1.
+          int32_t at[kChannelBlock];
+          std::fill(at, at + cn, -1);
+          for (int64_t h = win.h_begin; h < win.h_end; ++h)
+            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+              const int32_t off = static_cast<int32_t>((h * W + w) * C + c0);
+              const float* xv = px + n * H * W * C + off;
+              for (int64_t c = 0; c < cn; ++c) {  // branch-free, so it vectorizes
+                const int32_t hit = -static_cast<int32_t>(xv[c] == yv[c]) & (at[c] >> 31);
+                at[c] = (off & hit) | (at[c] & ~hit);
+              }
+            }
+          float* dn = pdx + n * H * W * C;
+          for (int64_t c = 0; c < cn; ++c)
+            if (at[c] >= 0) dn[at[c] + c] += g[c];
         }
+      }
 }
 
 void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
