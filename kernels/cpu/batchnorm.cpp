@@ -58,19 +58,51 @@ void add_grad_sums(const float* px, const float* py, const float* pdy, const flo
   }
 }
 
-// dx (and dresidual = g) of rows [r0, r1).
+// Per-channel backward coefficients as separate arrays (unit-stride loads in the element loop).
+struct CoefArrays {
+  float* scale;
+  float* mean_g;
+  float* mean_gx;
+};
+
+// dx (and dresidual = g) of rows [r0, r1). dx may be dy itself: element i is read, then written,
+// and no element is read after another is written, so the loop carries no dependence (ivdep).
 template <bool kRelu, bool kResidual, int kC>
 void grad_elements(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
-                   const bn::BackwardCoef* coef, int64_t r0, int64_t r1, int64_t channels, float* pdx, float* pdr) {
+                   const CoefArrays& k, int64_t r0, int64_t r1, int64_t channels, float* pdx, float* pdr) {
   const int64_t c_n = kC > 0 ? kC : channels;
-  for (int64_t r = r0; r < r1; ++r)
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t o = r * c_n;
+#pragma GCC ivdep
     for (int64_t c = 0; c < c_n; ++c) {
-      const int64_t i = r * c_n + c;
-      const float g = bn::relu_grad(pdy[i], kRelu ? py[i] : 0.f, kRelu);
-      const float d = bn::backward_element(g, bn::xhat_of(px[i], sm[c], si[c]), coef[c]);
-      if (kResidual) pdr[i] = g;
-      pdx[i] = d;
+      const float g = bn::relu_grad(pdy[o + c], kRelu ? py[o + c] : 0.f, kRelu);
+      const float d = bn::backward_element(g, bn::xhat_of(px[o + c], sm[c], si[c]),
+                                           bn::BackwardCoef{k.scale[c], k.mean_g[c], k.mean_gx[c]});
+      if (kResidual) pdr[o + c] = g;
+      pdx[o + c] = d;
     }
+  }
+}
+
+// y = relu?(gamma * xhat + beta + residual?) over m rows, specialised per case so that the loop
+// vectorizes. y may be x or the residual itself (each element is read, then written: ivdep).
+template <bool kResidual, bool kRelu>
+void apply_rows_as(const float* px, const float* pr, const float* mean, const float* invstd, const float* pg,
+                   const float* pb, int64_t m, int64_t c_n, float* py) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t o = r * c_n;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < c_n; ++c)
+      py[o + c] = bn::forward_element(px[o + c], mean[c], invstd[c], pg[c], pb[c], kResidual ? pr[o + c] : 0.f, kRelu);
+  }
+}
+void apply_rows(const float* px, const float* pr, const float* mean, const float* invstd, const float* pg,
+                const float* pb, bool relu, int64_t m, int64_t c_n, float* py) {
+  if (pr && relu) apply_rows_as<true, true>(px, pr, mean, invstd, pg, pb, m, c_n, py);
+  else if (pr) apply_rows_as<true, false>(px, pr, mean, invstd, pg, pb, m, c_n, py);
+  else if (relu) apply_rows_as<false, true>(px, pr, mean, invstd, pg, pb, m, c_n, py);
+  else apply_rows_as<false, false>(px, pr, mean, invstd, pg, pb, m, c_n, py);
 }
 
 double* scratch(const Context& ctx, const Shape& x, const char* op) {
@@ -113,15 +145,29 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
   double* m2 = mean + c_n;
   const float* px = x.data<float>();
 
-  for (int64_t c = 0; c < c_n; ++c) mean[c] = m2[c] = 0.0;
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < c_n; ++c) mean[c] += px[r * c_n + c];
-  for (int64_t c = 0; c < c_n; ++c) mean[c] /= static_cast<double>(m);
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < c_n; ++c) {
-      double d = px[r * c_n + c] - mean[c];
-      m2[c] += d * d;
+  // Two passes in double (the mean, then squared deviations from it), each over fixed row chunks
+  // in parallel whose partial sums are added in chunk order: the same bits for any thread count.
+  const int64_t chunks = sum_chunks(x.shape()), per_chunk = (m + chunks - 1) / chunks;
+  double* partial = m2 + c_n;  // chunk k's sums at [k C, k C + C)
+  auto chunked_sum = [&](double* out, auto&& term) {
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < chunks; ++k) {
+      double* acc = partial + k * c_n;
+      std::fill(acc, acc + c_n, 0.0);
+      const int64_t r1 = std::min(m, (k + 1) * per_chunk);
+      for (int64_t r = std::min(m, k * per_chunk); r < r1; ++r)
+        for (int64_t c = 0; c < c_n; ++c) acc[c] += term(px[r * c_n + c], c);
     }
+    std::fill(out, out + c_n, 0.0);
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t c = 0; c < c_n; ++c) out[c] += partial[k * c_n + c];
+  };
+  chunked_sum(mean, [](float v, int64_t) { return static_cast<double>(v); });
+  for (int64_t c = 0; c < c_n; ++c) mean[c] /= static_cast<double>(m);
+  chunked_sum(m2, [&](float v, int64_t c) {
+    const double d = v - mean[c];
+    return d * d;
+  });
   float* sm = save_mean.data<float>();
   float* si = save_invstd.data<float>();
   float* rm = running_mean.data<float>();
@@ -132,13 +178,7 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
   const float* pg = gamma.data<float>();
   const float* pb = beta.data<float>();
   const float* pr = residual ? residual->data<float>() : nullptr;
-  float* py = y.data<float>();
-#pragma omp parallel for
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < c_n; ++c) {
-      int64_t i = r * c_n + c;
-      py[i] = bn::forward_element(px[i], sm[c], si[c], pg[c], pb[c], pr ? pr[i] : 0.f, args.relu);
-    }
+  apply_rows(px, pr, sm, si, pg, pb, args.relu, m, c_n, y.data<float>());
 }
 
 void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
@@ -154,14 +194,10 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
   const float* rm = running_mean.data<float>();
   const float* rv = running_var.data<float>();
   const float* pr = residual ? residual->data<float>() : nullptr;
-  float* py = y.data<float>();
-#pragma omp parallel for
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < c_n; ++c) {
-      int64_t i = r * c_n + c;
-      py[i] = bn::forward_element(px[i], rm[c], bn::invstd_of(rv[c], args.eps), pg[c], pb[c],
-                                  pr ? pr[i] : 0.f, args.relu);
-    }
+  // invstd from the running variance once per channel, in the scratch plan_batchnorm reserved.
+  float* invstd = reinterpret_cast<float*>(scratch(ctx, x.shape(), op));
+  for (int64_t c = 0; c < c_n; ++c) invstd[c] = bn::invstd_of(rv[c], args.eps);
+  apply_rows(px, pr, rm, invstd, pg, pb, args.relu, m, c_n, y.data<float>());
 }
 
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
@@ -213,9 +249,12 @@ void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNorm
   float* pdr = dresidual ? dresidual->data<float>() : nullptr;
   // The per-channel coefficients once, in the partials' space (no longer needed; it holds at
   // least 4 C floats), so the element loop is plain arrays and vectorizes.
-  bn::BackwardCoef* coef = reinterpret_cast<bn::BackwardCoef*>(partial);
-  static_assert(sizeof(bn::BackwardCoef) <= 2 * sizeof(double));
-  for (int64_t c = 0; c < c_n; ++c) coef[c] = bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m);
+  float* coef_space = reinterpret_cast<float*>(partial);
+  const CoefArrays coef{coef_space, coef_space + c_n, coef_space + 2 * c_n};
+  for (int64_t c = 0; c < c_n; ++c) {
+    const bn::BackwardCoef k = bn::backward_coef(pg[c], si[c], pdb[c], pdg[c], m);
+    coef.scale[c] = k.scale, coef.mean_g[c] = k.mean_g, coef.mean_gx[c] = k.mean_gx;
+  }
   // Rows in fixed chunks over the team; each chunk's loop specialised so it vectorizes.
   const int64_t row_chunks = std::max<int64_t>(1, std::min<int64_t>(64, m)), per = (m + row_chunks - 1) / row_chunks;
 #pragma omp parallel for schedule(static)
