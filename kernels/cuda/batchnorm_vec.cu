@@ -33,6 +33,18 @@ __device__ __forceinline__ void load_channels(const float* __restrict__ p, int64
   for (int i = 0; i < V; ++i) out[i] = p[c0 + i];
 }
 
+// The four per-channel values every element pass needs: mean, invstd (or a variance), gamma, beta.
+template <int V>
+__device__ __forceinline__ void load_affine(const float* __restrict__ mean, const float* __restrict__ stat,
+                                            const float* __restrict__ gamma, const float* __restrict__ beta,
+                                            int64_t c0, float (&mu)[V], float (&st)[V], float (&ga)[V],
+                                            float (&be)[V]) {
+  load_channels(mean, c0, mu);
+  load_channels(stat, c0, st);
+  load_channels(gamma, c0, ga);
+  load_channels(beta, c0, be);
+}
+
 // Sums two per-channel vectors over the block's row lanes in a fixed tree; valid in row lane 0.
 template <int V>
 __device__ __forceinline__ void block_sum2_vec(float (&a)[V], float (&b)[V]) {
@@ -132,10 +144,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) apply_vec_kernel(
   const int64_t v = vector_index(), channels = vectors * V, c0 = v * V;
   if (v >= vectors) return;
   float mu[V], inv[V], ga[V], be[V];
-  load_channels(mean, c0, mu);
-  load_channels(stat, c0, inv);
-  load_channels(gamma, c0, ga);
-  load_channels(beta, c0, be);
+  load_affine(mean, stat, gamma, beta, c0, mu, inv, ga, be);
   if (kInfer) {
 #pragma unroll
     for (int i = 0; i < V; ++i) inv[i] = bn::invstd_of(inv[i], eps);
@@ -197,10 +206,7 @@ __global__ void __launch_bounds__(kThreads) grad_sums_vec_kernel(
   for (int i = 0; i < V; ++i) sg[i] = sgx[i] = 0.f;
   if (v < vectors) {
     float mu[V], inv[V], ga[V], be[V];
-    load_channels(save_mean, c0, mu);
-    load_channels(save_invstd, c0, inv);
-    load_channels(gamma, c0, ga);
-    load_channels(beta, c0, be);
+    load_affine(save_mean, save_invstd, gamma, beta, c0, mu, inv, ga, be);
     int64_t begin, end;
     bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
 #pragma unroll 2
@@ -235,10 +241,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dx_vec_kernel(
   const int64_t v = vector_index(), channels = vectors * V, c0 = v * V;
   if (v >= vectors) return;
   float mu[V], inv[V], ga[V], be[V];
-  load_channels(save_mean, c0, mu);
-  load_channels(save_invstd, c0, inv);
-  load_channels(gamma, c0, ga);
-  load_channels(beta, c0, be);
+  load_affine(save_mean, save_invstd, gamma, beta, c0, mu, inv, ga, be);
   bn::BackwardCoef k[V];
 #pragma unroll
   for (int i = 0; i < V; ++i) k[i] = bn::backward_coef(ga[i], inv[i], dbeta[c0 + i], dgamma[c0 + i], rows);

@@ -25,16 +25,26 @@ struct PoolDims {
   int window, stride, pad;
 };
 
+// Flat index i of an (N, A, B, C) tensor as (n, a, b, c).
+struct Index4 {
+  int64_t n, a, b, c;
+};
+__device__ __forceinline__ Index4 unflatten(int64_t i, int64_t A, int64_t B, int64_t C) {
+  Index4 r;
+  r.c = i % C;
+  int64_t t = i / C;
+  r.b = t % B;
+  t /= B;
+  r.a = t % A;
+  r.n = t / A;
+  return r;
+}
+
 template <typename T>
 __global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
   const int64_t total = d.N * d.P * d.Q * d.C;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = o % d.C;
-    int64_t t = o / d.C;
-    const int64_t q = t % d.Q;
-    t /= d.Q;
-    const int64_t p = t % d.P;
-    const int64_t n = t / d.P;
+    const auto [n, p, q, c] = unflatten(o, d.P, d.Q, d.C);
     const int64_t h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
     const int64_t hb = max(h0, int64_t(0)), he = min(h0 + d.window, d.H);
     const int64_t wb = max(w0, int64_t(0)), we = min(w0 + d.window, d.W);
@@ -68,12 +78,7 @@ __global__ void maxpool_backward_kernel(const T* __restrict__ x, const T* __rest
                                         const T* __restrict__ dy, T* __restrict__ dx, PoolDims d) {
   const int64_t total = d.N * d.H * d.W * d.C;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = i % d.C;
-    int64_t t = i / d.C;
-    const int64_t w = t % d.W;
-    t /= d.W;
-    const int64_t h = t % d.H;
-    const int64_t n = t / d.H;
+    const auto [n, h, w, c] = unflatten(i, d.H, d.W, d.C);
     const float xv = to_f32(x[i]);
     // Windows containing h: p * stride - pad <= h <= p * stride - pad + window - 1.
     const int64_t lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
@@ -103,12 +108,7 @@ __global__ void maxpool_forward_vec_kernel(const T* __restrict__ x, T* __restric
   const int64_t CV = d.C / V;
   const int64_t total = d.N * d.P * d.Q * CV;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t cv = o % CV;
-    int64_t t = o / CV;
-    const int64_t q = t % d.Q;
-    t /= d.Q;
-    const int64_t p = t % d.P;
-    const int64_t n = t / d.P;
+    const auto [n, p, q, cv] = unflatten(o, d.P, d.Q, CV);
     const int64_t h0 = p * d.stride - d.pad, w0 = q * d.stride - d.pad;
     const int64_t hb = max(h0, int64_t(0)), he = min(h0 + d.window, d.H);
     const int64_t wb = max(w0, int64_t(0)), we = min(w0 + d.window, d.W);
@@ -138,12 +138,7 @@ __global__ void maxpool_backward_vec_kernel(const T* __restrict__ x, const T* __
   const int64_t CV = d.C / V;
   const int64_t total = d.N * d.H * d.W * CV;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t cv = i % CV;
-    int64_t t = i / CV;
-    const int64_t w = t % d.W;
-    t /= d.W;
-    const int64_t h = t % d.H;
-    const int64_t n = t / d.H;
+    const auto [n, h, w, cv] = unflatten(i, d.H, d.W, CV);
     float xv[V], acc[V];
     load_vec(x + i * V, xv);
 #pragma unroll
