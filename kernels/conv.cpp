@@ -87,14 +87,16 @@ const char* conv_algo_name(ConvAlgoSearch s) {
     case ConvAlgoSearch::heuristic: return "heuristic";
     case ConvAlgoSearch::measure: return "measure";
     case ConvAlgoSearch::fastest: return "fastest";
+    case ConvAlgoSearch::heuristic_any: return "heuristic-any";
   }
   return "?";
 }
 
 ConvAlgoSearch parse_conv_algo(const std::string& text) {
-  for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest})
+  for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest,
+                           ConvAlgoSearch::heuristic_any})
     if (text == conv_algo_name(s)) return s;
-  throw Error("expected heuristic, measure or fastest, got '" + text + "'");
+  throw Error("expected heuristic, measure, fastest or heuristic-any, got '" + text + "'");
 }
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,

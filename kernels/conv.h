@@ -46,11 +46,14 @@ struct ConvPlan {
 //  - measure: each candidate timed once per shape (cudnnFind*), the fastest deterministic one;
 //    two runs may pick differently on a close call, so bits can differ between runs;
 //  - fastest: as measure, non-deterministic algorithms (atomics) allowed, as PyTorch's
-//    cudnn.benchmark: the fastest, but not even one run repeats bit for bit.
-enum class ConvAlgoSearch { heuristic, measure, fastest };
+//    cudnn.benchmark: the fastest, but not even one run repeats bit for bit;
+//  - heuristic-any: cuDNN's ranking with non-deterministic algorithms allowed (cuDNN's fastest
+//    backward-filter and backward-data kernels often use atomics): as cheap to plan as heuristic,
+//    not bit-repeatable.
+enum class ConvAlgoSearch { heuristic, measure, fastest, heuristic_any };
 
 const char* conv_algo_name(ConvAlgoSearch s);
-// "heuristic" | "measure" | "fastest"; throws Error otherwise.
+// "heuristic" | "measure" | "fastest" | "heuristic-any"; throws Error otherwise.
 ConvAlgoSearch parse_conv_algo(const std::string& text);
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype,

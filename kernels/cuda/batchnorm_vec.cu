@@ -25,6 +25,10 @@ constexpr int kMinBlocks = 2;
 
 __device__ __forceinline__ int64_t vector_index() { return blockIdx.y * int64_t(blockDim.x) + threadIdx.x; }
 __device__ __forceinline__ int thread_index() { return threadIdx.y * blockDim.x + threadIdx.x; }
+// The element passes walk the chunks last to first: blocks start roughly in index order, so the
+// rows the reduction pass read last (x, dy: still in L2 where the layer is small enough) are the
+// ones read again first. Each element's result does not depend on the order.
+__device__ __forceinline__ int64_t reversed_chunk() { return int64_t(gridDim.x) - 1 - blockIdx.x; }
 
 // Per-channel values of a thread's V channels.
 template <int V>
@@ -150,7 +154,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) apply_vec_kernel(
     for (int i = 0; i < V; ++i) inv[i] = bn::invstd_of(inv[i], eps);
   }
   int64_t begin, end;
-  bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn_chunk_rows(reversed_chunk(), rows, rows_per_chunk, begin, end);
   const int64_t step = blockDim.y;
   for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerIter * step) {
     float xv[kRowsPerIter][V], rv[kRowsPerIter][V];
@@ -246,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) dx_vec_kernel(
 #pragma unroll
   for (int i = 0; i < V; ++i) k[i] = bn::backward_coef(ga[i], inv[i], dbeta[c0 + i], dgamma[c0 + i], rows);
   int64_t begin, end;
-  bn_chunk_rows(blockIdx.x, rows, rows_per_chunk, begin, end);
+  bn_chunk_rows(reversed_chunk(), rows, rows_per_chunk, begin, end);
   const int64_t step = blockDim.y;
   for (int64_t r0 = begin + threadIdx.y; r0 < end; r0 += kRowsPerIter * step) {
     float xv[kRowsPerIter][V], yv[kRowsPerIter][V], dyv[kRowsPerIter][V];

@@ -245,7 +245,9 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(std::max(max_bwd_filter, 1));
   int n_fwd = 0, n_bwd_data = 0, n_bwd_filter = 0;
 
-  if (search == ConvAlgoSearch::heuristic) {
+  const bool heuristic = search == ConvAlgoSearch::heuristic || search == ConvAlgoSearch::heuristic_any;
+  const bool any_determinism = search == ConvAlgoSearch::fastest || search == ConvAlgoSearch::heuristic_any;
+  if (heuristic) {
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()),
                                                        &n_fwd, fwd.data()));
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->w, c->y, c->bwd_data_conv, c->x,
@@ -284,7 +286,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   bwd_filter.resize(n_bwd_filter);
 
   const auto f = choose<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
-      fwd, dtype, workspace_limit, "forward", shape, search == ConvAlgoSearch::fastest,
+      fwd, dtype, workspace_limit, "forward", shape, any_determinism,
       [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->fwd_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -292,7 +294,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       });
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->fwd_conv, f.math));
   const auto d = choose<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
-      bwd_data, dtype, workspace_limit, "backward-data", shape, search == ConvAlgoSearch::fastest,
+      bwd_data, dtype, workspace_limit, "backward-data", shape, any_determinism,
       [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_data_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -300,7 +302,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       });
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_data_conv, d.math));
   const auto g = choose<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
-      bwd_filter, dtype, workspace_limit, "backward-filter", shape, search == ConvAlgoSearch::fastest,
+      bwd_filter, dtype, workspace_limit, "backward-filter", shape, any_determinism,
       [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t m, size_t* ws) {
         cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_filter_conv, m);
         if (s != CUDNN_STATUS_SUCCESS) return s;

@@ -355,6 +355,19 @@ TEST(ConvCuda, F16MeasureMatchesCpu) {
   check_gpu_against_cpu(DType::f16, ConvAlgoSearch::measure);
 }
 
+TEST(ConvCuda, Bf16HeuristicAnyMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::heuristic_any);
+}
+
+TEST(ConvAlgoSearchName, ParsesAndNames) {
+  for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest,
+                           ConvAlgoSearch::heuristic_any})
+    EXPECT_EQ(parse_conv_algo(conv_algo_name(s)), s);
+  EXPECT_STREQ(conv_algo_name(ConvAlgoSearch::heuristic_any), "heuristic-any");
+  EXPECT_THROW(parse_conv_algo("heuristic_any"), Error);
+}
+
 TEST(ConvCuda, PlanAndArgumentErrorsThrow) {
   LS_REQUIRE_GPU();
   Context gpu(Device::cuda(0));
