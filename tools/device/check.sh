@@ -166,7 +166,8 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
     for i in "${idx[@]}"; do
       read -r -a extra <<<"${variants[$i]}"
       j="$out/bench-lockstep-$arch-$i.json"
-      timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$bin/lockstep" bench train "${args[@]}" "${extra[@]}" \
+      # LOCKSTEP_CONV_LOG: each conv's cuDNN algorithms (and rank) go into the variant's log.
+      LOCKSTEP_CONV_LOG=1 timeout "$(tmo "${LOCKSTEP_CHECK_BENCH_TIMEOUT:-200}")" "$bin/lockstep" bench train "${args[@]}" "${extra[@]}" \
         --json "$j" >"$out/bench-lockstep-$arch-$i.log" 2>&1
       rc=$?
       [ $rc -ne 0 ] && status=1
