@@ -102,7 +102,8 @@ TEST_P(ElementwiseCuda, MatchesCpu) {
   const DType dt = GetParam();
   Context cpu(Device::cpu());
   Context gpu(Device::cuda(0));
-  for (Shape s : {Shape{2, 7, 5, 33}, Shape{1}, Shape{4099}}) {
+  // Vectors and a tail, one element (tail only), whole vectors only.
+  for (Shape s : {Shape{2, 7, 5, 33}, Shape{1}, Shape{4099}, Shape{64, 8}}) {
     const int64_t n = s.numel();
     std::vector<float> xv = test::rounded(test::random_floats(n, 21), dt);
     std::vector<float> bv = test::rounded(test::random_floats(n, 22), dt);
@@ -115,16 +116,23 @@ TEST_P(ElementwiseCuda, MatchesCpu) {
 
     OwnedTensor dx = test::device_tensor(gpu, s, xv, dt), db = test::device_tensor(gpu, s, bv, dt);
     OwnedTensor ddy = test::device_tensor(gpu, s, dyv, dt);
-    OwnedTensor dy(gpu.device(), s, dt), ds(gpu.device(), s, dt), ddx(gpu.device(), s, dt);
-    test::poison(gpu, dy);
-    test::poison(gpu, ds);
-    test::poison(gpu, ddx);
-    relu_forward(gpu, dx, dy);
-    relu_backward(gpu, dy, ddy, ddx);
-    add(gpu, dx, db, ds);
-    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, dy), test::host_values(hy)), test::tolerance(dt)) << s.str();
-    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, ddx), test::host_values(hdx)), test::tolerance(dt)) << s.str();
-    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, ds), test::host_values(hs)), test::tolerance(dt)) << s.str();
+    // Aligned operands (16-byte vectors plus a tail) and operands one element off (one at a time).
+    for (bool misalign : {false, true}) {
+      OwnedTensor dy(gpu.device(), s, dt), ds(gpu.device(), s, dt), ddx(gpu.device(), s, dt);
+      test::poison(gpu, dy);
+      test::poison(gpu, ds);
+      test::poison(gpu, ddx);
+      test::Placer place(gpu, misalign);
+      Tensor &x = place(dx.view()), &b = place(db.view()), &g = place(ddy.view());
+      Tensor &y = place(dy.view()), &sum = place(ds.view()), &gx = place(ddx.view());
+      relu_forward(gpu, x, y);
+      relu_backward(gpu, y, g, gx);
+      add(gpu, x, b, sum);
+      const std::string where = s.str() + (misalign ? " scalar path" : "");
+      EXPECT_LT(test::rel_error(test::to_host_f32(gpu, y), test::host_values(hy)), test::tolerance(dt)) << where;
+      EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gx), test::host_values(hdx)), test::tolerance(dt)) << where;
+      EXPECT_LT(test::rel_error(test::to_host_f32(gpu, sum), test::host_values(hs)), test::tolerance(dt)) << where;
+    }
 
     // In place on the device: relu(x) into x, x + b into b.
     relu_forward(gpu, dx, dx);
