@@ -111,10 +111,10 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
 }
 
 void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w,
-                          Tensor& dx) {
+                          Tensor& dx, bool accumulate) {
   check_tensors(ctx, plan, "conv2d_backward_data",
                 {{dy, Role::y, "dy"}, {w, Role::w, "w"}, {dx, Role::x, "dx"}});
-  LS_DISPATCH(ctx, conv2d_backward_data, ctx, plan, dy, w, dx);
+  LS_DISPATCH(ctx, conv2d_backward_data, ctx, plan, dy, w, dx, accumulate);
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy,

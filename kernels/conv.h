@@ -61,19 +61,22 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype,
                      size_t workspace_limit = size_t(512) << 20);
 
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y);
-void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx);
+// dx = the input gradient, or with accumulate dx += it (a residual block's shortcut gradient is
+// already in dx: one pass over dx fewer than a separate add).
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx,
+                          bool accumulate = false);
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw);
 
 namespace cpu {
 ConvPlan plan_conv2d(Context&, const ConvShape&, DType, ConvAlgoSearch, size_t);
 void conv2d_forward(Context&, const ConvPlan&, const Tensor& x, const Tensor& w, Tensor& y);
-void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx);
+void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate);
 void conv2d_backward_filter(Context&, const ConvPlan&, const Tensor& x, const Tensor& dy, Tensor& dw);
 }  // namespace cpu
 namespace cuda {
 ConvPlan plan_conv2d(Context&, const ConvShape&, DType, ConvAlgoSearch, size_t);
 void conv2d_forward(Context&, const ConvPlan&, const Tensor& x, const Tensor& w, Tensor& y);
-void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx);
+void conv2d_backward_data(Context&, const ConvPlan&, const Tensor& dy, const Tensor& w, Tensor& dx, bool accumulate);
 void conv2d_backward_filter(Context&, const ConvPlan&, const Tensor& x, const Tensor& dy, Tensor& dw);
 }  // namespace cuda
 

@@ -70,14 +70,14 @@ Shape ResidualBlock::setup(SetupContext& s, const Shape& in) {
     st.bn.setup(s, cur);
   }
   // The last BN's input gradient goes over dy (Layer::backward), the shortcut BN's over t_res:
-  // two output-sized temporaries fewer.
+  // two output-sized temporaries fewer. No input-sized one either: the first stage's conv adds its
+  // input gradient to the shortcut's, already in dx (conv2d_backward_data's accumulate).
   t_res_ = s.temps.add(cur, s.dtype);
   if (ds_conv_) {
     Shape d = ds_conv_->setup(s, in);
     LS_CHECK(d == cur, prefix_ << ": shortcut shape " << d.str() << " differs from the main path's " << cur.str());
     ds_out_ = s.acts.add(d, s.dtype);
     ds_bn_->setup(s, d);
-    t_x_ = s.temps.add(in, s.dtype);
   }
   return cur;
 }
@@ -103,12 +103,14 @@ const Tensor& ResidualBlock::forward(Context& ctx, const Tensor& x, Mode mode) {
 }
 
 void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
-  Tensor t_res = resolve(temps_, t_res_);
   Tensor cur = dy;  // the last BN's input gradient, in place (Layer::backward lets dy be scratch)
   Stage& lastst = stages_.back();
+  // The residual's gradient: with an identity shortcut it is dx's share already, so it goes
+  // straight into dx; with a projection it goes through the shortcut BN (in place) and conv, whose
+  // input gradient is written to dx. Either way the first stage's conv then adds its own to dx.
+  Tensor t_res = dx && !ds_conv_ ? *dx : resolve(temps_, t_res_);
   lastst.bn.backward(ctx, resolve(acts_, lastst.conv_out), dy, cur, &t_res);
   if (ds_conv_) {
-    // t_res is not read again with a projection (the final add takes the shortcut's dx, t_x).
     ds_bn_->backward(ctx, resolve(acts_, ds_out_), t_res, t_res, nullptr);
     ds_conv_->backward(ctx, x_, t_res, dx);
   }
@@ -122,13 +124,12 @@ void ResidualBlock::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
       next = resolve(temps_, st.grad_in);
       next_ptr = &next;
     } else if (dx) {
-      next = ds_conv_ ? resolve(temps_, t_x_) : *dx;
+      next = *dx;
       next_ptr = &next;
     }
-    st.conv.backward(ctx, input, cur, next_ptr);
+    st.conv.backward(ctx, input, cur, next_ptr, /*accumulate=*/i == 0);
     cur = next;
   }
-  if (dx) add(ctx, *dx, ds_conv_ ? resolve(temps_, t_x_) : t_res, *dx);
 }
 
 LayerCost ResidualBlock::cost() const {
@@ -145,8 +146,8 @@ LayerCost ResidualBlock::cost() const {
     add_bn(c, ds_conv_->plan().shape.y_shape(), e, false);
   }
   const double in = num(stages_.front().conv.plan().shape.x_shape());
-  c.bwd_flops += in;  // dx = main path's + shortcut's
-  c.bwd_bytes += 3 * in * e;
+  c.bwd_flops += in;  // dx = main path's + shortcut's: the first conv reads dx once more to add
+  c.bwd_bytes += in * e;
   c.out = stages_.back().conv.plan().shape.y_shape();
   return c;
 }

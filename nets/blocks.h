@@ -45,7 +45,7 @@ class ResidualBlock : public Layer {
   std::vector<Stage> stages_;
   std::optional<Conv2d> ds_conv_;
   std::optional<BatchNorm2d> ds_bn_;
-  int ds_out_ = -1, t_res_ = -1, t_x_ = -1;
+  int ds_out_ = -1, t_res_ = -1;
   TensorStore* acts_ = nullptr;
   TensorStore* temps_ = nullptr;
   Tensor x_, y_;

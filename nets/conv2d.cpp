@@ -42,7 +42,7 @@ void Conv2d::forward(Context& ctx, const Tensor& x, Tensor& y) const {
   conv2d_forward(ctx, plan_, xp, wp, y);
 }
 
-void Conv2d::backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx) const {
+void Conv2d::backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx, bool accumulate) const {
   Tensor dw = params_->begin_grad(weight_, plan_.dtype);
   if (padded()) {
     LS_CHECK(dx == nullptr, name_ << ": a convolution with padded input channels has no input gradient");
@@ -54,7 +54,7 @@ void Conv2d::backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* d
   }
   conv2d_backward_filter(ctx, plan_, x, dy, dw);
   params_->end_grad(ctx, weight_);
-  if (dx) conv2d_backward_data(ctx, plan_, dy, params_->compute_param(weight_), *dx);
+  if (dx) conv2d_backward_data(ctx, plan_, dy, params_->compute_param(weight_), *dx, accumulate);
 }
 
 }  // namespace lockstep::nets

@@ -19,7 +19,8 @@ class Conv2d {
   Shape setup(SetupContext& s, const Shape& in);
   void forward(Context& ctx, const Tensor& x, Tensor& y) const;
   // dw is ended through the ParamTable; dx (may be null) is overwritten.
-  void backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx) const;
+  // accumulate: dx += the input gradient (conv2d_backward_data's accumulate).
+  void backward(Context& ctx, const Tensor& x, const Tensor& dy, Tensor* dx, bool accumulate = false) const;
 
   int weight() const { return weight_; }
   int in_channels() const { return in_c_; }  // the real ones, before any padding

@@ -202,7 +202,8 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   }
 }
 
-void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx,
+                          bool accumulate) {
   const ConvShape& s = plan.shape;
   const char* op = "conv2d_backward_data";
   const Gemm g = check_plan(ctx, plan, op);
@@ -214,11 +215,12 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
     const int n0 = i * gr.size, images = std::min(s.n - n0, gr.size);
     float* dcol = scratch + omp_get_thread_num() * g.slot();
     float* dxn = dx.data<float>() + n0 * g.x_image;
+    // A 1x1 conv's GEMM writes dx itself (beta 1 adds to it); otherwise col2im adds into dx.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, images * g.pq, g.rsc, s.k, 1.0f,
-                dy.data<float>() + n0 * g.y_image, s.k, w.data<float>(), g.rsc, 0.0f,
-                g.pointwise ? dxn : dcol, g.rsc);
+                dy.data<float>() + n0 * g.y_image, s.k, w.data<float>(), g.rsc,
+                g.pointwise && accumulate ? 1.0f : 0.0f, g.pointwise ? dxn : dcol, g.rsc);
     if (g.pointwise) continue;
-    std::fill(dxn, dxn + images * g.x_image, 0.0f);
+    if (!accumulate) std::fill(dxn, dxn + images * g.x_image, 0.0f);
     for (int j = 0; j < images; ++j) col2im_add(s, dcol + j * g.col, dxn + j * g.x_image);
   }
 }

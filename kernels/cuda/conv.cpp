@@ -349,11 +349,12 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
                                       ctx.workspace(), c.fwd_ws, &zero, c.y, y.raw()));
 }
 
-void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx) {
+void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx,
+                          bool accumulate) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_data");
-  const float one = 1.0f, zero = 0.0f;
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;  // cuDNN blends dx = result + beta * dx
   CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn, &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
-                                           c.bwd_data, ctx.workspace(), c.bwd_data_ws, &zero, c.x, dx.raw()));
+                                           c.bwd_data, ctx.workspace(), c.bwd_data_ws, &beta, c.x, dx.raw()));
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {

@@ -223,6 +223,28 @@ TEST(ConvCpu, BackwardMatchesNaiveLoopsExactly) {
   }
 }
 
+// accumulate: dx += the input gradient (1x1 convs through the GEMM's beta, others through col2im
+// into the existing values), exactly on small integers.
+TEST(ConvCpu, BackwardDataAccumulatesExactly) {
+  Context ctx(Device::cpu());
+  for (const Case& c : cpu_cases()) {
+    SCOPED_TRACE(c.name);
+    const ConvShape& s = c.s;
+    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 21)));
+    OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_small_ints(s.y_shape().numel(), seed_of(s, 22)));
+    const std::vector<float> prior = test::random_small_ints(s.x_shape().numel(), seed_of(s, 23));
+    OwnedTensor plain(Device::cpu(), s.x_shape(), DType::f32);
+    test::poison(ctx, plain);
+    conv2d_backward_data(ctx, plan, dy, w, plain);
+    OwnedTensor dx = test::host_tensor(s.x_shape(), prior);
+    conv2d_backward_data(ctx, plan, dy, w, dx, /*accumulate=*/true);
+    std::vector<float> want = test::host_values(plain);
+    for (size_t i = 0; i < want.size(); ++i) want[i] += prior[i];
+    EXPECT_EQ(test::host_values(dx), want);
+  }
+}
+
 // loss = weighted_sum(conv(x, w), r), so dL/dy = r: backward-data and backward-filter with dy = r
 // must match central differences of the loss with respect to x and w.
 TEST(ConvCpu, BackwardMatchesFiniteDifferences) {
@@ -327,6 +349,13 @@ void check_gpu_against_cpu(DType dt, ConvAlgoSearch search) {
     EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gy), test::host_values(y)), test::tolerance(dt)) << "y";
     EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gdx), test::host_values(dx)), test::tolerance(dt)) << "dx";
     EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gdw), test::host_values(dw)), test::tolerance(dt)) << "dw";
+
+    // accumulate: dx += the input gradient, into a dx holding other values (cuDNN's beta = 1).
+    auto pv = test::rounded(test::random_floats(s.x_shape().numel(), seed_of(s, 14)), dt);
+    OwnedTensor acc = test::host_tensor(s.x_shape(), pv), gacc = test::device_tensor(gpu, s.x_shape(), pv, dt);
+    conv2d_backward_data(cpu, cplan, dy, w, acc, true);
+    conv2d_backward_data(gpu, gplan, gdy, gw, gacc, true);
+    EXPECT_LT(test::rel_error(test::to_host_f32(gpu, gacc), test::host_values(acc)), test::tolerance(dt)) << "dx += ";
   }
 }
 
