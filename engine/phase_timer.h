@@ -53,6 +53,9 @@ class PhaseTimer {
   // mark() or lap() to `p` and starts the next phase. Throws if mark() was never called.
   void lap(Phase p);
 
+  // Whether mark() has been called (since construction or reset()): a step's code marks only
+  // when nobody has, so whoever installs the timer may start it at an earlier boundary.
+  bool started() const { return started_; }
   double seconds(Phase p) const { return seconds_[static_cast<size_t>(p)]; }
   int64_t laps(Phase p) const { return laps_[static_cast<size_t>(p)]; }
   double total_seconds() const;

@@ -101,6 +101,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           interleaving_->wait(AsyncEvent::Op::read, r);
           version = ps.read(ctx, table.params());
           interleaving_->done();
+          if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the read (bench)
           w.model().parameters_updated(ctx);
         }
         if (stragglers_) straggle(r, bn_batches, compute_s);
@@ -115,6 +116,7 @@ void Trainer::train_rank_async(int r, Shared& sh) {
           interleaving_->wait(AsyncEvent::Op::push, r);
           ps.push(ctx, table.grads(), version);
           interleaving_->done();
+          if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the push, the server's update in it
           if (update_hook_) update_hook_(ps.updates() - 1);
           bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
           bytes.received += table.count() * 4;

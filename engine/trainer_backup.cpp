@@ -84,8 +84,10 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
     int64_t t = agg.step();
     while (true) {
       t = agg.read(ctx, t, table.params());  // the newest parameters: a late worker skips ahead
+      if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the last push and this read (bench)
       bytes.received += table.count() * 4;
       if (t >= end) break;
+      if (step_hook_) step_hook_(r, epoch, t - (end - steps) + 1);  // a late worker skips steps' hooks
       w.model().parameters_updated(ctx);
       if (stragglers_) straggle(r, bn_batches, compute_s);
       const auto t_compute = Clock::now();
@@ -100,9 +102,12 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
           BatchSource& src = *part_sources_[static_cast<size_t>(r)][k];
           if (part_pos[k] != at) src.start_epoch(epoch - 1, at);
           part_pos[k] = at + 1;
-          w.forward_backward(src.next(), false, loss_grad_scale);
+          const data::HostBatch& part = src.next();
+          if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::data);
+          w.forward_backward(part, false, loss_grad_scale);
           ++bn_batches;
           axpy(ctx, static_cast<float>(coeff[k]), table.grads(), message);
+          if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::backward);  // the part's share of the message
         }
       } else {
         w.train_micro_batch(false, loss_grad_scale);

@@ -71,7 +71,7 @@ void Worker::release_host_batch() {
 
 const HostBatch& Worker::next_train_batch() {
   release_host_batch();
-  if (timer_) timer_->mark();
+  if (timer_ && !timer_->started()) timer_->mark();  // later steps' phases run on from the last lap
   const HostBatch& batch = train_->next();
   if (timer_) timer_->lap(Phase::data);
   return batch;

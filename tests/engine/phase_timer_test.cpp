@@ -120,9 +120,45 @@ void expect_three_profiled_steps(int workers) {
   EXPECT_EQ(trainer.run().updates, 6);
   for (int r = 0; r < workers; ++r) {
     for (Phase p : kPhases) EXPECT_EQ(timers[static_cast<size_t>(r)]->laps(p), 3) << "rank " << r << " " << phase_name(p);
-    EXPECT_EQ(*reads[static_cast<size_t>(r)], 3 * (1 + kPhaseCount)) << "rank " << r;  // one mark + six laps a step
+    // One mark (the first step's data fetch), then six laps a step: the phases run on from step to step.
+    EXPECT_EQ(*reads[static_cast<size_t>(r)], 1 + 3 * kPhaseCount) << "rank " << r;
   }
 }
+
+// The server modes: the worker laps data, h2d, forward and backward, and its exchange with the
+// server as comm (backup: push and read, once a step; async: the read and the push); the server
+// updates, so no optimizer phase. Backup with no backup workers and async with one worker run a
+// fixed schedule, so the counts are exact.
+void expect_server_mode_laps(SyncKind sync, int workers, int64_t comm_laps_per_step) {
+  TrainConfig c = bench_like_config(std::string("phase-timer-") + std::string(sync_name(sync)), workers);
+  c.sync = sync;
+  c.async_ramp_epochs = 0;
+  c.validate();
+  std::ostringstream log;
+  Progress progress(log, false);
+  Trainer trainer(c, progress);
+  std::vector<std::unique_ptr<PhaseTimer>> timers;
+  for (int r = 0; r < workers; ++r) timers.push_back(std::make_unique<PhaseTimer>(&trainer.worker(r).ctx()));
+  trainer.set_step_hook([&](int r, int, int64_t step) {
+    PhaseTimer* t = timers[static_cast<size_t>(r)].get();
+    if (step == 3) {
+      trainer.worker(r).set_phase_timer(t);
+      t->mark();
+    }
+    if (step == 6) trainer.worker(r).set_phase_timer(nullptr);
+  });
+  EXPECT_EQ(trainer.run().updates, sync == SyncKind::async ? 6 * workers : 6);
+  for (int r = 0; r < workers; ++r) {
+    const PhaseTimer& t = *timers[static_cast<size_t>(r)];
+    for (Phase p : {Phase::data, Phase::h2d, Phase::forward, Phase::backward})
+      EXPECT_EQ(t.laps(p), 3) << "rank " << r << " " << phase_name(p);
+    EXPECT_EQ(t.laps(Phase::comm), 3 * comm_laps_per_step) << "rank " << r;
+    EXPECT_EQ(t.laps(Phase::optimizer), 0) << "rank " << r;
+  }
+}
+
+TEST(PhaseTimer, BackupWorkersLapTheirExchangeAsComm) { expect_server_mode_laps(SyncKind::backup, 2, 1); }
+TEST(PhaseTimer, AsyncWorkerLapsReadAndPushAsComm) { expect_server_mode_laps(SyncKind::async, 1, 2); }
 
 TEST(PhaseTimer, TrainerAndWorkerLapEveryPhaseOncePerStep) { expect_three_profiled_steps(1); }
 TEST(PhaseTimer, EveryWorkerLapsItsOwnPhases) { expect_three_profiled_steps(2); }

@@ -127,6 +127,11 @@ class ReplaySource : public data::BatchSource {
   int64_t position_ = 0;
 };
 
+// The modes whose workers meet only at epoch ends (a parameter server or an aggregator).
+bool server_mode(engine::SyncKind s) {
+  return s == engine::SyncKind::async || s == engine::SyncKind::backup || s == engine::SyncKind::coded;
+}
+
 // A temporary run folder, removed with everything in it.
 struct TempDir {
   std::filesystem::path path;
@@ -239,6 +244,16 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
   try {
     c.train = parse_train_args(static_cast<int>(v.size()), v.data(), train_notes);
     pass_notes();
+    if (server_mode(c.train.sync)) {
+      // The server modes stop only at an epoch's end: the run is one epoch of exactly the bench's
+      // steps. Async measures every worker from the first step (no ramp of active workers).
+      c.train.steps_per_epoch = total;
+      c.train.stop_after = 0;
+      if (c.train.sync == engine::SyncKind::async && c.train.async_ramp_epochs != 0) {
+        c.train.async_ramp_epochs = 0;
+        notes << "lockstep bench train: --sync async runs every worker from the first step (--async-ramp-epochs 0)\n";
+      }
+    }
   } catch (const ConfigError& e) {
     pass_notes();
     // parse_train_args points at lockstep train's help; the options are the same here.
@@ -285,22 +300,48 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
   }
 
   // Step hook: wait for the worker's device, then read the clock; switch the phase timer on for
-  // the profiled steps and off for the closing one.
+  // the profiled steps and off for the closing one. A late backup/coded worker skips steps (and
+  // their hooks): its window opens at its first hook at or past the first profiled step and
+  // closes at the closing step's, counting the steps it ran in between.
   std::vector<std::vector<double>> stamps(static_cast<size_t>(world),
                                           std::vector<double>(static_cast<size_t>(total + 1), std::nan("")));
   std::vector<std::unique_ptr<PhaseTimer>> timers(static_cast<size_t>(world));
+  struct Window {
+    double begin = 0, end = 0;
+    int64_t steps = 0;
+    bool on = false, closed = false;
+  };
+  std::vector<Window> windows(static_cast<size_t>(world));
   trainer.set_step_hook([&](int r, int, int64_t step) {
     if (step < 1 || step > total) return;
     engine::Worker& w = trainer.worker(r);
     std::unique_ptr<PhaseTimer>& timer = timers[static_cast<size_t>(r)];
     if (!timer) timer = std::make_unique<PhaseTimer>(&w.ctx());  // on the worker's thread, its device current
     w.ctx().synchronize();
-    stamps[static_cast<size_t>(r)][static_cast<size_t>(step)] = now_seconds();
-    if (step == first_profiled && bc.profile_steps > 0) w.set_phase_timer(timer.get());
-    if (step == total) w.set_phase_timer(nullptr);
+    const double now = now_seconds();
+    stamps[static_cast<size_t>(r)][static_cast<size_t>(step)] = now;
+    Window& win = windows[static_cast<size_t>(r)];
+    if (bc.profile_steps == 0 || win.closed || step < first_profiled) return;
+    if (step == total) {
+      w.set_phase_timer(nullptr);
+      win.end = now;
+      win.closed = win.on;
+      win.on = false;
+      return;
+    }
+    if (!win.on) {
+      w.set_phase_timer(timer.get());
+      timer->mark();  // the phases run on from here to the closing step's hook
+      win.begin = now;
+      win.on = true;
+    }
+    ++win.steps;
   });
   const engine::RunSummary summary = trainer.run();
-  LS_CHECK(summary.updates == total, "bench: the run stopped after " << summary.updates << " of " << total << " steps");
+  // An async update is one worker's gradient: every worker's steps count.
+  const int64_t updates = c.sync == engine::SyncKind::async ? total * world : total;
+  LS_CHECK(summary.updates == updates,
+           "bench: the run stopped after " << summary.updates << " of " << updates << " updates");
 
   // Step k's time: from the last worker starting it to the last worker starting step k + 1.
   auto started = [&](int64_t k) {
@@ -314,17 +355,27 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
   const double median_s = step_s[(step_s.size() - 1) / 2];  // the lower middle: a real step
   const double global_batch = static_cast<double>(c.global_batch());
 
-  // The breakdown: rank 0's phases, mean per profiled step, against rank 0's profiled step time.
+  // The breakdown: rank 0's phases, mean per profiled step, against rank 0's profiled step time
+  // (a server mode: the first rank whose window closed, should rank 0 have skipped it).
   const int64_t P = bc.profile_steps;
   std::array<double, engine::kPhaseCount> phase_s{};
   double profiled_step_s = 0;
+  int profiled_rank = -1;
   if (P > 0) {
-    const PhaseTimer& t0 = *timers[0];
-    LS_CHECK(t0.laps(Phase::data) == P && t0.laps(Phase::optimizer) == P,
-             "bench: the phase timer saw " << t0.laps(Phase::data) << " steps, expected " << P);
-    for (Phase p : engine::kPhases) phase_s[static_cast<size_t>(p)] = t0.seconds(p) / static_cast<double>(P);
-    profiled_step_s = (stamps[0][static_cast<size_t>(total)] - stamps[0][static_cast<size_t>(first_profiled)]) /
-                      static_cast<double>(P);
+    for (int r = 0; r < world && profiled_rank < 0; ++r)
+      if (windows[static_cast<size_t>(r)].closed && (r == 0 || server_mode(c.sync))) profiled_rank = r;
+    LS_CHECK(profiled_rank >= 0, "bench: no worker ran through the profiled steps (more --profile-steps?)");
+    const Window& win = windows[static_cast<size_t>(profiled_rank)];
+    const PhaseTimer& t0 = *timers[static_cast<size_t>(profiled_rank)];
+    const int64_t n = win.steps;
+    // A server mode's worker has no optimizer phase (the server updates) and may train several
+    // parts a step (coded): every profiled step still ran a backward.
+    const bool ok = server_mode(c.sync) ? t0.laps(Phase::backward) >= n
+                                        : n == P && t0.laps(Phase::data) == n && t0.laps(Phase::optimizer) == n;
+    LS_CHECK(ok, "bench: the phase timer saw " << t0.laps(Phase::data) << " data and " << t0.laps(Phase::optimizer)
+                                               << " optimizer phase(s) in " << n << " profiled step(s)");
+    for (Phase p : engine::kPhases) phase_s[static_cast<size_t>(p)] = t0.seconds(p) / static_cast<double>(n);
+    profiled_step_s = (win.end - win.begin) / static_cast<double>(n);
   }
   double phase_sum_s = 0;
   for (double s : phase_s) phase_sum_s += s;
@@ -375,7 +426,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
   if (P > 0) {
     const char* labels[engine::kPhaseCount] = {"data wait", "host-to-device + normalize", "forward (+ loss)", "backward",
                                                "exposed communication", "optimizer"};
-    out << "  phase (profiled steps, rank 0, mean per step)        ms        %\n";
+    out << "  phase (profiled steps, rank " << profiled_rank << ", mean per step)        ms        %\n";
     for (Phase p : engine::kPhases) {
       const double s = phase_s[static_cast<size_t>(p)];
       char line[128];
@@ -386,7 +437,11 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     out << "    sum of phases                                 " << fmt(" %9.3f", phase_sum_s * 1e3) << fmt(" %8.1f", 100.0 * phase_sum_s / profiled_step_s)
         << "   of the profiled step (" << fmt("%.3f ms", profiled_step_s * 1e3) << "); "
         << fmt("%.1f%%", 100.0 * phase_sum_s / median_s) << " of the timed median\n";
-    if (world > 1 && c.device.is_cpu())
+    if (server_mode(c.sync))
+      out << "    (--sync " << engine::sync_name(c.sync)
+          << ": the server applies the update inside the exchange with it, so the optimizer is in exposed\n"
+             "     communication, with the wait for the parameters)\n";
+    else if (world > 1 && c.device.is_cpu())
       out << "    (CPU workers exchange gradient buckets on their own thread while backward runs: that time, waiting\n"
              "     for peers included, is in backward; exposed communication is what remains after backward)\n";
     out << "\n";
