@@ -34,16 +34,11 @@ BackupAggregator::BackupAggregator(std::vector<float> init,
   ranks_.reserve(static_cast<size_t>(o.needed));
   inputs_.reserve(static_cast<size_t>(o.needed));
   const int64_t shards = std::min<int64_t>(static_cast<int64_t>(devices.size()), n_);
-  for (int64_t j = 0; j < shards; ++j) {
-    auto s = std::make_unique<Shard>();
-    const Device d = links_.device_of(static_cast<int>(j));
-    Context& ctx = links_.context_of(static_cast<int>(j));
-    DeviceScope scope(d);
-    s->init(ctx, init, j, shards, o.momentum != 0.f, decay_segments);
-    s->sum = OwnedTensor(d, {s->size()}, DType::f32);
-    for (int r = 0; r < world; ++r) s->slots.emplace_back(d, Shape{s->size()}, DType::f32);
-    shards_.push_back(std::move(s));
-  }
+  shards_ = links_.make_shards<Shard>(shards, init, o.momentum != 0.f, decay_segments,
+                                      [&](Shard& s, Context&, Device d) {
+                                        s.sum = OwnedTensor(d, {s.size()}, DType::f32);
+                                        for (int r = 0; r < world; ++r) s.slots.emplace_back(d, Shape{s.size()}, DType::f32);
+                                      });
 }
 
 BackupAggregator::~BackupAggregator() = default;

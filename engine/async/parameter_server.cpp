@@ -42,18 +42,12 @@ ParameterServer::ParameterServer(std::vector<float> init,
     : opt_(o), lr_(std::move(lr)), n_(static_cast<int64_t>(init.size())), links_(devices) {
   LS_CHECK(o.shards >= 1, "parameter server: shards must be >= 1");
   LS_CHECK(n_ > 0, "parameter server: no parameters");
-  const int64_t shards = std::min<int64_t>(o.shards, n_);
-  for (int64_t j = 0; j < shards; ++j) {
-    auto s = std::make_unique<Shard>();
-    const Device d = links_.device_of(static_cast<int>(j));
-    Context& ctx = links_.context_of(static_cast<int>(j));
-    DeviceScope scope(d);
-    s->init(ctx, init, j, shards, o.momentum != 0.f, decay_segments);
-    s->ema = OwnedTensor(d, {o.ema > 0 ? s->size() : 0}, DType::f32);
-    if (o.ema > 0) copy(ctx, s->params, s->ema);
-    s->grad = OwnedTensor(d, {d.is_cuda() ? s->size() : 0}, DType::f32);
-    shards_.push_back(std::move(s));
-  }
+  shards_ = links_.make_shards<Shard>(std::min<int64_t>(o.shards, n_), init, o.momentum != 0.f, decay_segments,
+                                      [&](Shard& s, Context& ctx, Device d) {
+                                        s.ema = OwnedTensor(d, {o.ema > 0 ? s.size() : 0}, DType::f32);
+                                        if (o.ema > 0) copy(ctx, s.params, s.ema);
+                                        s.grad = OwnedTensor(d, {d.is_cuda() ? s.size() : 0}, DType::f32);
+                                      });
 }
 
 ParameterServer::~ParameterServer() = default;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/context.h"
+#include "kernels/device.h"
 #include "kernels/event.h"
 #include "kernels/memory.h"
 #include "kernels/tensor.h"
@@ -48,6 +49,25 @@ class ShardLinks {
   Device device_of(int shard) const { return devices_[static_cast<size_t>(shard) % devices_.size()]; }
   // The context that runs work on the shard's memory (make its device current: DeviceScope).
   Context& context_of(int shard) const;
+
+  // Shards 0 .. count-1 of `init` (S is a ShardState), each made on its device, which is current
+  // meanwhile; finish(shard, ctx, device) then adds its owner's own state.
+  template <typename S, typename F>
+  std::vector<std::unique_ptr<S>> make_shards(int64_t count, const std::vector<float>& init, bool with_momentum,
+                                              const std::vector<std::pair<uint32_t, uint32_t>>& decay_segments,
+                                              F&& finish) const {
+    std::vector<std::unique_ptr<S>> out;
+    for (int64_t j = 0; j < count; ++j) {
+      auto s = std::make_unique<S>();
+      const Device d = device_of(static_cast<int>(j));
+      Context& ctx = context_of(static_cast<int>(j));
+      DeviceScope scope(d);
+      s->init(ctx, init, j, count, with_momentum, decay_segments);
+      finish(*s, ctx, d);
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
 
   // A worker's exchange with the shards: begin() once, then copy() per shard (the caller holds
   // the shard's lock and a DeviceScope of its device), then end() per shard after the shard's

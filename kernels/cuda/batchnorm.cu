@@ -56,10 +56,7 @@ float* workspace_floats(const Context& ctx, const BnGeometry& g, const char* op)
 // The vector kernels run when the channels allow it and every tensor they touch is 16-byte
 // aligned (views into a buffer at an odd offset take the scalar kernels).
 bool use_vector(const BatchNormPlan& plan, const Shape& x, DType dt, std::initializer_list<const void*> ptrs) {
-  if (plan.kernels == BatchNormKernels::scalar || !bn_vectorizable(x, dt)) return false;
-  for (const void* p : ptrs)
-    if (p && !aligned16(p)) return false;
-  return true;
+  return plan.kernels != BatchNormKernels::scalar && bn_vectorizable(x, dt) && aligned16(ptrs);
 }
 
 // Merges the kLanes Moments of a block column (same threadIdx.x) in a fixed tree; the result is

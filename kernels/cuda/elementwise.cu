@@ -48,7 +48,7 @@ struct Plus {
 
 template <typename F>
 void map2(Context& ctx, DType dt, const void* a, const void* b, void* y, int64_t n, F f) {
-  const bool vector = aligned16(a) && (!b || aligned16(b)) && aligned16(y);
+  const bool vector = aligned16({a, b, y});
   LS_FLOAT_DISPATCH(dt, T, {
     const auto* pa = static_cast<const T*>(a);
     const auto* pb = static_cast<const T*>(b);

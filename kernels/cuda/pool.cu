@@ -207,10 +207,7 @@ __global__ void global_avgpool_backward_kernel(const T* __restrict__ dy, T* __re
 
 // The vector kernels need whole 16-byte vectors of channels at 16-byte aligned addresses.
 bool use_vector(const PoolDims& d, int vec, std::initializer_list<const void*> ptrs) {
-  if (d.C % vec != 0) return false;
-  for (const void* p : ptrs)
-    if (!aligned16(p)) return false;
-  return true;
+  return d.C % vec == 0 && aligned16(ptrs);
 }
 
 PoolDims pool_dims(const PoolShape& s, const Tensor& x) {

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/launch.cuh"
 
@@ -15,6 +16,12 @@ namespace lockstep::cuda {
 template <typename T> constexpr int kVec = 16 / static_cast<int>(sizeof(T));
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// Every operand a vector kernel would touch is 16-byte aligned (null ones are not touched).
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (p && !aligned16(p)) return false;
+  return true;
+}
 
 namespace detail {
 __device__ __forceinline__ float2 unpack2(uint32_t w, const __nv_bfloat16*) {
