@@ -13,15 +13,16 @@ namespace lockstep {
 struct CudaState {};  // never created without the CUDA backend; complete so unique_ptr can delete
 #endif
 
-Context::Context(Device device, uint64_t seed) : device_(device), seed_(seed) {
+Context::Context(Device device, uint64_t seed, ContextLibraries libraries) : device_(device), seed_(seed) {
   if (device.is_cpu()) return;
 #if LOCKSTEP_HAVE_CUDA
   const GpuStatus& g = gpu_status();
   LS_CHECK(g.available, "cannot use " << device.str() << ": " << g.reason);
   LS_CHECK(device.index < g.count, "cannot use " << device.str() << ": only " << g.count
                                                  << " GPU(s) present");
-  cuda_ = cuda::make_state(device.index);
+  cuda_ = cuda::make_state(device.index, libraries == ContextLibraries::all);
 #else
+  (void)libraries;
   throw_no_cuda_backend("Context");
 #endif
 }

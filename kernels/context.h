@@ -16,10 +16,15 @@ namespace lockstep {
 struct CudaState;
 class OpProfile;
 
+// What a CUDA context sets up besides its streams: `all` (cuDNN, cuBLAS and cuBLAS's 32 MiB
+// workspace) for contexts that run nets; `streams` for ones that only copy and run our own kernels
+// (parameter-server shards), which then cost no library handles or workspace.
+enum class ContextLibraries { all, streams };
+
 class Context {
  public:
   // Throws lockstep::Error for a CUDA device when the backend is not built or the GPU is absent.
-  explicit Context(Device device, uint64_t seed = 0);
+  explicit Context(Device device, uint64_t seed = 0, ContextLibraries libraries = ContextLibraries::all);
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;

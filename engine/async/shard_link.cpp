@@ -41,7 +41,7 @@ ShardLinks::ShardLinks(std::vector<Device> devices) : devices_(std::move(devices
                                                                                                  << " with " << devices_[0].str());
   for (const Device& d : devices_) {
     DeviceScope scope(d);
-    contexts_.push_back(std::make_unique<Context>(d, 0));
+    contexts_.push_back(std::make_unique<Context>(d, 0, ContextLibraries::streams));
     done_.push_back(std::make_unique<Event>(*contexts_.back()));
   }
   std::ostringstream peers;

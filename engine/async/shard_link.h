@@ -1,8 +1,9 @@
 // ShardLinks: where the shards of an in-process server live (the parameter server of --sync async,
 // engine/async/parameter_server.h) and the moves between them and the workers. Shard j lives on
 // devices[j % D]: host memory for CPU workers, the workers' own GPUs for GPU workers, so each GPU
-// holds and updates its share. Each device has one Context whose compute stream runs the work on
-// its shards. A move between a GPU worker's tensor and a GPU shard is queued on the shard's
+// holds and updates its share. Each device has one streams-only Context (no cuDNN, cuBLAS or
+// cuBLAS workspace: shards copy and run our own update kernels) whose compute stream runs the
+// work on its shards. A move between a GPU worker's tensor and a GPU shard is queued on the shard's
 // stream after the point the worker's queued work had reached at begin(), and the worker's later
 // work waits for the shard's at end(): events, no host wait. Between two GPUs it is a peer copy
 // (peer access is enabled where the hardware has it; elsewhere the driver stages it through host

@@ -37,7 +37,7 @@ struct CudnnBatchNorm {
 };
 
 
-cudnnHandle_t handle(const Context& ctx) { return ctx.cuda().cudnn; }
+cudnnHandle_t handle(const Context& ctx) { return ctx.cuda().cudnn_handle(); }
 
 const CudnnBatchNorm& backend_of(const BatchNormPlan& plan, const Context& ctx, const char* op) {
   LS_CHECK(plan.backend, op << ": the plan has no cuDNN state (make it with plan_batchnorm(..., cudnn))");

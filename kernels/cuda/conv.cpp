@@ -212,7 +212,7 @@ const CudnnConv& backend_of(const Context& ctx, const ConvPlan& plan, const char
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
                      size_t workspace_limit) {
   const cudnnDataType_t type = cudnn_data_type(dtype, "conv2d");
-  cudnnHandle_t h = ctx.cuda().cudnn;
+  cudnnHandle_t h = ctx.cuda().cudnn_handle();
 
   auto c = std::make_shared<CudnnConv>();
   c->device = ctx.device();
@@ -345,7 +345,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_forward");
   const float one = 1.0f, zero = 0.0f;  // float scalars: the compute type is CUDNN_DATA_FLOAT
-  CUDNN_CHECK(cudnnConvolutionForward(ctx.cuda().cudnn, &one, c.x, x.raw(), c.w, w.raw(), c.fwd_conv, c.fwd,
+  CUDNN_CHECK(cudnnConvolutionForward(ctx.cuda().cudnn_handle(), &one, c.x, x.raw(), c.w, w.raw(), c.fwd_conv, c.fwd,
                                       ctx.workspace(), c.fwd_ws, &zero, c.y, y.raw()));
 }
 
@@ -353,14 +353,14 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
                           bool accumulate) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_data");
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;  // cuDNN blends dx = result + beta * dx
-  CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn, &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
+  CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn_handle(), &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
                                            c.bwd_data, ctx.workspace(), c.bwd_data_ws, &beta, c.x, dx.raw()));
 }
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_filter");
   const float one = 1.0f, zero = 0.0f;
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cuda().cudnn, &one, c.x, x.raw(), c.y, dy.raw(),
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cuda().cudnn_handle(), &one, c.x, x.raw(), c.y, dy.raw(),
                                              c.bwd_filter_conv, c.bwd_filter, ctx.workspace(), c.bwd_filter_ws,
                                              &zero, c.w, dw.raw()));
 }

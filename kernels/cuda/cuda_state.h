@@ -17,10 +17,20 @@ struct CudaState {
   cudaStream_t compute = nullptr;
   cudaStream_t comm = nullptr;
   cudaStream_t copy = nullptr;
-  cudnnHandle_t cudnn = nullptr;
-  cublasHandle_t cublas = nullptr;
+  cudnnHandle_t cudnn = nullptr;    // null in a ContextLibraries::streams context
+  cublasHandle_t cublas = nullptr;  // the same
   void* cublas_workspace = nullptr;  // ours, so cuBLAS never allocates inside a captured graph
   int sm_count = 0;
+
+  // The handles for an op; a streams-only context (parameter-server shards) has none.
+  cudnnHandle_t cudnn_handle() const {
+    LS_CHECK(cudnn, "cuDNN is not set up on this cuda:" << device << " context (made for streams only)");
+    return cudnn;
+  }
+  cublasHandle_t cublas_handle() const {
+    LS_CHECK(cublas, "cuBLAS is not set up on this cuda:" << device << " context (made for streams only)");
+    return cublas;
+  }
 };
 
 namespace cuda {

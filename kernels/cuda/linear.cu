@@ -62,7 +62,7 @@ void gemm(Context& ctx, DType dt, cublasOperation_t ta, cublasOperation_t tb, in
           const void* a, int lda, const void* b, int ldb, void* c, int ldc) {
   const float one = 1.0f, zero = 0.0f;  // float scalars for CUBLAS_COMPUTE_32F
   const cudaDataType_t t = cublas_type(dt);
-  CUBLAS_CHECK(cublasGemmEx(ctx.cuda().cublas, ta, tb, m, n, k, &one, a, t, lda, b, t, ldb, &zero, c, t, ldc,
+  CUBLAS_CHECK(cublasGemmEx(ctx.cuda().cublas_handle(), ta, tb, m, n, k, &one, a, t, lda, b, t, ldb, &zero, c, t, ldc,
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 

@@ -71,7 +71,7 @@ void pinned_free(void* p) noexcept {
   if (p) cudaFreeHost(p);
 }
 
-std::unique_ptr<CudaState> make_state(int device) {
+std::unique_ptr<CudaState> make_state(int device, bool with_libraries) {
   auto s = std::make_unique<CudaState>();
   s->device = device;
   CUDA_CHECK(cudaSetDevice(device));
@@ -79,6 +79,7 @@ std::unique_ptr<CudaState> make_state(int device) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&s->compute, cudaStreamNonBlocking));
   CUDA_CHECK(cudaStreamCreateWithFlags(&s->comm, cudaStreamNonBlocking));
   CUDA_CHECK(cudaStreamCreateWithFlags(&s->copy, cudaStreamNonBlocking));
+  if (!with_libraries) return s;
   CUDNN_CHECK(cudnnCreate(&s->cudnn));
   CUDNN_CHECK(cudnnSetStream(s->cudnn, s->compute));
   CUBLAS_CHECK(cublasCreate(&s->cublas));

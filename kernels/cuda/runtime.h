@@ -22,7 +22,8 @@ void* device_alloc(int device, size_t bytes);
 void device_free(int device, void* p) noexcept;
 void* pinned_alloc(size_t bytes);
 void pinned_free(void* p) noexcept;
-std::unique_ptr<CudaState> make_state(int device);
+// Streams always; cuDNN, cuBLAS and cuBLAS's workspace only `with_libraries`.
+std::unique_ptr<CudaState> make_state(int device, bool with_libraries);
 void destroy_state(CudaState* s) noexcept;
 void synchronize(CudaState& s);
 void set_device(int device);

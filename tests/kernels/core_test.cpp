@@ -9,6 +9,7 @@
 #include "kernels/context.h"
 #include "kernels/copy.h"
 #include "kernels/half.h"
+#include "kernels/linear.h"
 #include "kernels/memory.h"
 #include "kernels/philox.h"
 #include "tests/kernels/test_util.h"
@@ -166,6 +167,26 @@ TEST(Copy, HostDeviceRoundTrip) {
   EXPECT_EQ(test::to_host_f32(ctx, d), v);
   test::poison(ctx, d);
   for (float x : test::to_host_f32(ctx, d)) EXPECT_TRUE(std::isnan(x));
+}
+
+// Parameter-server shards use streams-only contexts: copies and our own kernels work there, and
+// an op that needs a library handle says which context lacks it instead of passing cuBLAS a null.
+TEST(Context, StreamsOnlyCudaContextCopiesAndRefusesLibraryOps) {
+  LS_REQUIRE_GPU();
+  Context ctx(Device::cuda(0), 0, ContextLibraries::streams);
+  std::vector<float> v = test::random_floats(300, 11);
+  OwnedTensor d = test::device_tensor(ctx, {300}, v);
+  EXPECT_EQ(test::to_host_f32(ctx, d), v);
+  OwnedTensor x = test::device_tensor(ctx, {2, 3}, test::random_floats(6, 12));
+  OwnedTensor w = test::device_tensor(ctx, {4, 3}, test::random_floats(12, 13));
+  OwnedTensor y(Device::cuda(0), {2, 4}, DType::f32);
+  try {
+    Tensor yv = y.view();
+    linear_forward(ctx, x, w, nullptr, yv);
+    FAIL() << "a streams-only context ran a cuBLAS op";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("streams only"), std::string::npos) << e.what();
+  }
 }
 
 #if LOCKSTEP_HAVE_CUDA
