@@ -191,8 +191,11 @@ void resize_crop(const uint8_t* src, int sw, int sh, const CropBox& box, uint8_t
     col1 = std::max(col1, tx.first[static_cast<size_t>(i)] + tx.count[static_cast<size_t>(i)]);
   }
   const size_t span = size_t(col1 - col0) * 3;
+  // One float of slack after the rows and the line: the horizontal pass loads and stores four
+  // lanes (R, G, B and the next pixel's R) for a pixel's three.
   thread_local std::vector<float> tmp;
-  tmp.resize(size_t(dh) * span);
+  tmp.resize(size_t(dh) * span + 1);
+  tmp.back() = 0.f;
   for (int i = 0; i < dh; ++i) {
     float* __restrict acc = tmp.data() + size_t(i) * span;
     std::fill(acc, acc + span, 0.f);
@@ -203,12 +206,40 @@ void resize_crop(const uint8_t* src, int sw, int sh, const CropBox& box, uint8_t
       for (size_t j = 0; j < span; ++j) acc[j] += w * static_cast<float>(row[j]);
     }
   }
-  // Horizontal pass, one output row at a time, then rounding to bytes.
+  // Horizontal pass, one output row at a time, then rounding to bytes. With SSE2 a pixel's three
+  // channels are summed together in one vector: the same products and sums in the same order as
+  // the scalar loop (which takes the last pixels), so both give the same bits. The scalar form was
+  // 26% of a loader thread (GCC did not vectorize across the interleaved channels).
   thread_local std::vector<float> line;
-  line.resize(size_t(dw) * 3);
+  line.resize(size_t(dw) * 3 + 1);
   for (int i = 0; i < dh; ++i) {
     const float* in = tmp.data() + size_t(i) * span;
-    for (int x = 0; x < dw; ++x) {
+    int x = 0;
+#if defined(__SSE2__)
+    // Four pixels at a time: four independent sums hide the add's latency (one sum per pixel was
+    // bound by it); each pixel's taps still run in order.
+    for (; x + 4 <= dw; x += 4) {
+      const float* wt[4];
+      const float* p[4];
+      int taps[4];
+      __m128 rgb[4];
+      for (int u = 0; u < 4; ++u) {
+        wt[u] = &tx.weight[size_t(x + u) * tx.stride];
+        p[u] = in + size_t(tx.first[size_t(x + u)] - col0) * 3;
+        taps[u] = tx.count[size_t(x + u)];
+        rgb[u] = _mm_setzero_ps();
+      }
+      const int common = std::min(std::min(taps[0], taps[1]), std::min(taps[2], taps[3]));
+      for (int k = 0; k < common; ++k)
+        for (int u = 0; u < 4; ++u) rgb[u] = _mm_add_ps(rgb[u], _mm_mul_ps(_mm_set1_ps(wt[u][k]), _mm_loadu_ps(p[u] + 3 * k)));
+      for (int u = 0; u < 4; ++u) {
+        for (int k = common; k < taps[u]; ++k)
+          rgb[u] = _mm_add_ps(rgb[u], _mm_mul_ps(_mm_set1_ps(wt[u][k]), _mm_loadu_ps(p[u] + 3 * k)));
+        _mm_storeu_ps(&line[3 * size_t(x + u)], rgb[u]);  // lane 3 is overwritten next (or slack)
+      }
+    }
+#endif
+    for (; x < dw; ++x) {
       const float* wt = &tx.weight[size_t(x) * tx.stride];
       const float* p = in + size_t(tx.first[size_t(x)] - col0) * 3;
       float r = 0, g = 0, b = 0;
@@ -221,7 +252,7 @@ void resize_crop(const uint8_t* src, int sw, int sh, const CropBox& box, uint8_t
       line[3 * size_t(x) + 1] = g;
       line[3 * size_t(x) + 2] = b;
     }
-    store_rounded(line.data(), dst + size_t(i) * dw * 3, line.size());
+    store_rounded(line.data(), dst + size_t(i) * dw * 3, size_t(dw) * 3);
   }
 }
 

@@ -45,7 +45,8 @@ struct BatchNormArgs {
   bool relu = false;      // apply ReLU after (BN + residual)
 };
 
-// Training forward. residual may be null. save_mean, save_invstd: f32 (C), written.
+// Training forward. residual may be null. save_mean, save_invstd: f32 (C), written. y may alias x
+// only when a residual is passed: without one, the backward recomputes the ReLU mask from x.
 void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x,
                              const Tensor* residual, const Tensor& gamma, const Tensor& beta,
                              Tensor& running_mean, Tensor& running_var, Tensor& save_mean,
@@ -61,7 +62,9 @@ void batchnorm_forward_infer(Context& ctx, const BatchNormPlan& plan, const Batc
 // (dy masked by the ReLU). dgamma and dbeta are overwritten. dx may alias dy. Pass a dresidual
 // exactly when the forward had a residual: without one, lockstep's CUDA kernels take the ReLU
 // mask from z = gamma * xhat + beta recomputed from x (the same sign as y; one tensor less to
-// read), so x, gamma, beta and the saved statistics must be the forward's. cuDNN's kernels read
+// read), so x, gamma, beta and the saved statistics must be the forward's. (That mask can differ
+// from y's sign only where a positive z rounds to zero in the stored dtype: z <= 2^-25 in f16,
+// never in practice in bf16; the gradient passed there is of that size.) cuDNN's kernels read
 // beta too, and must follow the plan's last training forward.
 void batchnorm_backward(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x, const Tensor& y,
                         const Tensor& dy, const Tensor& gamma, const Tensor& beta, const Tensor& save_mean,
