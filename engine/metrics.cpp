@@ -273,7 +273,8 @@ void Progress::summary(const RunSummary& s) {
         << " bytes" << (s.updates > 0 ? " (" + std::to_string(s.bytes_sent / s.updates) + " sent per update)" : "")
         << "\n";
   if (!s.dropped.empty()) {
-    os_ << "backup: gradients dropped per worker:";
+    // coded: a worker's message of a step arrived after the first N - s had been decoded.
+    os_ << s.sync << (s.sync == "coded" ? ": messages not used per worker:" : ": gradients dropped per worker:");
     for (int64_t d : s.dropped) os_ << " " << d;
     os_ << "\n";
   }

@@ -40,7 +40,6 @@ struct StepRecord {
   double interval_s = 0;         // seconds since the last record: what img_per_s, comm_s and wait_s cover
   int64_t interval_updates = 0;  // optimizer updates since the last record: what bytes_sent covers
   int64_t skipped_updates = 0;   // updates skipped by fp16 loss scaling so far (rank 0; a resumed run counts on)
-  bool comm_measured = true;     // false in the server modes (async, backup, coded): comm_s is not measured there
 };
 
 struct EvalRecord {
@@ -73,7 +72,7 @@ struct RunSummary {
   bool stopped = false;        // stopped early (SIGINT/SIGTERM or --stop-after) with a checkpoint
   int64_t start_update = 0;    // > 0: resumed from a checkpoint after this many updates
   std::string checkpoint;      // the last checkpoint written, if any
-  std::vector<int64_t> dropped;          // --sync backup: gradients dropped per worker
+  std::vector<int64_t> dropped;          // --sync backup: gradients dropped per worker (coded: messages not used)
   std::vector<double> straggler_delay_s; // --straggler: injected delay per worker
   std::optional<EvalRecord> best_eval;   // the highest eval top-1 of the run (a resumed run's log included)
   int checkpoints_written = 0;           // by this process

@@ -100,17 +100,28 @@ class Trainer {
   // Where a server mode's shards live: the workers' distinct GPUs in order, or host memory.
   std::vector<Device> server_devices() const;
   void train_rank_async(int rank, Shared& sh);
+  // A server-mode worker's run totals: bytes moved, seconds spent in its exchanges with the server
+  // (reads and pushes, the waits for a step's aggregate and the server's update inside them: its
+  // exposed communication) and waiting for data.
+  struct ServerTally {
+    CommBytes bytes;
+    double comm_s = 0, wait_s = 0;
+  };
+  // Seconds rank r's data sources have waited for batches (a coded worker's part sources included).
+  double data_wait_seconds(int rank) const;
   // Where rank 0's previous step record left off: a server mode's next record covers the interval since.
   struct LogWindow {
     std::chrono::steady_clock::time_point time;
     int64_t update = 0;
-    double wait_s = 0;  // rank 0's data source's wait_seconds() then
-    CommBytes bytes;    // what rank 0 had sent and received then
+    ServerTally tally;  // rank 0's totals then
   };
-  // A server mode's step record (rank 0's own loss, data wait and bytes; update and images/s from
-  // the server's count); `bytes`: rank 0's run total so far. Moves `window` to now.
+  // A server mode's step record (rank 0's own loss, data wait, exposed communication and bytes;
+  // update and images/s from the server's count); `tally`: rank 0's run totals so far. Moves
+  // `window` to now.
   void log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps, int64_t update, int64_t per_update,
-                       const CommBytes& bytes, LogWindow& window, const char* advice);
+                       const ServerTally& tally, LogWindow& window, const char* advice);
+  // Rank 0's summary fields of a server mode from its totals.
+  void server_summary(Shared& sh, int64_t updates, int64_t per_update, bool stopped, const ServerTally& tally) const;
   // The end of an epoch in a server mode (async, backup): barrier, rank 0 logs record() and takes
   // the stop decision, every worker evaluates read_eval's parameters, loads read_model's, and the
   // checkpoint (if due) is written. Returns whether every worker stops.

@@ -66,7 +66,6 @@ void Trainer::train_rank_async(int r, Shared& sh) {
   Worker& w = *workers_[r];
   Context& ctx = w.ctx();
   nets::ParamTable& table = w.model().params();
-  BatchSource* train = w.train_source();
   ParameterServer& ps = *ps_;
   const int K = config_.accumulate;
   const int64_t steps = updates_per_epoch_ * K;
@@ -84,9 +83,10 @@ void Trainer::train_rank_async(int r, Shared& sh) {
   // Images trained, all workers: every update is one worker's batch x accumulate.
   const int64_t per_update = int64_t{config_.batch_size} * K;
   int64_t bn_batches = start_.bn_batches, update_prev = start_.update;
-  LogWindow window{Clock::now(), start_.update, train->wait_seconds(), {}};
+  ServerTally tally;
+  tally.wait_s = data_wait_seconds(r);
+  LogWindow window{Clock::now(), start_.update, tally};
   double compute_s = 0;
-  CommBytes bytes;
   StalenessStats at_epoch_start = ps.staleness();
   bool stopped = false;
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
@@ -99,7 +99,9 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         const int micro = static_cast<int>((step - 1) % K);
         if (micro == 0) {
           interleaving_->wait(AsyncEvent::Op::read, r);
+          const auto t_read = Clock::now();
           version = ps.read(ctx, table.params());
+          tally.comm_s += seconds_since(t_read);
           interleaving_->done();
           if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the read (bench)
           w.model().parameters_updated(ctx);
@@ -114,16 +116,20 @@ void Trainer::train_rank_async(int r, Shared& sh) {
         ++bn_batches;
         if (micro == K - 1) {
           interleaving_->wait(AsyncEvent::Op::push, r);
+          const auto t_push = Clock::now();
           ps.push(ctx, table.grads(), version);
+          tally.comm_s += seconds_since(t_push);
           interleaving_->done();
           if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the push, the server's update in it
           if (update_hook_) update_hook_(ps.updates() - 1);
-          bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
-          bytes.received += table.count() * 4;
+          tally.bytes.sent += table.count() * 4;  // a gradient to the server, the parameters back
+          tally.bytes.received += table.count() * 4;
         }
-        if (r == 0 && (step % config_.log_every == 0 || step == steps))
-          log_server_step(sh, epoch, step, steps, ps.updates(), per_update, bytes, window,
+        if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
+          tally.wait_s = data_wait_seconds(r);
+          log_server_step(sh, epoch, step, steps, ps.updates(), per_update, tally, window,
                           "; try a lower --base-lr, --staleness-lr or a longer --async-ramp-epochs");
+        }
       }
     }
     // The epoch's end: every worker is here and the server is quiet.
@@ -152,18 +158,29 @@ void Trainer::train_rank_async(int r, Shared& sh) {
     stopped = stop;
   }
   guard.armed = false;
-  if (r == 0) {
-    sh.summary.updates = ps.updates();
-    sh.summary.images = (ps.updates() - start_.update) * per_update;
-    sh.summary.wait_seconds = train->wait_seconds();
-    sh.summary.stopped = stopped;
-    sh.summary.bytes_sent = bytes.sent;
-    sh.summary.bytes_received = bytes.received;
-  }
+  if (r == 0) server_summary(sh, ps.updates(), per_update, stopped, tally);
+}
+
+double Trainer::data_wait_seconds(int r) const {
+  double s = workers_[static_cast<size_t>(r)]->train_source()->wait_seconds();
+  if (static_cast<size_t>(r) < part_sources_.size())
+    for (const auto& src : part_sources_[static_cast<size_t>(r)]) s += src->wait_seconds();
+  return s;
+}
+
+void Trainer::server_summary(Shared& sh, int64_t updates, int64_t per_update, bool stopped,
+                             const ServerTally& tally) const {
+  sh.summary.updates = updates;
+  sh.summary.images = (updates - start_.update) * per_update;
+  sh.summary.wait_seconds = data_wait_seconds(0);
+  sh.summary.comm_seconds = tally.comm_s;
+  sh.summary.stopped = stopped;
+  sh.summary.bytes_sent = tally.bytes.sent;
+  sh.summary.bytes_received = tally.bytes.received;
 }
 
 void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps, int64_t update,
-                              int64_t per_update, const CommBytes& bytes, LogWindow& window, const char* advice) {
+                              int64_t per_update, const ServerTally& tally, LogWindow& window, const char* advice) {
   Stats s = workers_[0]->take_train_stats();  // rank 0's own batches: the workers are not in step
   if (!std::isfinite(s.loss())) {
     std::ostringstream os;
@@ -171,7 +188,6 @@ void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps
     throw Error(os.str());
   }
   const double dt = seconds_since(window.time);
-  const double wait_s = workers_[0]->train_source()->wait_seconds();
   StepRecord rec;
   rec.epoch = epoch;
   rec.step = step;
@@ -184,12 +200,12 @@ void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps
   rec.time = seconds_since(sh.start);
   rec.interval_s = dt;
   rec.interval_updates = update - window.update;
-  rec.wait_s = wait_s - window.wait_s;
-  rec.bytes_sent = bytes.sent - window.bytes.sent;
-  rec.bytes_received = bytes.received - window.bytes.received;
+  rec.wait_s = tally.wait_s - window.tally.wait_s;
+  rec.comm_s = tally.comm_s - window.tally.comm_s;
+  rec.bytes_sent = tally.bytes.sent - window.tally.bytes.sent;
+  rec.bytes_received = tally.bytes.received - window.tally.bytes.received;
   rec.skipped_updates = workers_[0]->loss_scaler().skipped();
-  rec.comm_measured = false;  // the exchange with the server is not timed
-  window = {Clock::now(), update, wait_s, bytes};
+  window = {Clock::now(), update, tally};
   sh.log->log_step(rec);
   ProgressState p;
   p.epoch = epoch;

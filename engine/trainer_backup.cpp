@@ -48,7 +48,6 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
   Worker& w = *workers_[r];
   Context& ctx = w.ctx();
   nets::ParamTable& table = w.model().params();
-  BatchSource* train = w.train_source();
   BackupAggregator& agg = *backup_;
   const int64_t steps = updates_per_epoch_;
   // Coded: every part's gradient is its share of the full batch's mean (N parts of `batch`).
@@ -70,9 +69,10 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
 
   int64_t bn_batches = start_.bn_batches, update_prev = start_.update;
   double compute_s = 0;
-  CommBytes bytes;
+  ServerTally tally;
+  tally.wait_s = data_wait_seconds(r);
   std::vector<int64_t> dropped_at_epoch = agg.dropped(), accepted_at_epoch = agg.accepted();
-  LogWindow window{Clock::now(), start_.update, train->wait_seconds(), {}};
+  LogWindow window{Clock::now(), start_.update, tally};
   bool stopped = false;
   for (int epoch = start_.epoch; epoch <= config_.epochs && !stopped; ++epoch) {
     w.start_train_epoch(epoch - 1);
@@ -83,9 +83,11 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
     const int64_t end = int64_t{epoch} * steps;  // the update count at the epoch's end
     int64_t t = agg.step();
     while (true) {
+      const auto t_read = Clock::now();
       t = agg.read(ctx, t, table.params());  // the newest parameters: a late worker skips ahead
+      tally.comm_s += seconds_since(t_read);  // the wait for step t's aggregate included
       if (PhaseTimer* pt = w.phase_timer()) pt->lap(Phase::comm);  // the last push and this read (bench)
-      bytes.received += table.count() * 4;
+      tally.bytes.received += table.count() * 4;
       if (t >= end) break;
       if (step_hook_) step_hook_(r, epoch, t - (end - steps) + 1);  // a late worker skips steps' hooks
       w.model().parameters_updated(ctx);
@@ -117,12 +119,16 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
         ctx.synchronize();  // the gradient's real compute time, for factor= stragglers
         compute_s = fastest(compute_s, seconds_since(t_compute));
       }
+      const auto t_push = Clock::now();
       agg.push(ctx, r, t, code_ ? message.view() : table.grads());
-      bytes.sent += table.count() * 4;
+      tally.comm_s += seconds_since(t_push);
+      tally.bytes.sent += table.count() * 4;
       ++t;
       const int64_t step = t - (end - steps);
-      if (r == 0 && (step % config_.log_every == 0 || step == steps))
-        log_server_step(sh, epoch, step, steps, agg.step(), per_update, bytes, window, "; try a lower --base-lr");
+      if (r == 0 && (step % config_.log_every == 0 || step == steps)) {
+        tally.wait_s = data_wait_seconds(r);
+        log_server_step(sh, epoch, step, steps, agg.step(), per_update, tally, window, "; try a lower --base-lr");
+      }
     }
     const int64_t update = agg.step();
     auto read = [&](float* dst) { agg.read(update, dst); };
@@ -135,7 +141,8 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
                                            ad[k] = a[k] - accepted_at_epoch[k];
                                          }
                                          std::ostringstream os;
-                                         os << "backup: epoch " << epoch << ", dropped per worker:";
+                                         os << (code_ ? "coded: epoch " : "backup: epoch ") << epoch
+                                            << (code_ ? ", messages not used per worker:" : ", dropped per worker:");
                                          for (int64_t x : dd) os << " " << x;
                                          progress_.message(os.str());
                                          return nlohmann::json{{"type", "backup"}, {"epoch", epoch},
@@ -148,14 +155,7 @@ void Trainer::train_rank_backup(int r, Shared& sh) {
     stopped = stop;
   }
   guard.armed = false;
-  if (r == 0) {
-    sh.summary.updates = agg.step();
-    sh.summary.images = (agg.step() - start_.update) * per_update;
-    sh.summary.wait_seconds = train->wait_seconds();
-    sh.summary.stopped = stopped;
-    sh.summary.bytes_sent = bytes.sent;
-    sh.summary.bytes_received = bytes.received;
-  }
+  if (r == 0) server_summary(sh, agg.step(), per_update, stopped, tally);
 }
 
 }  // namespace lockstep::engine

@@ -20,8 +20,8 @@ ScalarEvent step_scalars(const StepRecord& r) {
                            {"train/data_wait_fraction", per(r.wait_s, r.interval_s)},
                            {"train/bytes_sent_per_step", per(static_cast<double>(r.bytes_sent),
                                                              static_cast<double>(r.interval_updates))},
-                           {"train/skipped_steps", f(static_cast<double>(r.skipped_updates))}}};
-  if (r.comm_measured) e.scalars.push_back({"train/comm_exposed_fraction", per(r.comm_s, r.interval_s)});
+                           {"train/skipped_steps", f(static_cast<double>(r.skipped_updates))},
+                           {"train/comm_exposed_fraction", per(r.comm_s, r.interval_s)}}};
   return e;
 }
 

@@ -5,8 +5,8 @@
 //
 //   step records   train/loss, train/top1, train/top5, train/lr, train/images_per_s,
 //                  train/data_wait_fraction    (wait_s / interval_s: rank 0's time waiting for data)
-//                  train/comm_exposed_fraction (comm_s / interval_s; not in the server modes,
-//                                               which do not measure it)
+//                  train/comm_exposed_fraction (comm_s / interval_s; in the server modes the
+//                                               time in the exchanges with the server)
 //                  train/bytes_sent_per_step   (bytes_sent / interval_updates: per optimizer update)
 //                  train/skipped_steps         (updates skipped by fp16 loss scaling, run total)
 //   eval records   eval/loss, eval/top1, eval/top5, eval/epoch

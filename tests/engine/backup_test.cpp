@@ -151,6 +151,25 @@ TEST(Backup, AnAlwaysSlowWorkerIsNeverAppliedNeverWaitedForAndTrainingConverges)
   EXPECT_NE(out.str().find("backup: gradients dropped per worker: 0 0 "), std::string::npos) << out.str();
 }
 
+// With no backup, rank 0 waits for a slow peer inside its exchange with the aggregator (the read of
+// the next step's parameters): that wait is its exposed communication, and the summary says so.
+TEST(Backup, WaitingForASlowPeerIsExposedCommunication) {
+  TrainConfig c = backup_config("bk-wait", 2, 0, "tiny");
+  c.epochs = 1;
+  c.steps_per_epoch = 8;
+  c.straggler = "rank=1,delay=60ms";
+  c.validate();
+  std::ostringstream out;
+  Progress progress(out, false);
+  Trainer t(c, progress);
+  const auto t0 = std::chrono::steady_clock::now();
+  const RunSummary s = t.run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GT(s.comm_seconds, 7 * 0.060 * 0.8) << "rank 0 waited for rank 1 at (almost) every step";
+  EXPECT_LT(s.comm_seconds, seconds);
+  EXPECT_EQ(out.str().find("exposed communication 0:00:00 (0.0%)"), std::string::npos) << out.str();
+}
+
 TEST(Stragglers, NoPatternHangsARunOrLosesAnUpdate) {
   std::mt19937 rng(12345);
   const std::vector<std::string> patterns{"prob=0.3,delay=exp:2ms", "slowest=1,factor=4", "rank=0,delay=3ms",

@@ -31,7 +31,6 @@ except ImportError as e:
 
 TINY = ["train", "--arch", "tiny", "--synthetic", "--device", "cpu", "--batch-size", "8", "--epochs", "2",
         "--steps-per-epoch", "4", "--eval-steps", "1", "--log-every", "2"]
-SERVER_MODES = {"async", "backup", "coded"}
 
 
 def fail(msg):
@@ -55,7 +54,7 @@ def per(x, over):
     return x / over if over > 0 else 0.0
 
 
-def expected_events(records, sync):
+def expected_events(records):
     """The (update, {tag: value}) of every record that charts something, in log order."""
     events = []
     for r in records:
@@ -64,9 +63,8 @@ def expected_events(records, sync):
             s = {"train/loss": r["loss"], "train/top1": r["top1"], "train/top5": r["top5"], "train/lr": r["lr"],
                  "train/images_per_s": r["img_per_s"], "train/data_wait_fraction": per(r["wait_s"], r["interval_s"]),
                  "train/bytes_sent_per_step": per(r["bytes_sent"], r["interval_updates"]),
-                 "train/skipped_steps": r["skipped_updates"]}
-            if sync not in SERVER_MODES:
-                s["train/comm_exposed_fraction"] = per(r["comm_s"], r["interval_s"])
+                 "train/skipped_steps": r["skipped_updates"],
+                 "train/comm_exposed_fraction": per(r["comm_s"], r["interval_s"])}
         elif t == "eval":
             s = {"eval/loss": r["loss"], "eval/top1": r["top1"], "eval/top5": r["top5"], "eval/epoch": r["epoch"]}
         elif t == "async":
@@ -120,7 +118,7 @@ def record_starts(data):
     return starts
 
 
-def check_run(lockstep, work, name, extra, sync):
+def check_run(lockstep, work, name, extra):
     out = os.path.join(work, name)
     shutil.rmtree(out, ignore_errors=True)
     stdout = run([lockstep] + TINY + extra + ["--out", out])
@@ -131,7 +129,7 @@ def check_run(lockstep, work, name, extra, sync):
     files = event_files(tb)
     if len(files) != 1:
         fail(f"{name}: {tb} holds {files}, expected one event file")
-    events = expected_events(log_records(out), sync)
+    events = expected_events(log_records(out))
     check_against(tb, events, name)
 
     # Cut inside the last record (a crash mid-write): the reader keeps everything before it.
@@ -152,7 +150,7 @@ def check_crash_and_resume(lockstep, work):
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, LOCKSTEP_TEST_CRASH_AT="files-written:2")
     run([lockstep] + TINY + ["--checkpoint-every", "2", "--out", out], expect_rc=-9, env=env)
-    before = expected_events(log_records(out), "allreduce")
+    before = expected_events(log_records(out))
     if max(u for u, _ in before) != 4:
         fail(f"crash-resume: the killed run logged up to update {max(u for u, _ in before)}, expected 4")
     run([lockstep, "train", "--resume", out])
@@ -162,7 +160,7 @@ def check_crash_and_resume(lockstep, work):
     records = log_records(out)
     if not any(r["type"] == "resume" and r["update"] == 2 for r in records):
         fail("crash-resume: the log has no resume record at update 2")
-    want = check_against(os.path.join(out, "tb"), expected_events(records, "allreduce"), "crash-resume")
+    want = check_against(os.path.join(out, "tb"), expected_events(records), "crash-resume")
     if [s for s, _ in want["train/loss"]] != [2, 4, 6, 8]:
         fail(f"crash-resume: train/loss at {[s for s, _ in want['train/loss']]}, expected [2, 4, 6, 8]")
 
@@ -173,11 +171,11 @@ def main():
     p.add_argument("--work", required=True)
     a = p.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    check_run(a.lockstep, a.work, "allreduce-2-workers", ["--workers", "2"], "allreduce")
+    check_run(a.lockstep, a.work, "allreduce-2-workers", ["--workers", "2"])
     check_run(a.lockstep, a.work, "async-2-workers",
-              ["--workers", "2", "--sync", "async", "--async-ramp-epochs", "0"], "async")
+              ["--workers", "2", "--sync", "async", "--async-ramp-epochs", "0"])
     check_run(a.lockstep, a.work, "backup-2-workers",
-              ["--workers", "2", "--sync", "backup", "--backup-workers", "1"], "backup")
+              ["--workers", "2", "--sync", "backup", "--backup-workers", "1"])
     check_crash_and_resume(a.lockstep, a.work)
     print("PASS")
 
