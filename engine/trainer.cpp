@@ -370,8 +370,10 @@ void Trainer::record_eval(Shared& sh, const EvalRecord& e) {
 CommBytes Trainer::average_models(int r) {
   Worker& w = *workers_[r];
   nets::ParamTable& t = w.model().params();
+  w.begin_collective();  // after the update queued on the compute stream (or replayed in a graph)
   comms_[r]->all_reduce(w.ctx(), t.params(), ReduceOp::average);
   comms_[r]->all_reduce(w.ctx(), t.buffers(), ReduceOp::average);
+  w.end_collective();
   w.model().parameters_updated(w.ctx());
   CommBytes b = all_reduce_bytes(static_cast<int64_t>(t.params().bytes()), world());
   b += all_reduce_bytes(static_cast<int64_t>(t.buffers().bytes()), world());
@@ -391,7 +393,9 @@ EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time,
     copy(w.ctx(), t.buffers(), stash_b);
     average_models(r);
   } else if (world() > 1) {
+    w.begin_collective();
     comms_[r]->all_reduce(w.ctx(), t.buffers(), ReduceOp::average);
+    w.end_collective();
   }
   Stats s = w.all_reduce_stats(*comms_[r], w.evaluate_all());
   if (models_differ) {
@@ -429,8 +433,10 @@ void Trainer::train_rank(int r, Shared& sh) {
   // Every replica starts from rank 0's weights and statistics (a resumed run has loaded each
   // rank's own, which the broadcast would overwrite).
   if (world() > 1 && config_.resume.empty()) {
+    w.begin_collective();
     comm.broadcast(ctx, params.params(), 0);
     comm.broadcast(ctx, params.buffers(), 0);
+    w.end_collective();
     w.model().parameters_updated(ctx);
   }
   BatchSource* train = w.train_source();

@@ -15,6 +15,8 @@ Worker::Worker(Device device, const WorkerOptions& o)
   optimizer_ = std::make_unique<Optimizer>(ctx_, model_.params(), o.optimizer);
   const Shape in = model_.input_shape(), out = model_.output_shape();
   const int64_t n = in[0];
+  collective_ready_ = std::make_unique<Event>(ctx_);
+  collective_done_ = std::make_unique<Event>(ctx_);
   if (device.is_cuda()) {
     ctx_.make_current();  // the events belong to this worker's GPU
     for (DeviceBatch& b : slots_) {
@@ -45,6 +47,16 @@ Worker::~Worker() {
   }
 }
 
+void Worker::begin_collective() {
+  collective_ready_->record(ctx_, Stream::compute);
+  collective_ready_->wait(ctx_, Stream::comm);
+}
+
+void Worker::end_collective() {
+  collective_done_->record(ctx_, Stream::comm);
+  collective_done_->wait(ctx_, Stream::compute);
+}
+
 void Worker::start_train_epoch(int64_t epoch, int64_t position) {
   release_host_batch();
   train_->start_epoch(epoch, position);
@@ -59,8 +71,14 @@ void Worker::set_sources(std::unique_ptr<BatchSource> train, std::unique_ptr<Bat
 Stats Worker::evaluate_all() {
   LS_CHECK(val_ != nullptr, "evaluate: this worker has no validation source");
   release_host_batch();
+  // Training's upload slot is part of a CUDA graph's key, and a worker whose validation share ran
+  // out stages fewer batches than its peers: the slot is put back so that every rank replays the
+  // graph of the same kind next (a captured collective must match across ranks). The slots'
+  // `used` events keep the reuse safe whatever the parity.
+  const int train_slot = next_slot_;
   val_->start_epoch(0);
   for (int64_t i = 0; i < val_->batches_per_epoch(); ++i) evaluate(val_->next());
+  next_slot_ = train_slot;
   return take_eval_stats();
 }
 

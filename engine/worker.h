@@ -90,6 +90,13 @@ class Worker {
   // Evaluation of one batch (its first `count` samples) with the running BN statistics.
   void evaluate(const HostBatch& batch);
 
+  // A collective outside the step's sync strategy (a broadcast, a model average, BN statistics):
+  // begin_collective() makes the comm stream (where communicators run) wait for the work queued
+  // on the compute stream, end_collective() makes the compute stream wait for the comm stream's.
+  // Events only, no host wait; nothing on a CPU worker.
+  void begin_collective();
+  void end_collective();
+
   // Sums `s` over the workers of `comm` (a small device round trip; at log time only).
   Stats all_reduce_stats(Communicator& comm, const Stats& s);
   Stats take_train_stats() { return take(train_stats_, train_samples_); }
@@ -138,6 +145,7 @@ class Worker {
   std::array<DeviceBatch, 2> slots_;      // alternating device batches
   int next_slot_ = 0;
   Event* pending_upload_ = nullptr;       // the last upload the host batch must outlive
+  std::unique_ptr<Event> collective_ready_, collective_done_;  // begin/end_collective
   DeviceBatch host_slot_;                 // CPU: views of the host batch itself
   OwnedTensor input_;                     // normalized (N, H, W, 3), compute dtype
   OwnedTensor dlogits_;                   // (N, classes), compute dtype

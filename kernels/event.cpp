@@ -17,6 +17,10 @@ Event::Event(Context& ctx, bool timing) {
   if (!ctx.is_cuda()) return;
 #if LOCKSTEP_HAVE_CUDA
   device_ = ctx.device().index;
+  // An event belongs to the device current when it is made, and may only be recorded on that
+  // device's streams: a Reducer built on the main thread for rank r must not take the last
+  // worker's GPU.
+  DeviceScope scope(ctx.device());
   cudaEvent_t e = nullptr;
   CUDA_CHECK(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
   event_ = e;

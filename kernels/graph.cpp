@@ -21,8 +21,12 @@ void CudaGraph::swap(CudaGraph& o) noexcept {
 CudaGraph::~CudaGraph() {
 #if LOCKSTEP_HAVE_CUDA
   if (exec_) {
+    // Workers are destroyed on the main thread: its current device is put back afterwards.
+    int previous = -1;
+    cudaGetDevice(&previous);
     cudaSetDevice(device_);
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+    if (previous >= 0) cudaSetDevice(previous);
   }
 #endif
 }

@@ -87,5 +87,36 @@ TEST(Average, OneWorkerIsPlainSgd) {
   EXPECT_EQ(trained(average_config("avg-one", 1, 2)), trained(sgd));
 }
 
+// Two workers sharing one GPU (their collectives staged through host memory on the comm stream):
+// averaging after every update equals all-reduce there too, eagerly and with the step replayed as
+// a CUDA graph. Each average must wait for the update queued (or replayed) on the compute stream
+// and the next forward for the average: without that ordering the runs drift apart.
+TEST(AverageGpu, EveryUpdateOnASharedGpuEqualsAllReduceEagerAndGraphed) {
+  LS_REQUIRE_GPU();
+  auto on_gpu = [](TrainConfig c) {
+    c.device = Device::cuda(0);
+    c.workers_per_gpu = 2;
+    c.validate();
+    return c;
+  };
+  auto run = [](const TrainConfig& c) {
+    std::ostringstream out;
+    Progress progress(out, false);
+    Trainer t(c, progress);
+    t.run();
+    t.worker(0).ctx().make_current();
+    return test::to_host_f32(t.worker(0).ctx(), t.worker(0).model().params().params());
+  };
+  TrainConfig ar = average_config("avg-gpu-ar", 2, 0);
+  ar.sync = SyncKind::allreduce;
+  const std::vector<float> reference = run(on_gpu(ar));
+  const std::vector<float> every = run(on_gpu(average_config("avg-gpu-1", 2, 1)));
+  EXPECT_LT(test::rel_error(every, reference), 1e-5);
+  TrainConfig graphed = average_config("avg-gpu-1-graph", 2, 1);
+  graphed.cuda_graph = true;
+  EXPECT_LT(test::rel_error(run(on_gpu(graphed)), reference), 1e-5);
+  EXPECT_EQ(run(on_gpu(average_config("avg-gpu-1-again", 2, 1))), every) << "the same run twice";
+}
+
 }  // namespace
 }  // namespace lockstep::engine

@@ -687,6 +687,42 @@ TEST(BatchNormCudnn, TrainStepMatchesCpu) {
         }
 }
 
+// The nets run every block's last BN backward with dx over dy (and the residual's gradient out):
+// on a layer1-sized bf16 tensor, where cuDNN's persistent kernel may take another path than on
+// the small shapes above, in place must give what out of place gives, for both kernel sets.
+TEST(BatchNormCudnn, InPlaceBackwardOnALargeTensorMatchesOutOfPlace) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  const Shape s{32, 56, 56, 256};
+  const int64_t c = s[3];
+  const DType dt = DType::bf16;
+  const Inputs in = rounded_inputs(s, 1500, dt);
+  const std::vector<float> dyv = test::rounded(test::random_floats(s.numel(), 1505), dt);
+  for (BatchNormKernels kernels : {BatchNormKernels::lockstep, BatchNormKernels::cudnn}) {
+    SCOPED_TRACE(bn_kernels_name(kernels));
+    auto backward = [&](bool alias) {
+      BatchNormArgs a;
+      a.relu = true;
+      BatchNormPlan plan = plan_batchnorm(gpu, s, dt, kernels);
+      OwnedTensor x = test::device_tensor(gpu, s, in.x, dt), res = test::device_tensor(gpu, s, in.residual, dt);
+      OwnedTensor gamma = test::device_tensor(gpu, {c}, in.gamma), beta = test::device_tensor(gpu, {c}, in.beta);
+      OwnedTensor rm = test::device_tensor(gpu, {c}, in.running_mean), rv = test::device_tensor(gpu, {c}, in.running_var);
+      OwnedTensor sm(gpu.device(), {c}, DType::f32), si(gpu.device(), {c}, DType::f32), y(gpu.device(), s, dt);
+      OwnedTensor dy = test::device_tensor(gpu, s, dyv, dt), dx_own(gpu.device(), s, dt), dres(gpu.device(), s, dt);
+      OwnedTensor dg(gpu.device(), {c}, DType::f32), db(gpu.device(), {c}, DType::f32);
+      for (Tensor* p : {&dx_own.view(), &dres.view(), &dg.view(), &db.view()}) test::poison(gpu, *p);
+      batchnorm_forward_train(gpu, plan, a, x, &res.view(), gamma, beta, rm, rv, sm, si, y);
+      Tensor& dx = alias ? dy.view() : dx_own.view();
+      batchnorm_backward(gpu, plan, a, x, y, dy, gamma, beta, sm, si, dx, &dres.view(), dg, db);
+      return std::vector<std::vector<float>>{test::to_host_f32(gpu, dx), test::to_host_f32(gpu, dres),
+                                             test::to_host_f32(gpu, dg), test::to_host_f32(gpu, db)};
+    };
+    const auto apart = backward(false), in_place = backward(true);
+    const char* names[] = {"dx", "dresidual", "dgamma", "dbeta"};
+    for (size_t i = 0; i < apart.size(); ++i) EXPECT_LT(rel_error(in_place[i], apart[i]), 1e-6) << names[i];
+  }
+}
+
 TEST(BatchNormCudnn, AnAddWithoutReluIsRefused) {
   LS_REQUIRE_GPU();
   Context gpu(Device::cuda(0));
