@@ -157,6 +157,7 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
   ro.overlap = c.overlap;
   for (int r = 0; r < local; ++r) {
     Context& ctx = workers_[r]->ctx();
+    DeviceScope scope(ctx.device());  // the strategy's buffers, events and first memsets are rank r's
     nets::ParamTable& params = workers_[r]->model().params();
     if (c.sync == SyncKind::sign) {
       SignSyncOptions so;
@@ -350,7 +351,13 @@ void Trainer::make_loader_sources() {
 }
 
 Trainer::~Trainer() {
-  for (auto& w : workers_) w->model().params().set_sink(nullptr);
+  // The workers' CUDA graphs go first: a graph that captured an NCCL collective holds its
+  // communicator, which NCCL will not finalize while the graph lives (the communicators are
+  // destroyed before the workers).
+  for (auto& w : workers_) {
+    w->model().params().set_sink(nullptr);
+    w->drop_graphs();
+  }
 }
 
 void Trainer::on_every_worker(const std::function<void(int)>& f) {

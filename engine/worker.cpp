@@ -10,6 +10,7 @@ namespace lockstep::engine {
 
 Worker::Worker(Device device, const WorkerOptions& o)
     : opt_(o), ctx_(device, o.seed), model_(o.model), scaler_(o.model.dtype == DType::f16) {
+  ctx_.make_current();  // the model's plans, buffers and first kernels are this worker's GPU's
   model_.setup(ctx_);
   model_.init(ctx_, o.seed, o.zero_init_residual);
   optimizer_ = std::make_unique<Optimizer>(ctx_, model_.params(), o.optimizer);

@@ -84,6 +84,11 @@ class Worker {
   StepRun train_micro_batch_graphed(bool accumulate, bool update, float loss_grad_scale, float lr, SyncStrategy* sync);
   // CUDA graphs captured so far (one per kind of micro-batch seen twice).
   int graphs_captured() const { return static_cast<int>(graphs_.size()); }
+  // Destroys the captured graphs (a launched one finishes first); later steps capture anew.
+  void drop_graphs() {
+    graphs_.clear();
+    warmed_.clear();
+  }
   // Applies one update at lr. grad_scale unscales the accumulated gradients (1 / loss scale).
   // Returns false when fp16 gradients overflowed and the step was skipped.
   bool update(float lr, float grad_scale);

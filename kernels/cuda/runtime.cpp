@@ -125,6 +125,12 @@ bool enable_peer_access(int a, int b) {
     cudaGetLastError();
     return true;
   }
+  if (e == cudaErrorTooManyPeers || e == cudaErrorPeerAccessUnsupported) {
+    // More peers than the hardware maps (e.g. over 8 on PCIe): copies are staged through host
+    // memory by the driver instead, which is what the callers fall back to.
+    cudaGetLastError();
+    return false;
+  }
   CUDA_CHECK(e);
   return true;
 }
