@@ -4,6 +4,7 @@
 #include "engine/comm/cuda/nccl_communicator.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <iostream>
 #include <mutex>
@@ -80,6 +81,7 @@ class NcclGroup {
       const auto deadline = Clock::now() + opts_.timeout;
       for (int i = 0; i < n; ++i) settle(i, "communicator creation", deadline);
       CUDA_CHECK(cudaSetDevice(previous));
+      watchdog_ = std::thread([this] { watch(); });
     } catch (...) {
       if (in_group) ncclGroupEnd();
       abort_all("creation failed");
@@ -89,6 +91,14 @@ class NcclGroup {
   }
 
   ~NcclGroup() {
+    if (watchdog_.joinable()) {
+      {
+        std::lock_guard<std::mutex> w(watch_m_);
+        watch_stop_ = true;
+      }
+      watch_cv_.notify_all();
+      watchdog_.join();
+    }
     std::unique_lock<std::shared_mutex> lk(m_);
     if (aborted_) return;  // every communicator was aborted already
     // Healthy: flush, wait for global quiescence, then free. Any failure here aborts instead.
@@ -228,6 +238,37 @@ class NcclGroup {
     }
   }
 
+  // The watchdog (see the header): an asynchronous error on any communicator aborts the group.
+  void watch() noexcept {
+    std::unique_lock<std::mutex> w(watch_m_);
+    while (!watch_stop_) {
+      watch_cv_.wait_for(w, std::chrono::milliseconds(100));
+      if (watch_stop_) return;
+      std::string problem;
+      {
+        std::shared_lock<std::shared_mutex> lk(m_);
+        if (aborted_) return;  // nothing left to watch
+        for (size_t i = 0; i < comms_.size() && problem.empty(); ++i) {
+          ncclResult_t state = ncclSuccess;
+          const ncclResult_t r = ncclCommGetAsyncError(comms_[i], &state);
+          if (r != ncclSuccess) state = r;
+          if (state == ncclSuccess || state == ncclInProgress) continue;
+          try {
+            problem = "NCCL reported an error on rank " + std::to_string(first_rank_ + static_cast<int>(i)) +
+                      " (cuda:" + std::to_string(devices_[i]) + ") while its collectives ran: " +
+                      library_message(state, "ncclCommGetAsyncError(comm, &state)", __FILE__, __LINE__);
+          } catch (...) {
+            problem = "NCCL reported an asynchronous error";
+          }
+        }
+      }
+      if (!problem.empty()) {
+        abort(problem);
+        return;
+      }
+    }
+  }
+
   void abort_all(const char* reason) noexcept {
     std::unique_lock<std::shared_mutex> lk(m_);
     abort_locked(reason);
@@ -241,6 +282,10 @@ class NcclGroup {
   bool aborted_ = false;              // guarded by m_
   std::atomic<bool> aborted_flag_{false};
   std::string reason_;                // guarded by m_
+  std::thread watchdog_;              // watch(), from creation to teardown
+  std::mutex watch_m_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;           // guarded by watch_m_
 };
 
 #define LS_NCCL_RUN(rank, what, expr) \

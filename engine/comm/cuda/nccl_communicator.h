@@ -16,6 +16,12 @@
 //    when the last rank's communicator is gone, a healthy group is finalized and destroyed
 //    (ncclCommFinalize, poll, ncclCommDestroy); a failed one was already aborted. A
 //    communicator is therefore never destroyed while a peer may still wait on it.
+//  - A watchdog thread per group polls every communicator's ncclCommGetAsyncError (every 100 ms,
+//    as PyTorch's does) and aborts the group on an error: a collective already queued on a comm
+//    stream (which the host may be waiting behind, e.g. a peer process that died mid-all-reduce)
+//    then ends, and the next call of every rank throws with the watchdog's reason instead of the
+//    run hanging. A peer that stalls without an error is still not detected while its peers'
+//    kernels wait for it (only the host-side polls above have deadlines).
 //  - average is ncclAvg, bf16 is ncclBfloat16 (NCCL >= 2.10 is required at compile time).
 //  - all_to_all is ncclSend/ncclRecv pairs in a group (works on every NCCL 2 that has p2p).
 //  - barrier is a one-element all-reduce on the comm stream, then a polled wait for the stream.
