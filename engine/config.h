@@ -146,6 +146,7 @@ struct TrainConfig {
   int keep_last = 0;                // keep the newest K checkpoints; 0 = all
   int64_t stop_after = 0;           // stop (with a checkpoint) after this many updates of the run; 0 = never
   std::string resume;               // checkpoint directory to continue from (resolved from --resume)
+  bool overwrite = false;           // --overwrite: replace a run already in out_dir (engine/run_dir.h); not saved
   std::string init_from;            // torchvision-named weights to start from (fine-tuning)
   std::string weights;              // eval: weights to evaluate (a safetensors file or checkpoint)
 

@@ -88,7 +88,13 @@ RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update)
       const std::string type = j.value("type", "");
       if ((type == "step" || type == "eval" || type == "resume") && j["update"].get<int64_t>() <= *resume_update) {
         kept += line + "\n";
-        if (type == "eval" && better(eval_from_json(j), kept_best_eval_)) kept_best_eval_ = eval_from_json(j);
+        if (type == "eval") {
+          const EvalRecord e = eval_from_json(j);
+          if (better(e, kept_best_eval_)) kept_best_eval_ = e;
+          kept_last_eval_ = e;
+        }
+        if (type == "step" && j.value("loss", nlohmann::json()).is_number() && j.value("top1", nlohmann::json()).is_number())
+          kept_last_loss_top1_ = std::pair{j["loss"].get<double>(), j["top1"].get<double>()};
       }
     }
     in.close();

@@ -123,6 +123,10 @@ class RunLog {
   void log_record(const nlohmann::json& j);
   // A resumed run: the best evaluation among the records kept from the run it continues.
   const std::optional<EvalRecord>& kept_best_eval() const { return kept_best_eval_; }
+  // ... and its last evaluation and the loss and top-1 of its last step record: what the summary
+  // reports when the resumed process logs none of its own (nothing left to train, an early stop).
+  const std::optional<EvalRecord>& kept_last_eval() const { return kept_last_eval_; }
+  const std::optional<std::pair<double, double>>& kept_last_loss_top1() const { return kept_last_loss_top1_; }
 
  private:
   void write_line(const nlohmann::json& j);
@@ -130,7 +134,8 @@ class RunLog {
   std::ofstream log_;
   std::optional<int64_t> resume_update_;
   std::unique_ptr<tensorboard::EventWriter> tb_;
-  std::optional<EvalRecord> kept_best_eval_;
+  std::optional<EvalRecord> kept_best_eval_, kept_last_eval_;
+  std::optional<std::pair<double, double>> kept_last_loss_top1_;
 };
 
 struct ProgressState {

@@ -9,10 +9,12 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/comm/launch.h"
 #include "engine/comm/processes.h"
+#include "engine/run_dir.h"
 #include "engine/trainer.h"
 
 namespace lockstep::engine {
@@ -77,6 +79,9 @@ int train(const TrainConfig& config, Processes& procs) {
   Progress progress = procs.rank() == 0 ? Progress::for_stdout() : Progress(quiet, false);
   if (procs.joined())
     progress.message("processes: " + std::to_string(procs.size()) + " (MPI), this is process 0 on " + procs.host());
+  // Process 0 writes the run folder (the others write nothing): it claims it before anything else.
+  std::optional<RunDirClaim> claim;
+  if (procs.rank() == 0) claim.emplace(config.out_dir, config.resume, config.overwrite);
   StopSignals signals;
   Trainer trainer(config, progress, &procs);
   trainer.set_stop_flag(&g_stop);

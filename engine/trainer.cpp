@@ -622,6 +622,15 @@ RunSummary Trainer::run() {
     if (resumed) sh.log->log_resume(start_.update, config_.resume);
     if (config_.tensorboard) sh.summary.tensorboard_dir = sh.log->open_tensorboard().string();
     sh.summary.best_eval = sh.log->kept_best_eval();  // a resumed run's best so far
+    // Until this process logs its own: the resumed run's last training loss and evaluation.
+    if (const auto& lt = sh.log->kept_last_loss_top1()) {
+      sh.summary.final_loss = lt->first;
+      sh.summary.final_top1 = lt->second;
+    }
+    if (const auto& e = sh.log->kept_last_eval()) {
+      sh.summary.has_eval = true;
+      sh.summary.last_eval = *e;
+    }
   }
   sh.staged.resize(static_cast<size_t>(world()));
   sh.stop_host.assign(static_cast<size_t>(local_workers()), 0.f);

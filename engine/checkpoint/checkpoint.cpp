@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <system_error>
 
@@ -169,7 +170,31 @@ fs::path run_dir_of(const fs::path& checkpoint_dir) {
   return d.parent_path().parent_path();
 }
 
+std::optional<std::string> non_finite_value(const CheckpointContents& c) {
+  auto what = [](double v) { return std::string(std::isnan(v) ? "NaN" : "infinite"); };
+  for (const auto& [file, t] : {std::pair<const char*, const HostTensors*>{kModelFile, &c.model},
+                                {kOptimizerFile, &c.optimizer}, {kWorkersFile, &c.workers}})
+    for (const TensorEntry& e : t->entries) {
+      if (e.dtype != "F32") continue;
+      const auto* v = static_cast<const float*>(e.data);
+      for (size_t i = 0; i < e.bytes / sizeof(float); ++i)
+        if (!std::isfinite(v[i]))
+          return std::string(file) + " tensor '" + e.name + "' element " + std::to_string(i) + " is " + what(v[i]);
+    }
+  const CheckpointState& st = c.state;
+  for (size_t k = 0; k < st.workers.size(); ++k)
+    for (const auto& [field, v] : {std::pair<const char*, double>{"loss_sum", st.workers[k].loss_sum},
+                                   {"top1", st.workers[k].top1}, {"top5", st.workers[k].top5}})
+      if (!std::isfinite(v))
+        return std::string(kStateFile) + " workers[" + std::to_string(k) + "]." + field + " is " + what(v);
+  for (const auto& [field, v] : {std::pair<const char*, double>{"lr", st.lr}, {"scaler_scale", st.scaler_scale}})
+    if (!std::isfinite(v)) return std::string(kStateFile) + " " + field + " is " + what(v);
+  return std::nullopt;
+}
+
 fs::path write_checkpoint(const fs::path& run_dir, CheckpointContents& c, const StageHook& hook) {
+  if (const auto bad = non_finite_value(c))
+    throw CheckpointError("not writing " + checkpoint_name(c.state.update) + ": " + *bad);
   const fs::path parent = checkpoints_dir(run_dir);
   std::error_code ec;
   fs::create_directories(parent, ec);

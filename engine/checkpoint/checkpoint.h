@@ -89,7 +89,13 @@ std::string checkpoint_name(int64_t update);
 std::optional<int64_t> checkpoint_step(std::string_view name);
 std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
 
-// Writes <run>/checkpoints/step-<update>/ atomically, then `latest`. An existing step-<N> (a
+// The first value of `c` that is NaN or infinite ("model.safetensors tensor 'fc.weight' element
+// 12 is NaN", "state.json workers[1].loss_sum is NaN"), or nullopt. A diverged run has them;
+// such a checkpoint is never written (it would replace good ones, and JSON cannot hold NaN).
+std::optional<std::string> non_finite_value(const CheckpointContents& c);
+
+// Writes <run>/checkpoints/step-<update>/ atomically, then `latest`. Refuses (CheckpointError,
+// before touching the disk) contents with a non-finite value. An existing step-<N> (a
 // resumed run saving the same update again) is replaced atomically. Stages for crash tests:
 // "files-written", "dir-synced", "renamed", "parent-synced" (the directory), then
 // "latest-files-written", "latest-renamed", "latest-parent-synced" (the pointer). Throws IoError

@@ -6,6 +6,10 @@
 // checkpoint; a full disk fails the save cleanly; resume refuses what would change the run.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -329,6 +333,76 @@ TEST(ResumeRules, KeepLastPrunesOldCheckpoints) {
   EXPECT_EQ(left[0].filename(), "step-6");
   EXPECT_EQ(left[1].filename(), "step-5");
   EXPECT_EQ(latest_of(run), "step-6");
+}
+
+// A run that diverges between two loss checks (they run at log steps) writes no checkpoint of
+// non-finite values: --keep-last never prunes the good ones for it, `latest` stays on the last
+// good one, the error names it, and the run resumes from it.
+TEST(ResumeRules, ADivergedRunWritesNoCheckpointAndKeepsTheLastGoodOne) {
+  const fs::path dir = workdir("diverged");
+  const fs::path run = dir / "run";
+  ProcessResult r = lockstep({"train", "--arch", "tiny", "--synthetic", "--device", "cpu", "--batch-size", "8",
+                              "--image-size", "16", "--steps-per-epoch", "10", "--epochs", "2", "--base-lr", "1e20",
+                              "--log-every", "10", "--checkpoint-every", "1", "--keep-last", "2", "--out",
+                              run.string()},
+                             dir / "a.txt");
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("training diverged"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no checkpoint was written, the last good one is " +
+                          (run / "checkpoints" / latest_of(run)).string()),
+            std::string::npos)
+      << r.output;
+  const std::vector<fs::path> left = engine::list_checkpoints(run);
+  ASSERT_FALSE(left.empty());
+  for (const fs::path& ck : left) EXPECT_NO_THROW(engine::open_checkpoint(ck)) << ck;  // finite, verified
+  EXPECT_EQ(left[0].filename(), latest_of(run));
+  // It resumes (and, with the same rate, diverges again with the same message).
+  ProcessResult b = lockstep({"train", "--resume", run.string()}, dir / "b.txt");
+  EXPECT_NE(b.output.find("resume: " + (run / "checkpoints" / latest_of(run)).string()), std::string::npos) << b.output;
+}
+
+// A run folder holds one run: a new run into it is refused (re-running the first command after a
+// crash must not replace its log and prune its checkpoints) unless --overwrite; resuming an older
+// checkpoint in place is refused while newer ones exist; a folder another process trains into is
+// refused whatever the flags (its .lock is held).
+TEST(ResumeRules, ARunFolderHoldsOneRunAtATime) {
+  const fs::path dir = workdir("run-folder");
+  const fs::path run = dir / "run";
+  const std::vector<std::string> tiny{"train", "--arch", "tiny", "--synthetic", "--device", "cpu", "--batch-size", "8",
+                                      "--image-size", "16", "--steps-per-epoch", "3", "--epochs", "2",
+                                      "--checkpoint-every", "2", "--out", run.string()};
+  ProcessResult a = lockstep(tiny, dir / "a.txt");
+  ASSERT_EQ(a.rc, 0) << a.output;
+  const std::string log_before = read_text((run / "log.jsonl").string());
+
+  ProcessResult again = lockstep(tiny, dir / "again.txt");
+  EXPECT_EQ(again.rc, 2) << again.output;
+  EXPECT_NE(again.output.find("--out " + run.string() + " already holds a run"), std::string::npos) << again.output;
+  EXPECT_EQ(read_text((run / "log.jsonl").string()), log_before) << "the refused run touched the old one";
+  EXPECT_EQ(engine::list_checkpoints(run).size(), 3u);  // step-2, step-4, step-6
+
+  ProcessResult older = lockstep({"train", "--resume", (run / "checkpoints" / "step-2").string()}, dir / "older.txt");
+  EXPECT_EQ(older.rc, 2) << older.output;
+  EXPECT_NE(older.output.find("the run has newer checkpoints (step-6, step-4)"), std::string::npos) << older.output;
+
+  {
+    // Another process holds the folder: refused, --overwrite or not.
+    const int fd = ::open((run / ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    ProcessResult busy = lockstep(plus(tiny, {"--overwrite"}), dir / "busy.txt");
+    EXPECT_EQ(busy.rc, 2) << busy.output;
+    EXPECT_NE(busy.output.find("is in use by another lockstep run"), std::string::npos) << busy.output;
+    ::close(fd);
+  }
+  EXPECT_EQ(read_text((run / "log.jsonl").string()), log_before);
+
+  ProcessResult replaced = lockstep(plus(tiny, {"--epochs", "1", "--overwrite"}), dir / "replaced.txt");
+  ASSERT_EQ(replaced.rc, 0) << replaced.output;
+  const std::vector<fs::path> left = engine::list_checkpoints(run);
+  ASSERT_EQ(left.size(), 2u) << "the old run's checkpoints are gone, the new run's written";
+  EXPECT_EQ(left[0].filename(), "step-3");
+  EXPECT_EQ(left[1].filename(), "step-2");
 }
 
 // ---- evaluating saved weights ----

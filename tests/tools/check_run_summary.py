@@ -98,6 +98,17 @@ def main():
     for w in wants:
         if w not in stdout:
             fail(f"the terminal summary lacks {w!r}:\n{stdout}")
+    # Resumed with nothing left to train: the summary keeps the run's last loss and evaluation
+    # (this process logged none of its own), not zeros.
+    r = subprocess.run([a.lockstep, "train", "--resume", out, "--device", "cpu"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0 or "nothing to train" not in r.stdout:
+        fail(f"resuming the finished run exited {r.returncode}:\n{r.stdout}")
+    with open(os.path.join(out, "summary.json")) as f:
+        again = json.load(f)
+    for k in ("final_loss", "final_top1", "eval", "best_eval", "updates"):
+        if again.get(k) != summary.get(k):
+            fail(f"after a resume with nothing to train summary.json {k} = {again.get(k)!r}, was {summary.get(k)!r}")
     print("PASS")
 
 

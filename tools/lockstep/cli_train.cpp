@@ -160,6 +160,8 @@ cxxopts::Options train_options() {
     ("stop-after", "stop after this many updates of the run, with a checkpoint (0: never)",
      cxxopts::value<std::string>()->default_value(show(d.stop_after)))
     ("resume", "continue a run: its folder (the latest valid checkpoint) or a checkpoint folder", cxxopts::value<std::string>())
+    ("overwrite", "let this run replace what --out holds: a new run deletes the run there (its config, log, "
+     "summary, TensorBoard files and checkpoints); a resumed older checkpoint may replace newer ones")
     ("init-from", "start from torchvision-named weights (.safetensors; fc re-initialised if the class count differs)",
      cxxopts::value<std::string>());
   // clang-format on
@@ -425,6 +427,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
                        dir.lexically_normal().parent_path().parent_path().filename() == "checkpoints");
   r.out_dir = in.given("out") ? c.out_dir : in_run ? engine::run_dir_of(dir).string() : r.out_dir;
   r.stop_after = c.stop_after;  // run control is never inherited
+  r.overwrite = c.overwrite;
   r.resume = ck.dir.string();
   r.init_from.clear();
   r.weights.clear();
@@ -533,6 +536,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
       if (in.given(flag)) throw ConfigError(std::string("--") + flag, std::string("--") + flag + " needs --sync sign");
   }
   if (in.given("out")) c.out_dir = in.text("out");
+  c.overwrite = in.flag("overwrite");
   c.log_every = in.as_int("log-every");
   c.tensorboard = !in.flag("no-tensorboard");
   read_checkpoint_every(in, c);
