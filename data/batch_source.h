@@ -4,6 +4,9 @@
 // to its device. `count` < N marks the last, partial batch of an evaluation pass.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <cstdint>
 
 #include "kernels/tensor.h"
@@ -29,6 +32,10 @@ class BatchSource {
   virtual const HostBatch& next() = 0;
   // Seconds next() has spent waiting for batches so far (0 for sources that never wait).
   virtual double wait_seconds() const { return 0; }
+  // Unreadable samples skipped so far (--bad-images skip) and the first of them as "path: reason"
+  // (none for sources that read no files).
+  virtual int64_t bad_samples() const { return 0; }
+  virtual std::vector<std::string> bad_sample_paths() const { return {}; }
 };
 
 }  // namespace lockstep::data

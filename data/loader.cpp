@@ -342,7 +342,7 @@ struct Loader::Impl {
       throw DataError("bad image " + s.bad.front().path + ": " + s.bad.front().reason + " (--bad-images fail)");
     if (static_cast<double>(epoch_bad) > cfg.max_bad_fraction * static_cast<double>(epoch_samples_)) {
       std::ostringstream os;
-      os << epoch_bad << " bad images in epoch " << epoch << " of " << index.root.string() << ", more than "
+      os << epoch_bad << " bad images in epoch " << epoch + 1 << " of " << index.root.string() << ", more than "
          << cfg.max_bad_fraction * 100 << "% of this worker's " << epoch_samples_ << " samples:";
       for (const std::string& p : stats.bad_paths) os << "\n  " << p;
       if (stats.bad_images > static_cast<int64_t>(stats.bad_paths.size()))

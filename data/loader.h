@@ -61,6 +61,8 @@ class Loader : public BatchSource {
   void start_epoch(int64_t epoch, int64_t position) override;
   const HostBatch& next() override;
   double wait_seconds() const override { return stats().wait_seconds; }
+  int64_t bad_samples() const override { return stats().bad_images; }
+  std::vector<std::string> bad_sample_paths() const override { return stats().bad_paths; }
 
   const FolderIndex& index() const;
   LoaderStats stats() const;

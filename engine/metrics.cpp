@@ -185,6 +185,10 @@ nlohmann::json summary_json(const RunSummary& s) {
   if (s.stopped) j["stopped"] = true;
   if (!s.dropped.empty()) j["dropped_per_worker"] = s.dropped;
   if (!s.straggler_delay_s.empty()) j["straggler_delay_s"] = s.straggler_delay_s;
+  if (s.bad_images > 0) {
+    j["bad_images"] = s.bad_images;
+    j["bad_paths"] = s.bad_paths;
+  }
   if (s.start_update > 0) j["resumed_at_update"] = s.start_update;
   if (!s.checkpoint.empty()) j["checkpoint"] = s.checkpoint;
   if (!s.tensorboard_dir.empty()) j["tensorboard"] = s.tensorboard_dir;
@@ -287,6 +291,13 @@ void Progress::summary(const RunSummary& s) {
   if (!s.straggler_delay_s.empty()) {
     os_ << "stragglers: injected delay per worker (s):";
     for (double d : s.straggler_delay_s) os_ << " " << fixed(d, 2);
+    os_ << "\n";
+  }
+  if (s.bad_images > 0) {
+    os_ << "data: unreadable images skipped " << s.bad_images << " time(s), each replaced by the next good one:";
+    constexpr size_t kShown = 5;
+    for (size_t k = 0; k < std::min(kShown, s.bad_paths.size()); ++k) os_ << "\n  " << s.bad_paths[k];
+    if (s.bad_paths.size() > kShown) os_ << "\n  ... and " << s.bad_paths.size() - kShown << " more in summary.json";
     os_ << "\n";
   }
   if (!s.checkpoint.empty())

@@ -74,6 +74,9 @@ struct RunSummary {
   std::string checkpoint;      // the last checkpoint written, if any
   std::vector<int64_t> dropped;          // --sync backup: gradients dropped per worker (coded: messages not used)
   std::vector<double> straggler_delay_s; // --straggler: injected delay per worker
+  int64_t bad_images = 0;                // skips of unreadable images (--bad-images skip; each epoch
+                                         // meets one again), this process's loaders
+  std::vector<std::string> bad_paths;    // the distinct ones, "path: reason", up to 100
   std::optional<EvalRecord> best_eval;   // the highest eval top-1 of the run (a resumed run's log included)
   int checkpoints_written = 0;           // by this process
   std::string tensorboard_dir;           // <out>/tb, or "" with --no-tensorboard

@@ -1,5 +1,6 @@
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -664,6 +665,19 @@ RunSummary Trainer::run() {
     sh.summary.updates = start_.update;
   }
   sh.summary.seconds = seconds_since(sh.start);
+  // Every skip of an unreadable image (each epoch meets it again), and the distinct ones.
+  std::vector<const data::BatchSource*> sources;
+  for (const auto& w : workers_) sources.insert(sources.end(), {w->train_source(), w->val_source()});
+  for (const auto& parts : part_sources_)
+    for (const auto& src : parts) sources.push_back(src.get());
+  for (const data::BatchSource* src : sources) {
+    if (!src) continue;
+    sh.summary.bad_images += src->bad_samples();
+    for (std::string& p : src->bad_sample_paths())
+      if (sh.summary.bad_paths.size() < 100 &&
+          std::find(sh.summary.bad_paths.begin(), sh.summary.bad_paths.end(), p) == sh.summary.bad_paths.end())
+        sh.summary.bad_paths.push_back(std::move(p));
+  }
   if (writer) {
     sh.log->log_summary(sh.summary);
     progress_.summary(sh.summary);
