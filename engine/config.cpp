@@ -209,6 +209,9 @@ void TrainConfig::validate() const {
   }
   if (!(bucket_mb > 0)) fail("--bucket-mb", "--bucket-mb must be > 0 (got " + str(bucket_mb) + ")");
   if (!(comm_timeout_s > 0)) fail("--comm-timeout", "--comm-timeout must be > 0 seconds (got " + str(comm_timeout_s) + ")");
+  // Held as milliseconds in 64 bits; a week is far more than any peer should take.
+  if (!(comm_timeout_s <= 7 * 86400.0))
+    fail("--comm-timeout", "--comm-timeout must be at most 604800 seconds (a week), got " + str(comm_timeout_s));
   if (batch_size <= 0) fail("--batch-size", "--batch-size must be > 0 (got " + str(batch_size) + ")");
   if (log_every < 1) fail("--log-every", "--log-every must be >= 1 (got " + str(log_every) + ")");
   if (out_dir.empty()) fail("--out", "--out must not be empty");

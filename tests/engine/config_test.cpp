@@ -131,6 +131,7 @@ INSTANTIATE_TEST_SUITE_P(
         Invalid{"--lars-eta", [](TrainConfig& c) { c.lars_eta = 0; }},
         Invalid{"--eval-steps", [](TrainConfig& c) { c.eval_steps = -1; }},
         Invalid{"--out", [](TrainConfig& c) { c.out_dir.clear(); }},
+        Invalid{"--comm-timeout", [](TrainConfig& c) { c.comm_timeout_s = 1e300; }},
         Invalid{"--nesterov", [](TrainConfig& c) { c.nesterov = true; c.momentum = 0; }},
         Invalid{"--data", [](TrainConfig& c) { c.synthetic = false; }},
         Invalid{"--data", [](TrainConfig& c) { c.data_dir = "/tmp"; }},

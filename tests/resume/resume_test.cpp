@@ -403,6 +403,14 @@ TEST(ResumeRules, ARunFolderHoldsOneRunAtATime) {
   ASSERT_EQ(left.size(), 2u) << "the old run's checkpoints are gone, the new run's written";
   EXPECT_EQ(left[0].filename(), "step-3");
   EXPECT_EQ(left[1].filename(), "step-2");
+
+  // The run folder starts another run (--init-from takes a folder as eval's --weights does).
+  ProcessResult init = lockstep(plus(tiny, {"--init-from", run.string(), "--out", (dir / "init").string()}),
+                                dir / "init.txt");
+  ASSERT_EQ(init.rc, 0) << init.output;
+  EXPECT_NE(init.output.find("init: weights from " + (run / "checkpoints" / "step-3" / "model.safetensors").string()),
+            std::string::npos)
+      << init.output;
 }
 
 // ---- evaluating saved weights ----

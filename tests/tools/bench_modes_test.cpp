@@ -107,10 +107,23 @@ TEST(BenchStragglers, ReportsUpdateTimesPerModeUnderAStragglerPattern) {
   EXPECT_EQ(j["modes"][1]["mode"], "backup");
   EXPECT_EQ(j["modes"][1]["dropped_per_worker"].size(), 3u);
   EXPECT_NE(out.str().find("| coded |"), std::string::npos);
-  args = {"stragglers", "--synthetic", "--device", "cpu", "--target", "2"};
-  argv.clear();
-  for (const std::string& a : args) argv.push_back(a.c_str());
-  EXPECT_THROW(run_bench_stragglers(static_cast<int>(argv.size()), argv.data(), out), ConfigError);
+  // Refused by name: a target that is not a fraction, one worker (nothing to compare), --resume.
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"stragglers", "--synthetic", "--device", "cpu", "--steps-per-epoch", "2", "--workers",
+                                 "2", "--target", "2"},
+        std::vector<std::string>{"stragglers", "--synthetic", "--device", "cpu", "--steps-per-epoch", "2", "--workers",
+                                 "1"},
+        std::vector<std::string>{"stragglers", "--synthetic", "--device", "cpu", "--steps-per-epoch", "2", "--workers",
+                                 "2", "--resume", "x"}}) {
+    argv.clear();
+    for (const std::string& a : bad) argv.push_back(a.c_str());
+    try {
+      run_bench_stragglers(static_cast<int>(argv.size()), argv.data(), out);
+      ADD_FAILURE() << bad.back() << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.option(), bad[bad.size() - 2]) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -191,6 +191,9 @@ ModeArgs parse_mode_args(int argc, const char* const* argv, std::vector<std::str
     }
     if (a == "--sync" || a.rfind("--sync=", 0) == 0)
       throw ConfigError("--sync", "--sync: this bench runs every mode itself; choose them with --modes");
+    if (a == "--resume" || a.rfind("--resume=", 0) == 0)
+      throw ConfigError("--resume", "--resume: this bench trains every mode from the start (resume a mode's own "
+                                    "run folder with lockstep train --resume)");
     if (a == "--out" || a.rfind("--out=", 0) == 0) out_given = true;
     train_argv.push_back(argv[i]);
   }
@@ -250,6 +253,9 @@ int run_bench_stragglers(int argc, const char* const* argv, std::ostream& out) {
       "straggler tolerated): time between updates (median, p90, p99), images/s, and with --target the\n"
       "wall time until test top-1 first reached ACC. Writes <out>/stragglers.json and stragglers.md.\n";
   ModeArgs args = parse_mode_args(argc, argv, {"allreduce", "backup", "coded"}, kHelp, "-stragglers", true);
+  if (args.base.workers < 2)
+    throw ConfigError("--workers", "--workers must be at least 2 for bench stragglers (backup needs a spare worker, "
+                                   "coded a straggler to tolerate), got " + std::to_string(args.base.workers));
   const fs::path dir = args.base.out_dir;
   std::vector<TrainConfig> configs;
   for (const std::string& m : args.modes) configs.push_back(mode_config(args.base, m, dir));

@@ -162,7 +162,8 @@ cxxopts::Options train_options() {
     ("resume", "continue a run: its folder (the latest valid checkpoint) or a checkpoint folder", cxxopts::value<std::string>())
     ("overwrite", "let this run replace what --out holds: a new run deletes the run there (its config, log, "
      "summary, TensorBoard files and checkpoints); a resumed older checkpoint may replace newer ones")
-    ("init-from", "start from torchvision-named weights (.safetensors; fc re-initialised if the class count differs)",
+    ("init-from", "start from torchvision-named weights (a .safetensors file, or a checkpoint or run folder; fc "
+     "re-initialised if the class count differs)",
      cxxopts::value<std::string>());
   // clang-format on
   return o;
@@ -546,8 +547,18 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   if (in.given("resume")) return apply_resume(in, c, notes);
   if (in.given("init-from")) {
     c.init_from = in.text("init-from");
-    if (!std::filesystem::is_regular_file(c.init_from))
-      throw ConfigError("--init-from", "--init-from " + c.init_from + ": no such file");
+    if (std::filesystem::is_directory(c.init_from)) {
+      // A checkpoint or run folder (as eval's --weights): its verified model file.
+      std::vector<std::string> warnings;
+      try {
+        c.init_from = (engine::resolve_checkpoint(c.init_from, &warnings).dir / "model.safetensors").string();
+      } catch (const Error& e) {
+        throw ConfigError("--init-from", std::string("--init-from: ") + e.what());
+      }
+      for (const std::string& m : warnings) notes << "lockstep train: warning: " << m << "\n";
+    } else if (!std::filesystem::is_regular_file(c.init_from)) {
+      throw ConfigError("--init-from", "--init-from " + c.init_from + ": no such file or folder");
+    }
   }
   if (!c.synthetic && c.data_dir.empty()) apply_default_job(in, c, notes);
   c.validate();
