@@ -413,6 +413,32 @@ TEST(ResumeRules, ARunFolderHoldsOneRunAtATime) {
       << init.output;
 }
 
+// What --resume refuses because of the run's saved settings says so (the user never typed them),
+// --no-checkpoint drops the saved checkpoint schedule, and a synthetic run cannot continue on a
+// folder.
+TEST(ResumeRules, SavedSettingsAreNamedAsSuch) {
+  const fs::path dir = workdir("saved-settings");
+  const fs::path run = dir / "run";
+  ASSERT_EQ(lockstep({"train", "--arch", "tiny", "--synthetic", "--device", "cpu", "--batch-size", "8", "--image-size",
+                      "16", "--steps-per-epoch", "3", "--epochs", "4", "--warmup-epochs", "3", "--checkpoint-every", "2",
+                      "--keep-last", "2", "--stop-after", "4", "--out", run.string()},
+                     dir / "a.txt")
+                .rc,
+            0);
+  ProcessResult shorter = lockstep({"train", "--resume", run.string(), "--epochs", "2"}, dir / "b.txt");
+  EXPECT_EQ(shorter.rc, 2) << shorter.output;
+  EXPECT_NE(shorter.output.find("(--warmup-epochs is the run's saved setting; give --warmup-epochs to change it)"),
+            std::string::npos)
+      << shorter.output;
+  ProcessResult data = lockstep({"train", "--resume", run.string(), "--data", dir.string()}, dir / "c.txt");
+  EXPECT_EQ(data.rc, 2) << data.output;
+  EXPECT_NE(data.output.find("trained on synthetic data"), std::string::npos) << data.output;
+  ProcessResult none = lockstep({"train", "--resume", run.string(), "--no-checkpoint", "--stop-after", "5"}, dir / "d.txt");
+  EXPECT_EQ(none.rc, 0) << none.output;
+  EXPECT_NE(none.output.find("--no-checkpoint: nothing saved"), std::string::npos) << none.output;
+  EXPECT_EQ(latest_of(run), "step-4");
+}
+
 // ---- evaluating saved weights ----
 
 // "loss 2.3026  top-1 ..." of the last evaluation line of an output.

@@ -360,6 +360,9 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
        std::string(engine::optimizer_name(r.optimizer)));
   if (in.flag("synthetic") && !r.synthetic)
     throw ConfigError("--synthetic", "--synthetic but the checkpoint " + ck.dir.string() + " trained on " + r.data_dir);
+  if (in.given("data") && r.synthetic)
+    throw ConfigError("--data", "--data " + c.data_dir + " but the checkpoint " + ck.dir.string() +
+                                    " trained on synthetic data");
   if (in.given("init-from")) throw ConfigError("--init-from", "--init-from and --resume contradict each other");
 
   auto take = [&]<typename T>(const char* flag, T TrainConfig::*m) {
@@ -406,10 +409,11 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("no-tensorboard", &TrainConfig::tensorboard);
   take("keep-last", &TrainConfig::keep_last);
   take("no-checkpoint", &TrainConfig::checkpoints);
-  if (in.given("checkpoint-every")) {
+  if (in.given("checkpoint-every") || in.flag("no-checkpoint")) {
     r.checkpoint_every = c.checkpoint_every;
     r.checkpoint_in_epochs = c.checkpoint_in_epochs;
   }
+  if (in.flag("no-checkpoint") && !in.given("keep-last")) r.keep_last = c.keep_last;  // the saved ones no longer apply
   if (in.given("device") || in.given("workers") || in.given("gpus") || in.given("devices") ||
       in.given("workers-per-gpu")) {
     r.device = c.device;
@@ -434,7 +438,15 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   r.weights.clear();
   notes << "lockstep train: resuming " << ck.dir.string() << " (update " << ck.state.update << ") into " << r.out_dir
         << "\n";
-  r.validate();
+  try {
+    r.validate();
+  } catch (const ConfigError& e) {
+    // A rule broken by a setting the run saved, not one typed now: say so.
+    const std::string flag = e.option().rfind("--", 0) == 0 ? e.option().substr(2) : e.option();
+    if (in.given(flag) || in.flag(flag)) throw;
+    throw ConfigError(e.option(), std::string(e.what()) + " (" + e.option() + " is the run's saved setting; give " +
+                                      e.option() + " to change it)");
+  }
   return r;
 }
 
