@@ -63,6 +63,14 @@ void Trainer::restore(const LoadedCheckpoint& ck) {
   require_same("--accumulate", std::to_string(config_.accumulate), std::to_string(st.accumulate), ck.dir);
   require_same("--seed", std::to_string(config_.seed), std::to_string(st.seed), ck.dir);
   const bool same_world = st.world == world();
+  if (same_world && st.updates_per_epoch > 0 && st.updates_per_epoch != updates_per_epoch_)
+    throw ConfigError(config_.synthetic ? "--steps-per-epoch" : "--data",
+                      "the checkpoint " + ck.dir.string() + " was saved by a run of " +
+                          std::to_string(st.updates_per_epoch) + " updates per epoch; this one has " +
+                          std::to_string(updates_per_epoch_) +
+                          " (the training set or --steps-per-epoch changed), so its epochs and update count would "
+                          "not continue; resume on the same data, or start a new run from its weights with "
+                          "--init-from " + ck.dir.string());
   if (!same_world && config_.sync == SyncKind::coded)
     throw ConfigError("--workers", "--workers " + std::to_string(world()) + " but the checkpoint " + ck.dir.string() +
                                        " has " + std::to_string(st.world) + ": --sync coded's code is built for its workers");
@@ -260,6 +268,7 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
   st.finished = finished;
   st.loader_epoch = next_epoch - 1;
   st.loader_position = epoch_step;
+  st.updates_per_epoch = updates_per_epoch_;
   st.world = world();
   st.batch_size = config_.batch_size;
   st.accumulate = config_.accumulate;

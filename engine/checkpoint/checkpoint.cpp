@@ -78,7 +78,7 @@ json CheckpointState::to_json() const {
           {"samples_seen", samples_seen},
           {"bn_batches", bn_batches},
           {"finished", finished},
-          {"loader", {{"epoch", loader_epoch}, {"position", loader_position}}},
+          {"loader", {{"epoch", loader_epoch}, {"position", loader_position}, {"updates_per_epoch", updates_per_epoch}}},
           {"world_size", world},
           {"batch_size", batch_size},
           {"accumulate", accumulate},
@@ -110,6 +110,8 @@ CheckpointState CheckpointState::from_json(const json& j, const std::string& fil
   const json& loader = j.contains("loader") ? j.at("loader") : json();
   s.loader_epoch = field<int64_t>(loader, "epoch", file, "loader");
   s.loader_position = field<int64_t>(loader, "position", file, "loader");
+  if (loader.contains("updates_per_epoch"))  // written since 2026-11-26
+    s.updates_per_epoch = field<int64_t>(loader, "updates_per_epoch", file, "loader");
   s.world = field<int>(j, "world_size", file);
   s.batch_size = field<int>(j, "batch_size", file);
   s.accumulate = field<int>(j, "accumulate", file);

@@ -57,6 +57,7 @@ struct CheckpointState {
   bool finished = false;        // written at the end of training
   // Where the data continues: loader epoch (0-based) and batch position per worker.
   int64_t loader_epoch = 0, loader_position = 0;
+  int64_t updates_per_epoch = 0;  // of the run that saved it (0: not recorded, an older checkpoint)
   int world = 1;
   int batch_size = 0, accumulate = 1;
   std::string sync = "allreduce";

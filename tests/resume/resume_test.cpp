@@ -439,6 +439,29 @@ TEST(ResumeRules, SavedSettingsAreNamedAsSuch) {
   EXPECT_EQ(latest_of(run), "step-4");
 }
 
+// Resuming on a training set of another size would renumber the epochs and move the update count
+// backwards: refused, naming --data and both sizes.
+TEST(ResumeRules, AnotherTrainingSetIsRefused) {
+  const fs::path dir = workdir("other-data");
+  for (const auto& [name, per_class] : {std::pair{"big", "8"}, std::pair{"small", "2"}})
+    ASSERT_EQ(lockstep({"dataset", "make-synthetic", "--out", (dir / name).string(), "--classes", "3", "--per-class",
+                        per_class},
+                       dir / (std::string(name) + ".txt"))
+                  .rc,
+              0);
+  const fs::path run = dir / "run";
+  ASSERT_EQ(lockstep({"train", "--arch", "tiny", "--device", "cpu", "--data", (dir / "big").string(), "--classes", "3",
+                      "--batch-size", "2", "--image-size", "16", "--epochs", "2", "--stop-after", "3", "--out",
+                      run.string()},
+                     dir / "a.txt")
+                .rc,
+            0);
+  ProcessResult r = lockstep({"train", "--resume", run.string(), "--data", (dir / "small").string()}, dir / "b.txt");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("was saved by a run of 12 updates per epoch; this one has 3"), std::string::npos) << r.output;
+  EXPECT_EQ(latest_of(run), "step-3");
+}
+
 // ---- evaluating saved weights ----
 
 // "loss 2.3026  top-1 ..." of the last evaluation line of an output.
