@@ -129,6 +129,11 @@ void TrainConfig::validate() const {
   const nets::ArchInfo* info = nets::find_arch(arch);
   if (!info) fail("--arch", "--arch: unknown architecture '" + arch + "' (known: " + nets::known_arch_names() + ")");
   if (classes < 1) fail("--classes", "--classes must be >= 1 (got " + str(classes) + ")");
+  // Bounds far above any real run (ImageNet-21k has 21,841 classes; 4096 px is 16x ImageNet's
+  // side): past them a tensor's size overflows the kernels' 32-bit shapes or the machine long
+  // before the first step, with an error that would not name the flag.
+  if (classes > 1000000) fail("--classes", "--classes must be at most 1000000 (got " + str(classes) + ")");
+  if (image_size > 4096) fail("--image-size", "--image-size must be at most 4096 (got " + str(image_size) + ")");
   if (image_size < info->min_image_size)
     fail("--image-size", "--image-size " + str(image_size) + " is too small for " + arch + " (at least " +
                              str(info->min_image_size) + ")");
@@ -213,6 +218,7 @@ void TrainConfig::validate() const {
   if (!(comm_timeout_s <= 7 * 86400.0))
     fail("--comm-timeout", "--comm-timeout must be at most 604800 seconds (a week), got " + str(comm_timeout_s));
   if (batch_size <= 0) fail("--batch-size", "--batch-size must be > 0 (got " + str(batch_size) + ")");
+  if (batch_size > 65536) fail("--batch-size", "--batch-size must be at most 65536 per worker (got " + str(batch_size) + ")");
   if (log_every < 1) fail("--log-every", "--log-every must be >= 1 (got " + str(log_every) + ")");
   if (out_dir.empty()) fail("--out", "--out must not be empty");
   if (!train) return;

@@ -26,7 +26,14 @@ std::atomic<bool> g_stop{false};
 // First SIGINT/SIGTERM: ask the run to stop at the next update with a checkpoint. A second one
 // exits at once (the last complete checkpoint stays valid: they are written atomically).
 extern "C" void on_stop_signal(int sig) {
-  if (g_stop.exchange(true)) _exit(128 + sig);
+  if (g_stop.exchange(true)) {
+    constexpr char kQuit[] =
+        "\nlockstep: quitting now; a checkpoint being written is dropped, checkpoints/latest still names the last "
+        "complete one\n";
+    const ssize_t ignored = write(STDERR_FILENO, kQuit, sizeof kQuit - 1);
+    (void)ignored;
+    _exit(128 + sig);
+  }
   constexpr char kMsg[] =
       "\nlockstep: stopping after this update and writing a checkpoint (again to quit at once)\n";
   const ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);

@@ -433,6 +433,9 @@ TEST(ResumeRules, SavedSettingsAreNamedAsSuch) {
   ProcessResult data = lockstep({"train", "--resume", run.string(), "--data", dir.string()}, dir / "c.txt");
   EXPECT_EQ(data.rc, 2) << data.output;
   EXPECT_NE(data.output.find("trained on synthetic data"), std::string::npos) << data.output;
+  ProcessResult early = lockstep({"train", "--resume", run.string(), "--stop-after", "3"}, dir / "e.txt");
+  EXPECT_EQ(early.rc, 2) << early.output;
+  EXPECT_NE(early.output.find("is already at update 4"), std::string::npos) << early.output;
   ProcessResult none = lockstep({"train", "--resume", run.string(), "--no-checkpoint", "--stop-after", "5"}, dir / "d.txt");
   EXPECT_EQ(none.rc, 0) << none.output;
   EXPECT_NE(none.output.find("--no-checkpoint: nothing saved"), std::string::npos) << none.output;

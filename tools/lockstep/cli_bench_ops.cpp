@@ -19,6 +19,7 @@
 #include "nets/resnet.h"
 #include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
+#include "tools/lockstep/cli_json_path.h"
 
 namespace lockstep::cli {
 
@@ -153,7 +154,10 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   c.warmup = static_cast<int>(parse_int_option("--warmup", r["warmup"].as<std::string>(), 0, 1'000'000));
   c.iters = static_cast<int>(parse_int_option("--iters", r["iters"].as<std::string>(), 1, 1'000'000));
   if (r.count("top")) c.top = static_cast<int>(parse_int_option("--top", r["top"].as<std::string>(), 1, 1'000'000));
-  if (r.count("json")) c.json = r["json"].as<std::string>();
+  if (r.count("json")) {
+    c.json = r["json"].as<std::string>();
+    check_json_path(c.json);
+  }
 
   const GpuStatus& gpu = gpu_status();
   if (r.count("device")) {

@@ -29,6 +29,7 @@
 #include "kernels/threads.h"
 #include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
+#include "tools/lockstep/cli_json_path.h"
 
 namespace lockstep::cli {
 
@@ -214,7 +215,10 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
   c.warmup = parse_int_option("--warmup", r["warmup"].as<std::string>(), 0, kMax);
   c.steps = parse_int_option("--steps", r["steps"].as<std::string>(), 1, kMax);
   c.profile_steps = parse_int_option("--profile-steps", r["profile-steps"].as<std::string>(), 0, kMax);
-  if (r.count("json")) c.json = r["json"].as<std::string>();
+  if (r.count("json")) {
+    c.json = r["json"].as<std::string>();
+    check_json_path(c.json);
+  }
   c.keep_out = out;
 
   const int64_t total = c.total_steps();

@@ -431,6 +431,10 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
                       (dir.lexically_normal().filename().empty() &&
                        dir.lexically_normal().parent_path().parent_path().filename() == "checkpoints");
   r.out_dir = in.given("out") ? c.out_dir : in_run ? engine::run_dir_of(dir).string() : r.out_dir;
+  if (c.stop_after > 0 && c.stop_after <= ck.state.update)
+    throw ConfigError("--stop-after", "--stop-after " + std::to_string(c.stop_after) + " but the checkpoint " +
+                                          ck.dir.string() + " is already at update " + std::to_string(ck.state.update) +
+                                          " (--stop-after counts the run's updates: give a later one)");
   r.stop_after = c.stop_after;  // run control is never inherited
   r.overwrite = c.overwrite;
   r.resume = ck.dir.string();
