@@ -234,6 +234,10 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
   }
   if (c.command == Command::train) {
     int64_t micro_batches = workers_[0]->train_source()->batches_per_epoch();
+    if (!c.synthetic && c.steps_per_epoch > micro_batches)
+      progress_.message("note: --steps-per-epoch " + std::to_string(c.steps_per_epoch) + " is more than the " +
+                        std::to_string(micro_batches) + " batches per worker the training set holds; an epoch is " +
+                        std::to_string(micro_batches));
     if (!c.synthetic && c.steps_per_epoch > 0) micro_batches = std::min(micro_batches, c.steps_per_epoch);
     updates_per_epoch_ = updates_per_epoch(micro_batches, c.accumulate);
     ScheduleConfig sc = c.schedule_config(updates_per_epoch_);

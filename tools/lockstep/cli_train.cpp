@@ -577,6 +577,9 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
     }
   }
   if (!c.synthetic && c.data_dir.empty()) apply_default_job(in, c, notes);
+  if (in.given("eval-steps") && !c.synthetic)
+    notes << "lockstep train: note: --eval-steps counts synthetic validation batches; with a data folder every "
+             "evaluation covers its whole val/ split\n";
   c.validate();
   return c;
 }
