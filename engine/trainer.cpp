@@ -174,6 +174,15 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
     }
     params.set_sink(syncs_[r].get());
   }
+  // --sync average evaluates the workers' average between averagings: each keeps its own model
+  // aside meanwhile, in buffers made once here (no allocation at an epoch's end).
+  if (c.sync == SyncKind::average && world > 1 && c.average_every != 1)
+    for (int r = 0; r < local; ++r) {
+      DeviceScope scope(workers_[r]->ctx().device());
+      nets::ParamTable& t = workers_[r]->model().params();
+      eval_stash_.push_back({OwnedTensor(workers_[r]->ctx().device(), t.params().shape(), DType::f32),
+                             OwnedTensor(workers_[r]->ctx().device(), t.buffers().shape(), DType::f32)});
+    }
   progress_.message(workers_[0]->model().memory_plan().str() + (world > 1 ? " per worker" : ""));
   if (c.sync == SyncKind::sign) {
     std::ostringstream os;
@@ -397,10 +406,11 @@ EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time,
   nets::ParamTable& t = w.model().params();
   // --sync average between averagings: evaluate the average without changing what each worker
   // trains on (a stash of its own model, restored after).
-  OwnedTensor stash_p, stash_b;
+  if (models_differ) LS_CHECK(static_cast<size_t>(r) < eval_stash_.size(), "evaluate: no stash for rank " << r);
+  OwnedTensor* stash = models_differ ? eval_stash_[static_cast<size_t>(r)].data() : nullptr;
+  OwnedTensor& stash_p = models_differ ? stash[0] : eval_stash_unused_;
+  OwnedTensor& stash_b = models_differ ? stash[1] : eval_stash_unused_;
   if (models_differ) {
-    stash_p = OwnedTensor(w.ctx().device(), t.params().shape(), DType::f32);
-    stash_b = OwnedTensor(w.ctx().device(), t.buffers().shape(), DType::f32);
     copy(w.ctx(), t.params(), stash_p);
     copy(w.ctx(), t.buffers(), stash_b);
     average_models(r);
