@@ -4,6 +4,8 @@
 // no straggler pattern hangs a run or loses an update (randomized, with a deadline).
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <chrono>
 #include <future>
 #include <random>
@@ -124,6 +126,26 @@ TEST(Backup, NoBackupsAndNoStragglersIsAllReduceBitForBit) {
   }
 }
 
+struct TimedRun {
+  RunSummary summary;
+  double seconds = 0;
+  std::string output;
+};
+
+// Trains c to the end, timed; `inspect` sees the trainer before it goes.
+TimedRun run_timed(const TrainConfig& c, const std::function<void(Trainer&)>& inspect = {}) {
+  std::ostringstream out;
+  Progress progress(out, false);
+  Trainer t(c, progress);
+  const auto t0 = std::chrono::steady_clock::now();
+  TimedRun r;
+  r.summary = t.run();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.output = out.str();
+  if (inspect) inspect(t);
+  return r;
+}
+
 TEST(Backup, AnAlwaysSlowWorkerIsNeverAppliedNeverWaitedForAndTrainingConverges) {
   TrainConfig c = backup_config("bk-slow", 3, 1, "tiny");
   c.image_size = 16;
@@ -135,20 +157,16 @@ TEST(Backup, AnAlwaysSlowWorkerIsNeverAppliedNeverWaitedForAndTrainingConverges)
   c.schedule = ScheduleKind::step;
   c.straggler = "rank=2,delay=100ms";
   c.validate();
-  std::ostringstream out;
-  Progress progress(out, false);
-  Trainer t(c, progress);
-  const auto t0 = std::chrono::steady_clock::now();
-  const RunSummary s = t.run();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(s.updates, 75);
-  EXPECT_EQ(t.backup_aggregator()->accepted()[2], 0) << "the slow worker's gradients are never applied";
-  EXPECT_GT(t.backup_aggregator()->dropped()[2], 0);
-  EXPECT_EQ(t.backup_aggregator()->accepted()[0] + t.backup_aggregator()->accepted()[1], 150);
+  const TimedRun r = run_timed(c, [](Trainer& t) {
+    EXPECT_EQ(t.backup_aggregator()->accepted()[2], 0) << "the slow worker's gradients are never applied";
+    EXPECT_GT(t.backup_aggregator()->dropped()[2], 0);
+    EXPECT_EQ(t.backup_aggregator()->accepted()[0] + t.backup_aggregator()->accepted()[1], 150);
+  });
+  EXPECT_EQ(r.summary.updates, 75);
   // Waiting for it would take 75 x 100 ms; not waiting costs at most one delay per epoch end.
-  EXPECT_LT(seconds, 3.75) << "the run waited for the slow worker";
-  EXPECT_GT(s.last_eval.top1, 0.8) << "training converges without the slow worker";
-  EXPECT_NE(out.str().find("backup: gradients dropped per worker: 0 0 "), std::string::npos) << out.str();
+  EXPECT_LT(r.seconds, 3.75) << "the run waited for the slow worker";
+  EXPECT_GT(r.summary.last_eval.top1, 0.8) << "training converges without the slow worker";
+  EXPECT_NE(r.output.find("backup: gradients dropped per worker: 0 0 "), std::string::npos) << r.output;
 }
 
 // With no backup, rank 0 waits for a slow peer inside its exchange with the aggregator (the read of
@@ -159,15 +177,10 @@ TEST(Backup, WaitingForASlowPeerIsExposedCommunication) {
   c.steps_per_epoch = 8;
   c.straggler = "rank=1,delay=60ms";
   c.validate();
-  std::ostringstream out;
-  Progress progress(out, false);
-  Trainer t(c, progress);
-  const auto t0 = std::chrono::steady_clock::now();
-  const RunSummary s = t.run();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_GT(s.comm_seconds, 7 * 0.060 * 0.8) << "rank 0 waited for rank 1 at (almost) every step";
-  EXPECT_LT(s.comm_seconds, seconds);
-  EXPECT_EQ(out.str().find("exposed communication 0:00:00 (0.0%)"), std::string::npos) << out.str();
+  const TimedRun r = run_timed(c);
+  EXPECT_GT(r.summary.comm_seconds, 7 * 0.060 * 0.8) << "rank 0 waited for rank 1 at (almost) every step";
+  EXPECT_LT(r.summary.comm_seconds, r.seconds);
+  EXPECT_EQ(r.output.find("exposed communication 0:00:00 (0.0%)"), std::string::npos) << r.output;
 }
 
 TEST(Stragglers, NoPatternHangsARunOrLosesAnUpdate) {
