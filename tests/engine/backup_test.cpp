@@ -4,9 +4,8 @@
 // no straggler pattern hangs a run or loses an update (randomized, with a deadline).
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include <chrono>
+#include <functional>
 #include <future>
 #include <random>
 #include <set>
