@@ -265,8 +265,11 @@ void Progress::summary(const RunSummary& s) {
   end_live_line();
   double rate = s.seconds > 0 ? s.images / s.seconds : 0.0;
   auto share = [&](double part) { return " (" + fixed(s.seconds > 0 ? 100 * part / s.seconds : 0.0, 1) + "%)"; };
-  os_ << (s.stopped ? "stopped: " : "done: ") << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in "
-      << format_duration(s.seconds) << " (" << fixed(rate, 1) << " img/s)\n";
+  if (s.stopped)  // before the end: the epochs are the plan, not what ran
+    os_ << "stopped: " << s.updates << " updates of a " << s.epochs << "-epoch run, " << s.images << " images in ";
+  else
+    os_ << "done: " << s.epochs << " epochs, " << s.updates << " updates, " << s.images << " images in ";
+  os_ << format_duration(s.seconds) << " (" << fixed(rate, 1) << " img/s)\n";
   os_ << "train: loss " << fixed(s.final_loss, 4) << "  top-1 " << fixed(100 * s.final_top1, 2) << "%\n";
   if (s.has_eval)
     os_ << "eval:  loss " << fixed(s.last_eval.loss, 4) << "  top-1 " << fixed(100 * s.last_eval.top1, 2)

@@ -45,6 +45,10 @@ LrSchedule::LrSchedule(const ScheduleConfig& c) : c_(c) {
   total_ = static_cast<int64_t>(c.epochs) * c.updates_per_epoch;
   warmup_ = std::llround(c.warmup_epochs * static_cast<double>(c.updates_per_epoch));
   if (warmup_ > total_) warmup_ = total_;
+  // Warmup ramps from --base-lr up to the scaled rate. When the scaled rate is not above it there
+  // is nothing to ramp, and a flat "warmup" would only hold back the decay (a run no longer than
+  // the default 5 epochs would never decay at all).
+  if (warmup_start() >= peak_) warmup_ = 0;
   if (c.kind == ScheduleKind::step) {
     for (int m : {30, 60, 80}) {
       int e = static_cast<int>(std::lround(c.epochs * m / 90.0));

@@ -128,6 +128,21 @@ TEST(Schedule, ScalingOffKeepsBaseAndFlatWarmup) {
   EXPECT_LR(s.lr(300), 0.01);
 }
 
+// Below batch 256 the scaled rate is not above --base-lr: nothing to ramp, so no warmup, and the
+// decay starts at once (a flat warmup as long as the run kept a cosine run at its peak).
+TEST(Schedule, NothingToRampMeansNoWarmup) {
+  ScheduleConfig c = goyal();
+  c.global_batch = 64;
+  c.epochs = 3;
+  c.warmup_epochs = 3;
+  c.kind = ScheduleKind::cosine;
+  LrSchedule s(c);
+  EXPECT_EQ(s.warmup_updates(), 0);
+  EXPECT_LR(s.lr(0), 0.025);
+  EXPECT_LT(s.lr(s.total_updates() / 2), 0.9 * 0.025);
+  EXPECT_EQ(s.describe().find("warmup"), std::string::npos) << s.describe();
+}
+
 TEST(Schedule, NoWarmup) {
   ScheduleConfig c = goyal();
   c.warmup_epochs = 0;

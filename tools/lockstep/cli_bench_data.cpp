@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include <cxxopts.hpp>
@@ -107,8 +108,10 @@ int bench_data(int argc, const char* const* argv, std::ostream& out) {
                 100.0 * (st.wait_seconds - wait0) / secs);
   out << line;
   if (st.bad_images > 0) {
-    out << "  bad images: " << st.bad_images << "\n";
-    for (const std::string& p : st.bad_paths) out << "    " << p << "\n";
+    out << "  bad images: " << st.bad_images << " (each time one was met; the files:)\n";
+    std::set<std::string> seen;  // an epoch meets a bad file again
+    for (const std::string& p : st.bad_paths)
+      if (seen.insert(p).second) out << "    " << p << "\n";
   }
   return 0;
 }

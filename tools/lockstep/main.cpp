@@ -23,9 +23,9 @@ constexpr const char* kUsage =
     "  train    train a ResNet (lockstep train --help)\n"
     "  eval     evaluate trained weights (or a fresh ResNet) on a validation set (lockstep eval --help)\n"
     "  dataset  import-idx, make-synthetic, inspect (lockstep dataset --help)\n"
-    "  bench    train: training images/s; comm: all-reduce bandwidth; data: loader throughput;\n"
-    "           modes: every sync mode compared; stragglers: update times under injected stragglers\n"
-    "           (lockstep bench train|comm|data|modes|stragglers --help)\n"
+    "  bench    train: training images/s; ops: time per layer and per op; comm: all-reduce bandwidth;\n"
+    "           data: loader throughput; modes: the sync modes compared; stragglers: update times under\n"
+    "           injected stragglers (lockstep bench train|ops|comm|data|modes|stragglers --help)\n"
     "  ckpt     inspect a checkpoint, a run's checkpoints or a .safetensors file (lockstep ckpt inspect --help)\n"
     "\n"
     "  lockstep --help | --version\n";
