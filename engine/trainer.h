@@ -85,6 +85,13 @@ class Trainer {
   ParameterServer* parameter_server() { return ps_.get(); }
   BackupAggregator* backup_aggregator() { return backup_.get(); }
   const StragglerInjector* stragglers() const { return stragglers_.get(); }
+  // The learning-rate schedule's index for a server mode's update u. --sync async lays its schedule
+  // out for every worker active (an epoch = world x updates_per_epoch updates), but an epoch of the
+  // --async-ramp-epochs ramp has only its active workers' updates: u maps to the same fraction of
+  // the same epoch, so warmup, step milestones and a cosine's end land on their epochs. Other
+  // modes: u itself.
+  int64_t schedule_index(int64_t u) const;
+  float server_lr(int64_t u) const { return schedule_->lr(schedule_index(u)); }
   // Where a resumed run continues: (epoch, micro-batches done in it, updates done).
   int start_epoch() const { return start_.epoch; }
   int64_t start_step() const { return start_.step; }

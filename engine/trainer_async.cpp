@@ -25,6 +25,18 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
 
+int64_t Trainer::schedule_index(int64_t u) const {
+  if (config_.sync != SyncKind::async || active_workers(1) == world()) return u;
+  const int64_t full = updates_per_epoch_ * world();
+  int64_t start = 0;  // server updates before epoch e
+  for (int e = 1; e <= config_.epochs; ++e) {
+    const int64_t n = updates_per_epoch_ * active_workers(e);
+    if (u < start + n) return int64_t{e - 1} * full + (u - start) * full / n;
+    start += n;
+  }
+  return int64_t{config_.epochs} * full + (u - start);  // past the plan: the schedule clamps it
+}
+
 int Trainer::active_workers(int epoch) const {
   const int n = world();
   const int ramp = config_.async_ramp_epochs;
@@ -49,10 +61,9 @@ void Trainer::start_async() {
   o.nesterov = config_.nesterov;
   o.ema = config_.ema;
   o.staleness_lr = config_.staleness_lr;
-  const LrSchedule* schedule = schedule_.get();
   ps_ = std::make_unique<ParameterServer>(host_copy(w.ctx(), w.model().params().params()),
                                           w.optimizer().decay_segments(), o,
-                                          [schedule](int64_t u) { return schedule->lr(u); }, server_devices());
+                                          [this](int64_t u) { return server_lr(u); }, server_devices());
   w.ctx().make_current();
   progress_.message("parameter server: " + std::to_string(std::min<int64_t>(o.shards, ps_->size())) +
                     " shard(s) in " + ps_->placement());
@@ -192,7 +203,7 @@ void Trainer::log_server_step(Shared& sh, int epoch, int64_t step, int64_t steps
   rec.epoch = epoch;
   rec.step = step;
   rec.update = update;
-  rec.lr = schedule_->lr(std::max<int64_t>(update - 1, 0));
+  rec.lr = server_lr(std::max<int64_t>(update - 1, 0));
   rec.loss = s.loss();
   rec.top1 = s.top1_acc();
   rec.top5 = s.top5_acc();
@@ -267,7 +278,7 @@ bool Trainer::server_epoch_end(int r, Shared& sh, int epoch, int64_t update, int
                                                  : update / config_.checkpoint_every != update_prev / config_.checkpoint_every);
   if (config_.checkpoints && (final_epoch || stop || due))
     save_checkpoint(r, sh, epoch + 1, 0, update, samples_seen, bn_batches,
-                    schedule_->lr(std::max<int64_t>(update - 1, 0)), final_epoch);
+                    server_lr(std::max<int64_t>(update - 1, 0)), final_epoch);
   if (world() > 1) comm.barrier(ctx);  // rank 0 has read sh.stop_at and saved; the next epoch may start
   return stop;
 }

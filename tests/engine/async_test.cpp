@@ -207,5 +207,27 @@ TEST(Async, FreeRunningWorkersLoseNoUpdateAndRampUpFollowsItsSchedule) {
   EXPECT_EQ(active, (std::vector<int>{1, 2, 3, 4, 4}));
 }
 
+// The schedule is laid out for every worker active; through the ramp the server's updates map
+// to the same fraction of the same epoch, so a schedule's epochs are the run's epochs.
+TEST(Async, TheScheduleFollowsEpochsThroughTheRamp) {
+  TrainConfig c = async_config("ramp-lr", 4);
+  c.epochs = 5;
+  c.steps_per_epoch = 12;
+  c.async_ramp_epochs = 3;
+  c.validate();
+  std::ostringstream out;
+  Progress progress(out, false);
+  Trainer t(c, progress);
+  // Active workers 1, 2, 3, 4, 4: epochs start at server updates 0, 12, 36, 72, 120 (168 in all);
+  // the full layout's epochs are 48 updates.
+  for (const auto& [u, want] : {std::pair<int64_t, int64_t>{0, 0}, {6, 24}, {12, 48}, {24, 72}, {36, 96}, {72, 144},
+                                {120, 192}, {167, 239}, {168, 240}})
+    EXPECT_EQ(t.schedule_index(u), want) << "update " << u;
+  c.async_ramp_epochs = 0;
+  c.out_dir += "-flat";
+  Trainer flat(c, progress);
+  EXPECT_EQ(flat.schedule_index(100), 100);
+}
+
 }  // namespace
 }  // namespace lockstep::engine
