@@ -83,7 +83,11 @@ StageHook crash_hook_from_env() {
 int train(const TrainConfig& config, Processes& procs) {
   // Only the process of global rank 0 talks to the terminal; the others' lines would repeat it.
   std::ostream quiet(nullptr);
-  Progress progress = procs.rank() == 0 ? Progress::for_stdout() : Progress(quiet, false);
+  // Under mpirun/srun stdout looks like a terminal (Open MPI gives each process a pty) but is
+  // forwarded line by line: plain lines, not a live \r line.
+  Progress progress = procs.rank() != 0 ? Progress(quiet, false)
+                      : procs.joined()  ? Progress(std::cout, false)
+                                        : Progress::for_stdout();
   if (procs.joined())
     progress.message("processes: " + std::to_string(procs.size()) + " (MPI), this is process 0 on " + procs.host());
   // Process 0 writes the run folder (the others write nothing): it claims it before anything else.
