@@ -406,11 +406,8 @@ EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time,
   nets::ParamTable& t = w.model().params();
   // --sync average between averagings: evaluate the average without changing what each worker
   // trains on (a stash of its own model, restored after).
-  if (models_differ) LS_CHECK(static_cast<size_t>(r) < eval_stash_.size(), "evaluate: no stash for rank " << r);
-  OwnedTensor* stash = models_differ ? eval_stash_[static_cast<size_t>(r)].data() : nullptr;
-  OwnedTensor& stash_p = models_differ ? stash[0] : eval_stash_unused_;
-  OwnedTensor& stash_b = models_differ ? stash[1] : eval_stash_unused_;
   if (models_differ) {
+    auto& [stash_p, stash_b] = eval_stash_.at(static_cast<size_t>(r));
     copy(w.ctx(), t.params(), stash_p);
     copy(w.ctx(), t.buffers(), stash_b);
     average_models(r);
@@ -421,6 +418,7 @@ EvalRecord Trainer::evaluate_rank(int r, int epoch, int64_t update, double time,
   }
   Stats s = w.all_reduce_stats(*comms_[r], w.evaluate_all());
   if (models_differ) {
+    auto& [stash_p, stash_b] = eval_stash_.at(static_cast<size_t>(r));
     copy(w.ctx(), stash_p, t.params());
     copy(w.ctx(), stash_b, t.buffers());
     w.model().parameters_updated(w.ctx());

@@ -181,7 +181,6 @@ class Trainer {
   std::vector<std::unique_ptr<Communicator>> comms_;
   std::vector<std::unique_ptr<SyncStrategy>> syncs_;  // one per worker; none for one all-reduce worker
   std::vector<std::array<OwnedTensor, 2>> eval_stash_;  // --sync average: params, buffers per local worker
-  OwnedTensor eval_stash_unused_;                       // what the references name when nothing is stashed
   std::unique_ptr<LrSchedule> schedule_;
   int64_t updates_per_epoch_ = 0;
   int cpu_threads_ = 1;

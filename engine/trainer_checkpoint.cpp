@@ -316,18 +316,20 @@ void Trainer::save_checkpoint(int r, Shared& sh, int next_epoch, int64_t epoch_s
     if (!st_k.params.empty()) append(c.workers, param_state(table, st_k.params, rank_prefix(k)));
     append(c.workers, buffer_state(table, st_k.buffers, rank_prefix(k)));
   }
-  if (const auto bad = non_finite_value(c)) {
+  fs::path dir;
+  try {
+    dir = write_checkpoint(config_.out_dir, c, checkpoint_hook_);
+  } catch (const NonFiniteCheckpoint& bad) {
     // Diverged between two loss checks (they run at log steps): the good checkpoints, `latest`
     // and --keep-last's choice stay as they are.
     const LatestPointer last = read_latest(config_.out_dir);
     std::ostringstream os;
-    os << "training diverged: at update " << update << " " << *bad << "; no checkpoint was written, "
+    os << "training diverged: at update " << update << " " << bad.what() << "; no checkpoint was written, "
        << (last.name.empty() ? std::string("and the run has none yet")
                              : "the last good one is " + (checkpoints_dir(config_.out_dir) / last.name).string())
        << "; try a lower --base-lr";
     throw Error(os.str());
   }
-  const fs::path dir = write_checkpoint(config_.out_dir, c, checkpoint_hook_);
   for (const fs::path& p : prune_checkpoints(config_.out_dir, config_.keep_last, dir))
     progress_.message("checkpoint: removed " + p.string() + " (--keep-last " + std::to_string(config_.keep_last) + ")");
   progress_.message("checkpoint: " + dir.string());

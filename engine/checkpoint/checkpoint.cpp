@@ -172,6 +172,9 @@ fs::path run_dir_of(const fs::path& checkpoint_dir) {
   return d.parent_path().parent_path();
 }
 
+namespace {
+
+// The first NaN or infinite value of `c` (see write_checkpoint), or nullopt.
 std::optional<std::string> non_finite_value(const CheckpointContents& c) {
   auto what = [](double v) { return std::string(std::isnan(v) ? "NaN" : "infinite"); };
   for (const auto& [file, t] : {std::pair<const char*, const HostTensors*>{kModelFile, &c.model},
@@ -194,9 +197,11 @@ std::optional<std::string> non_finite_value(const CheckpointContents& c) {
   return std::nullopt;
 }
 
+}  // namespace
+
 fs::path write_checkpoint(const fs::path& run_dir, CheckpointContents& c, const StageHook& hook) {
   if (const auto bad = non_finite_value(c))
-    throw CheckpointError("not writing " + checkpoint_name(c.state.update) + ": " + *bad);
+    throw NonFiniteCheckpoint(*bad);
   const fs::path parent = checkpoints_dir(run_dir);
   std::error_code ec;
   fs::create_directories(parent, ec);

@@ -35,6 +35,11 @@ class CheckpointError : public Error {
  public:
   using Error::Error;
 };
+// Contents write_checkpoint refuses to write: a value is NaN or infinite (what() names it).
+class NonFiniteCheckpoint : public CheckpointError {
+ public:
+  using CheckpointError::CheckpointError;
+};
 
 // What one worker carries from step to step besides the shared state.
 struct WorkerCheckpoint {
@@ -90,13 +95,10 @@ std::string checkpoint_name(int64_t update);
 std::optional<int64_t> checkpoint_step(std::string_view name);
 std::filesystem::path checkpoints_dir(const std::filesystem::path& run_dir);
 
-// The first value of `c` that is NaN or infinite ("model.safetensors tensor 'fc.weight' element
-// 12 is NaN", "state.json workers[1].loss_sum is NaN"), or nullopt. A diverged run has them;
-// such a checkpoint is never written (it would replace good ones, and JSON cannot hold NaN).
-std::optional<std::string> non_finite_value(const CheckpointContents& c);
-
-// Writes <run>/checkpoints/step-<update>/ atomically, then `latest`. Refuses (CheckpointError,
-// before touching the disk) contents with a non-finite value. An existing step-<N> (a
+// Writes <run>/checkpoints/step-<update>/ atomically, then `latest`. Refuses contents with a
+// non-finite value (NonFiniteCheckpoint naming the first, e.g. "model.safetensors tensor
+// 'fc.weight' element 12 is NaN", before touching the disk): a diverged run has them, and such a
+// checkpoint would replace good ones (JSON cannot hold NaN either). An existing step-<N> (a
 // resumed run saving the same update again) is replaced atomically. Stages for crash tests:
 // "files-written", "dir-synced", "renamed", "parent-synced" (the directory), then
 // "latest-files-written", "latest-renamed", "latest-parent-synced" (the pointer). Throws IoError

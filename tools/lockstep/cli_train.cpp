@@ -326,21 +326,30 @@ void read_checkpoint_every(const Reader& in, TrainConfig& c) {
   c.checkpoint_every = to_int("--checkpoint-every", t, 0, std::numeric_limits<int64_t>::max());
 }
 
+// A run or checkpoint folder given to `flag` (--resume, --init-from, eval's --weights): the
+// checkpoint it names, verified; a folder that names none is refused as the flag's error, and
+// the checkpoints passed over are noted as warnings of `command`.
+engine::LoadedCheckpoint resolve_checkpoint_flag(const char* flag, const std::filesystem::path& path,
+                                                 std::ostream& notes, const char* command) {
+  std::vector<std::string> warnings;
+  engine::LoadedCheckpoint ck = [&] {
+    try {
+      return engine::resolve_checkpoint(path, &warnings);
+    } catch (const Error& e) {
+      throw ConfigError(flag, std::string(flag) + ": " + e.what());
+    }
+  }();
+  for (const std::string& w : warnings) notes << "lockstep " << command << ": warning: " << w << "\n";
+  return ck;
+}
+
 // `--resume`: the run continues with the checkpoint's config. Options given on the command line
 // replace the saved ones where that keeps the run's state meaningful (length, devices, logging,
 // checkpointing, hyperparameters, data location); those that would change what the saved state
 // means (network, classes, image size, seed, batch, sync, optimizer kind) must equal the saved
 // ones, and a different value is refused naming both.
 TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& notes) {
-  std::vector<std::string> warnings;
-  engine::LoadedCheckpoint ck = [&] {
-    try {
-      return engine::resolve_checkpoint(in.text("resume"), &warnings);
-    } catch (const Error& e) {
-      throw ConfigError("--resume", std::string("--resume: ") + e.what());
-    }
-  }();
-  for (const std::string& w : warnings) notes << "lockstep train: warning: " << w << "\n";
+  const engine::LoadedCheckpoint ck = resolve_checkpoint_flag("--resume", in.text("resume"), notes, "train");
   TrainConfig r = TrainConfig::from_json(ck.state.config);
   r.command = Command::train;
   const std::string where = " but the checkpoint " + ck.dir.string() + " has ";
@@ -565,13 +574,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
     c.init_from = in.text("init-from");
     if (std::filesystem::is_directory(c.init_from)) {
       // A checkpoint or run folder (as eval's --weights): its verified model file.
-      std::vector<std::string> warnings;
-      try {
-        c.init_from = (engine::resolve_checkpoint(c.init_from, &warnings).dir / "model.safetensors").string();
-      } catch (const Error& e) {
-        throw ConfigError("--init-from", std::string("--init-from: ") + e.what());
-      }
-      for (const std::string& m : warnings) notes << "lockstep train: warning: " << m << "\n";
+      c.init_from = (resolve_checkpoint_flag("--init-from", c.init_from, notes, "train").dir / "model.safetensors").string();
     } else if (!std::filesystem::is_regular_file(c.init_from)) {
       throw ConfigError("--init-from", "--init-from " + c.init_from + ": no such file or folder");
     }
@@ -596,15 +599,7 @@ TrainConfig parse_eval_args(int argc, const char* const* argv, std::ostream& not
     const std::filesystem::path w = in.text("weights");
     if (std::filesystem::is_directory(w)) {
       // A checkpoint or run folder: its model file, and the network it was trained as.
-      std::vector<std::string> warnings;
-      engine::LoadedCheckpoint ck = [&] {
-        try {
-          return engine::resolve_checkpoint(w, &warnings);
-        } catch (const Error& e) {
-          throw ConfigError("--weights", std::string("--weights: ") + e.what());
-        }
-      }();
-      for (const std::string& m : warnings) notes << "lockstep eval: warning: " << m << "\n";
+      const engine::LoadedCheckpoint ck = resolve_checkpoint_flag("--weights", w, notes, "eval");
       const TrainConfig saved = TrainConfig::from_json(ck.state.config);
       if (!in.given("arch")) c.arch = saved.arch;
       if (!in.given("classes")) c.classes = saved.classes;
