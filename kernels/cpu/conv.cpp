@@ -21,6 +21,9 @@
 // shape alone, each chunk sums its images (in groups also fixed by the shape) in order into its
 // own partial dW, and the partials are added in chunk order, so the result does not depend on the
 // thread count or on scheduling.
+// Direct kernels: on a CPU with AVX-512 the passes that kernels/cpu/conv_direct.h takes (most 3x3
+// convs with channels in multiples of 16) run there instead, with no column matrix; the plan
+// records which, and the scratch covers both kinds.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
@@ -28,10 +31,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "kernels/args.h"
 #include "kernels/conv.h"
+#include "kernels/cpu/conv_direct.h"
 
 namespace lockstep::cpu {
 
@@ -128,6 +136,24 @@ size_t scratch_bytes(const ConvShape& s, int threads) {
   return (slot * std::max(1, threads) + size_t(partial_floats(s))) * sizeof(float);
 }
 
+// The plan's scratch: the GEMM path's where any pass uses it, the direct kernels' where any does.
+size_t plan_bytes(const ConvShape& s, unsigned direct, int threads) {
+  constexpr unsigned all = cpu::direct::forward_pass | cpu::direct::data_pass | cpu::direct::filter_pass;
+  const size_t gemm = direct == all ? 0 : scratch_bytes(s, threads);
+  const size_t own = size_t(cpu::direct::scratch_floats(s, direct, threads, filter_chunks(s))) * sizeof(float);
+  return std::max(gemm, own);
+}
+
+// Threads a direct pass may use: the team's size (at most `items`), capped by what the workspace
+// holds of the pass's per-thread scratch.
+int direct_threads(const Context& ctx, const ConvShape& s, unsigned pass, int items) {
+  int t = std::max(1, std::min(omp_get_max_threads(), items));
+  while (t > 1 && size_t(cpu::direct::scratch_floats(s, pass, t, filter_chunks(s))) * sizeof(float) >
+                      ctx.workspace_bytes())
+    --t;
+  return t;
+}
+
 // Threads a loop may use: the team's size, capped by the slots the workspace holds.
 int usable_threads(const Context& ctx, const Gemm& g, int items) {
   int t = std::max(1, std::min(omp_get_max_threads(), items));
@@ -159,7 +185,10 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
   // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
   // made elsewhere can never make im2col write past the workspace.
   const bool pointwise = is_pointwise(s);
-  const size_t need = scratch_bytes(s, 1);
+  LS_CHECK((plan.cpu_direct & ~cpu::direct::passes(s)) == 0,
+           op << ": the plan asks for direct kernels (passes " << plan.cpu_direct << ") this CPU or shape "
+              << s.str() << " does not have (was the plan made on another machine?)");
+  const size_t need = plan_bytes(s, plan.cpu_direct, 1);
   LS_CHECK(ctx.workspace_bytes() >= need,
            op << ": the context's workspace has " << ctx.workspace_bytes() << " bytes, the plan needs "
               << need << " (was the plan made on another context?)");
@@ -176,8 +205,26 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   plan.shape = shape;
   plan.dtype = dtype;
   const bool pointwise = is_pointwise(shape);
-  plan.workspace_bytes = scratch_bytes(shape, omp_get_max_threads());
-  plan.algorithms = pointwise ? "cpu sgemm (1x1, no im2col)" : "cpu im2col+sgemm";
+  plan.cpu_direct = cpu::direct::passes(shape);
+  plan.workspace_bytes = plan_bytes(shape, plan.cpu_direct, omp_get_max_threads());
+  const std::string gemm = pointwise ? "sgemm (1x1, no im2col)" : "im2col+sgemm";
+  if (plan.cpu_direct == 0) {
+    plan.algorithms = "cpu " + gemm;
+  } else {
+    // e.g. "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"
+    const std::pair<unsigned, const char*> names[] = {{cpu::direct::forward_pass, "forward"},
+                                                      {cpu::direct::data_pass, "backward-data"},
+                                                      {cpu::direct::filter_pass, "backward-filter"}};
+    std::string direct, rest;
+    for (const auto& [bit, name] : names) {
+      std::string& list = plan.cpu_direct & bit ? direct : rest;
+      list += (list.empty() ? "" : ", ") + std::string(name);
+    }
+    plan.algorithms = "cpu direct avx512: " + direct + (rest.empty() ? "" : "; " + gemm + ": " + rest);
+  }
+  // LOCKSTEP_CONV_LOG=1: every plan's choice on stderr, as the CUDA backend's plans print theirs.
+  if (const char* log = std::getenv("LOCKSTEP_CONV_LOG"); log && *log && *log != '0')
+    std::fprintf(stderr, "conv plan f32 %s: %s\n", shape.str().c_str(), plan.algorithms.c_str());
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
 }
@@ -187,6 +234,11 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   const char* op = "conv2d_forward";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
+  if (plan.cpu_direct & cpu::direct::forward_pass) {
+    cpu::direct::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), static_cast<float*>(ctx.workspace()),
+                         direct_threads(ctx, s, cpu::direct::forward_pass, s.n));
+    return;
+  }
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
   const Groups gr = row_groups(ctx, g, s.n);
 #pragma omp parallel for schedule(static) num_threads(gr.threads)
@@ -208,6 +260,11 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
   const char* op = "conv2d_backward_data";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
+  if (plan.cpu_direct & cpu::direct::data_pass) {
+    cpu::direct::backward_data(s, dy.data<float>(), w.data<float>(), dx.data<float>(), accumulate,
+                               static_cast<float*>(ctx.workspace()), direct_threads(ctx, s, cpu::direct::data_pass, s.n));
+    return;
+  }
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
   const Groups gr = row_groups(ctx, g, s.n);
 #pragma omp parallel for schedule(static) num_threads(gr.threads)
@@ -230,6 +287,12 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
   const char* op = "conv2d_backward_filter";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &dy, &dw}, op);
+  if (plan.cpu_direct & cpu::direct::filter_pass) {
+    cpu::direct::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(),
+                                 static_cast<float*>(ctx.workspace()), g.chunks,
+                                 direct_threads(ctx, s, cpu::direct::filter_pass, g.chunks));
+    return;
+  }
   float* partials = static_cast<float*>(ctx.workspace());
   float* scratch = partials + g.partials;
   const int64_t wn = int64_t(s.k) * g.rsc;

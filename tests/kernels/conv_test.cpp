@@ -1,5 +1,5 @@
-// Tests of 2-D convolution: the CPU im2col+sgemm path against a naive loop nest (exactly, on
-// small integers) and finite differences, the cuDNN path against the CPU for f32 / bf16 / f16
+// Tests of 2-D convolution: the CPU paths (im2col+sgemm and the direct AVX-512 kernels) against a
+// naive loop nest (exactly, on small integers), finite differences and each other, the cuDNN path against the CPU for f32 / bf16 / f16
 // and both algorithm searches, and the plan and argument errors.
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -10,6 +10,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/copy.h"
+#include "kernels/cpu/conv_direct.h"
 #include "tests/kernels/test_util.h"
 
 namespace lockstep {
@@ -39,6 +40,20 @@ std::vector<Case> cpu_cases() {
       {"odd 3x3 batch 1", conv_shape(1, 7, 5, 3, 5, 3, 3, 1, 1, 1, 1)},
       {"asymmetric 3x1 s(2,1) p(1,0)", conv_shape(3, 7, 5, 3, 5, 3, 1, 2, 1, 1, 0)},
       {"1x1 p1 (padding only)", conv_shape(1, 3, 4, 2, 3, 1, 1, 1, 1, 1, 1)},
+      // Shapes the direct AVX-512 kernels take where the CPU has them (cpu/conv_direct.h): every
+      // register tile width (24, 12 or 6 pixels) with a shorter last tile, stride 2, no padding,
+      // a 5x5 filter, 3 input channels (forward and filter direct, data on the GEMM), and rows
+      // below 8 pixels (the GEMM again).
+      {"direct 3x3 s1 p1, 16 -> 16, rows of 26", conv_shape(2, 5, 26, 16, 16, 3, 3, 1, 1, 1, 1)},
+      {"direct 3x3 s1 p1, 32 -> 32, rows of 13", conv_shape(2, 6, 13, 32, 32, 3, 3, 1, 1, 1, 1)},
+      {"direct 3x3 s1 p1, 16 -> 64, rows of 9", conv_shape(2, 4, 9, 16, 64, 3, 3, 1, 1, 1, 1)},
+      {"direct 3x3 s1 p1, 48 -> 48", conv_shape(1, 3, 8, 48, 48, 3, 3, 1, 1, 1, 1)},
+      {"direct 3x3 s2 p1, 16 -> 32", conv_shape(2, 9, 17, 16, 32, 3, 3, 2, 2, 1, 1)},
+      {"direct 3x3 s1 unpadded", conv_shape(1, 6, 11, 16, 16, 3, 3, 1, 1, 0, 0)},
+      {"direct 5x3 s1 p(2,1)", conv_shape(1, 7, 10, 16, 16, 5, 3, 1, 1, 2, 1)},
+      {"direct 7x7 s2 p3 stem, 3 -> 16", conv_shape(1, 13, 17, 3, 16, 7, 7, 2, 2, 3, 3)},
+      {"direct 3x3 s1 p1, 5 -> 16", conv_shape(2, 4, 9, 5, 16, 3, 3, 1, 1, 1, 1)},
+      {"direct filter only: rows of 4", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
   };
 }
 
@@ -175,11 +190,94 @@ void expect_same_bits_for_any_thread_count(const ConvShape& s) {
 // fixed by the shape, so every result is the same bits with 1, 2 or 3 threads. The second shape
 // and third have 2x2 outputs: forward and backward-data stack 11, 6 or 4 (7, 4 or 3) images per
 // GEMM as the thread count changes, and each row must still come out the same (the third with a
-// reduction of 864, long enough for OpenBLAS's blocking to show).
+// reduction of 864, long enough for OpenBLAS's blocking to show). The fourth runs on the direct
+// kernels where the CPU has AVX-512.
 TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
   for (const ConvShape& s : {conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1), conv_shape(11, 4, 4, 5, 6, 3, 3, 2, 2, 1, 1),
-                             conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1)})
+                             conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1), conv_shape(11, 9, 9, 16, 32, 3, 3, 1, 1, 1, 1)})
     expect_same_bits_for_any_thread_count(s);
+}
+
+// Which passes each direct case puts on the direct kernels, and the plan's name for it.
+TEST(ConvCpu, DirectKernelsTakeTheShapesTheyAreFor) {
+  if (!cpu::direct::available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LOCKSTEP_CPU_CONV=gemm)";
+  using namespace cpu::direct;
+  Context ctx(Device::cpu());
+  const unsigned all = forward_pass | data_pass | filter_pass;
+  const struct {
+    ConvShape s;
+    unsigned passes;
+    const char* name;
+  } cases[] = {
+      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), all, "cpu direct avx512: forward, backward-data, backward-filter"},
+      {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | filter_pass,
+       "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
+      {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | filter_pass,
+       "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
+      {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), filter_pass,
+       "cpu direct avx512: backward-filter; im2col+sgemm: forward, backward-data"},
+      {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
+       "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
+      {conv_shape(2, 8, 8, 15, 17, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.s.str());
+    const ConvPlan plan = plan_conv2d(ctx, c.s, DType::f32);
+    EXPECT_EQ(plan.cpu_direct, c.passes);
+    EXPECT_EQ(plan.algorithms, c.name);
+  }
+  // A plan claiming a pass its shape cannot take is refused before any kernel runs.
+  ConvPlan plan = plan_conv2d(ctx, conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), DType::f32);
+  plan.cpu_direct |= data_pass;
+  OwnedTensor dy(Device::cpu(), plan.shape.y_shape(), DType::f32), w(Device::cpu(), plan.shape.w_shape(), DType::f32),
+      dx(Device::cpu(), plan.shape.x_shape(), DType::f32);
+  try {
+    conv2d_backward_data(ctx, plan, dy, w, dx);
+    ADD_FAILURE() << "a plan asking for a direct pass its shape cannot take was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("direct kernels"), std::string::npos) << e.what();
+  }
+}
+
+// The direct kernels against the im2col+sgemm path on the same plan with cpu_direct cleared, on
+// random floats at ResNet-like sizes (the exact checks below use small integers and small shapes):
+// the sums run in another order, so they agree to rounding.
+TEST(ConvCpu, DirectKernelsMatchTheGemmPath) {
+  if (!cpu::direct::available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LOCKSTEP_CPU_CONV=gemm)";
+  for (const ConvShape& s : {conv_shape(4, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1), conv_shape(4, 16, 16, 32, 32, 3, 3, 1, 1, 1, 1),
+                             conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1),
+                             conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3)}) {
+    SCOPED_TRACE(s.str());
+    Context ctx(Device::cpu());
+    const ConvPlan direct = plan_conv2d(ctx, s, DType::f32);
+    ASSERT_NE(direct.cpu_direct, 0u);
+    ConvPlan gemm = direct;
+    gemm.cpu_direct = 0;
+    ctx.reserve_workspace(size_t(1) << 26);
+    OwnedTensor x = test::host_tensor(s.x_shape(), test::random_floats(s.x_shape().numel(), seed_of(s, 31)));
+    OwnedTensor w = test::host_tensor(s.w_shape(), test::random_floats(s.w_shape().numel(), seed_of(s, 32)));
+    OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_floats(s.y_shape().numel(), seed_of(s, 33)));
+    std::vector<std::vector<float>> got[2];
+    for (int i = 0; i < 2; ++i) {
+      const ConvPlan& plan = i == 0 ? direct : gemm;
+      OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32),
+          dw(Device::cpu(), s.w_shape(), DType::f32);
+      conv2d_forward(ctx, plan, x, w, y);
+      conv2d_backward_data(ctx, plan, dy, w, dx);
+      conv2d_backward_filter(ctx, plan, x, dy, dw);
+      got[i] = {test::host_values(y), test::host_values(dx), test::host_values(dw)};
+    }
+    const char* names[] = {"y", "dx", "dw"};
+    for (int t = 0; t < 3; ++t) {
+      double worst = 0, scale = 0;
+      for (size_t i = 0; i < got[0][t].size(); ++i) {
+        worst = std::max(worst, double(std::fabs(got[0][t][i] - got[1][t][i])));
+        scale = std::max(scale, double(std::fabs(got[1][t][i])));
+      }
+      EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << names[t] << ": largest difference " << worst << " of " << scale;
+    }
+  }
 }
 
 TEST(ConvCpu, ForwardMatchesNaiveLoopsExactly) {

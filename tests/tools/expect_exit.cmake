@@ -1,5 +1,5 @@
 # cmake -DCMD=prog "-DARGS=a;b" -DEXPECT_RC=N [-DEXPECT_STDERR=regex] [-DEXPECT_STDOUT=regex]
-#       [-DCLEAN=dir] [-DEXPECT_FILE=path -DEXPECT_FILE_MATCH=regex] -P expect_exit.cmake
+#       [-DREJECT_STDERR=regex] [-DCLEAN=dir] [-DEXPECT_FILE=path -DEXPECT_FILE_MATCH=regex] -P expect_exit.cmake
 # Runs the command and fails unless its exit status is exactly EXPECT_RC and its output matches.
 # CLEAN is removed first, so a file left by an earlier run cannot satisfy EXPECT_FILE.
 if(DEFINED CLEAN)
@@ -11,6 +11,9 @@ if(NOT rc STREQUAL EXPECT_RC)
 endif()
 if(DEFINED EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
   message(FATAL_ERROR "stderr does not match '${EXPECT_STDERR}':\n${err}")
+endif()
+if(DEFINED REJECT_STDERR AND err MATCHES "${REJECT_STDERR}")
+  message(FATAL_ERROR "stderr matches '${REJECT_STDERR}', which it must not:\n${err}")
 endif()
 if(DEFINED EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
   message(FATAL_ERROR "stdout does not match '${EXPECT_STDOUT}':\n${out}")

@@ -1,0 +1,38 @@
+// Direct NHWC convolution on AVX-512 for the CPU backend: no column matrix, 16 output channels per
+// vector, a tile of output pixels (or input channels, for the filter gradient) in registers.
+// The im2col+sgemm path (kernels/cpu/conv.cpp) stays for what these do not take and as the oracle.
+// Every output element is a sum in a fixed order that depends on the shape alone (never on the
+// thread count); backward-filter's batch is cut into the chunks the caller gives.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/conv.h"
+
+namespace lockstep::cpu::direct {
+
+// Bits of ConvPlan::cpu_direct: which passes run here.
+enum Pass : unsigned { forward_pass = 1u, data_pass = 2u, filter_pass = 4u };
+
+// AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process).
+bool available();
+
+// Which passes of a conv these kernels take (0 where !available()): forward needs K a multiple
+// of 16; backward-data stride 1, C a multiple of 16 and padding below the filter size; backward-
+// filter K a multiple of 16; forward and backward-data also an output row of at least 8 pixels
+// (shorter rows leave the register tile mostly empty, and the GEMM stacks images instead).
+// 1x1 stride-1 unpadded convs stay with the GEMM, which needs no column matrix for them.
+unsigned passes(const ConvShape& s);
+
+// Floats of scratch the passes need with `threads` threads and `chunks` filter chunks.
+int64_t scratch_floats(const ConvShape& s, unsigned passes, int threads, int chunks);
+
+// The passes. scratch holds scratch_floats(s, pass, threads, chunks); threads is at most the
+// threads the scratch was sized for.
+void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads);
+void backward_data(const ConvShape& s, const float* dy, const float* w, float* dx, bool accumulate,
+                   float* scratch, int threads);
+void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* scratch,
+                     int chunks, int threads);
+
+}  // namespace lockstep::cpu::direct
