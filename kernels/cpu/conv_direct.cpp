@@ -37,7 +37,7 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int kTileRegisters = 24;  // accumulators of a tile; the rest hold filter or dy vectors
-constexpr int kMinRow = 8;          // output pixels a forward row needs to fill a tile usefully
+constexpr int kMinRow = 8;          // output pixels per row (see passes())
 
 // The geometry of a forward-shaped pass: in (h, w, cin) -> out (p, q, kout) per image.
 struct Geometry {
@@ -263,7 +263,7 @@ unsigned passes(const ConvShape& s) {
   if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= forward_pass;
   if (s.stride_h == 1 && s.stride_w == 1 && s.c % kLanes == 0 && s.pad_h < s.r && s.pad_w < s.s && s.w >= kMinRow)
     out |= data_pass;
-  if (s.k % kLanes == 0) out |= filter_pass;
+  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= filter_pass;
   return out;
 }
 

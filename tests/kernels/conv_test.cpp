@@ -43,7 +43,7 @@ std::vector<Case> cpu_cases() {
       // Shapes the direct AVX-512 kernels take where the CPU has them (cpu/conv_direct.h): every
       // register tile width (24, 12 or 6 pixels) with a shorter last tile, stride 2, no padding,
       // a 5x5 filter, 3 input channels (forward and filter direct, data on the GEMM), and rows
-      // below 8 pixels (the GEMM again).
+      // below 8 pixels (the GEMM again, for the passes whose rows they are).
       {"direct 3x3 s1 p1, 16 -> 16, rows of 26", conv_shape(2, 5, 26, 16, 16, 3, 3, 1, 1, 1, 1)},
       {"direct 3x3 s1 p1, 32 -> 32, rows of 13", conv_shape(2, 6, 13, 32, 32, 3, 3, 1, 1, 1, 1)},
       {"direct 3x3 s1 p1, 16 -> 64, rows of 9", conv_shape(2, 4, 9, 16, 64, 3, 3, 1, 1, 1, 1)},
@@ -53,7 +53,8 @@ std::vector<Case> cpu_cases() {
       {"direct 5x3 s1 p(2,1)", conv_shape(1, 7, 10, 16, 16, 5, 3, 1, 1, 2, 1)},
       {"direct 7x7 s2 p3 stem, 3 -> 16", conv_shape(1, 13, 17, 3, 16, 7, 7, 2, 2, 3, 3)},
       {"direct 3x3 s1 p1, 5 -> 16", conv_shape(2, 4, 9, 5, 16, 3, 3, 1, 1, 1, 1)},
-      {"direct filter only: rows of 4", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"rows of 4 (GEMM)", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"direct data only: unpadded, rows of 9 to 7", conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0)},
   };
 }
 
@@ -214,8 +215,9 @@ TEST(ConvCpu, DirectKernelsTakeTheShapesTheyAreFor) {
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
-      {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), filter_pass,
-       "cpu direct avx512: backward-filter; im2col+sgemm: forward, backward-data"},
+      {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
+      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), data_pass,
+       "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
        "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
