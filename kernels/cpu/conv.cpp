@@ -21,9 +21,10 @@
 // shape alone, each chunk sums its images (in groups also fixed by the shape) in order into its
 // own partial dW, and the partials are added in chunk order, so the result does not depend on the
 // thread count or on scheduling.
-// Direct kernels: on a CPU with AVX-512 the passes that kernels/cpu/conv_direct.h takes (most 3x3
-// convs with channels in multiples of 16) run there instead, with no column matrix; the plan
-// records which, and the scratch covers both kinds.
+// Direct kernels: on a CPU with AVX-512 the passes that kernels/cpu/conv_direct.h takes (convs
+// with channels in multiples of 16 and rows of 8+ pixels) run there instead, with no column
+// matrix, the 3x3 stride-1 ones on Winograd F(2x2, 3x3) (kernels/cpu/conv_winograd.h); the plan
+// records which, and the scratch covers every kind it uses.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
@@ -40,6 +41,7 @@
 #include "kernels/args.h"
 #include "kernels/conv.h"
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_winograd.h"
 
 namespace lockstep::cpu {
 
@@ -138,8 +140,10 @@ size_t scratch_bytes(const ConvShape& s, int threads) {
 
 // The plan's scratch: the GEMM path's where any pass uses it, the direct kernels' where any does.
 size_t plan_bytes(const ConvShape& s, unsigned direct, int threads) {
-  constexpr unsigned all = cpu::direct::forward_pass | cpu::direct::data_pass | cpu::direct::filter_pass;
-  const size_t gemm = direct == all ? 0 : scratch_bytes(s, threads);
+  using namespace cpu::direct;
+  const bool all = (direct & (forward_pass | winograd_forward)) && (direct & (data_pass | winograd_data)) &&
+                   (direct & filter_pass);
+  const size_t gemm = all ? 0 : scratch_bytes(s, threads);
   const size_t own = size_t(cpu::direct::scratch_floats(s, direct, threads, filter_chunks(s))) * sizeof(float);
   return std::max(gemm, own);
 }
@@ -185,7 +189,7 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
   // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
   // made elsewhere can never make im2col write past the workspace.
   const bool pointwise = is_pointwise(s);
-  LS_CHECK((plan.cpu_direct & ~cpu::direct::passes(s)) == 0,
+  LS_CHECK((plan.cpu_direct & ~cpu::direct::possible(s)) == 0,
            op << ": the plan asks for direct kernels (passes " << plan.cpu_direct << ") this CPU or shape "
               << s.str() << " does not have (was the plan made on another machine?)");
   const size_t need = plan_bytes(s, plan.cpu_direct, 1);
@@ -211,16 +215,23 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   if (plan.cpu_direct == 0) {
     plan.algorithms = "cpu " + gemm;
   } else {
-    // e.g. "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"
-    const std::pair<unsigned, const char*> names[] = {{cpu::direct::forward_pass, "forward"},
-                                                      {cpu::direct::data_pass, "backward-data"},
-                                                      {cpu::direct::filter_pass, "backward-filter"}};
-    std::string direct, rest;
-    for (const auto& [bit, name] : names) {
-      std::string& list = plan.cpu_direct & bit ? direct : rest;
-      list += (list.empty() ? "" : ", ") + std::string(name);
+    // e.g. "cpu winograd F(2x2,3x3): forward, backward-data; direct avx512: backward-filter"
+    using namespace cpu::direct;
+    const struct {
+      unsigned winograd, direct;
+      const char* name;
+    } passes[] = {{winograd_forward, forward_pass, "forward"},
+                  {winograd_data, data_pass, "backward-data"},
+                  {0, filter_pass, "backward-filter"}};
+    std::string lists[3];  // Winograd, direct, GEMM
+    for (const auto& p : passes) {
+      std::string& list = lists[plan.cpu_direct & p.winograd ? 0 : plan.cpu_direct & p.direct ? 1 : 2];
+      list += (list.empty() ? "" : ", ") + std::string(p.name);
     }
-    plan.algorithms = "cpu direct avx512: " + direct + (rest.empty() ? "" : "; " + gemm + ": " + rest);
+    const std::string names[3] = {"winograd F(2x2,3x3)", "direct avx512", gemm};
+    for (int i = 0; i < 3; ++i)
+      if (!lists[i].empty())
+        plan.algorithms += (plan.algorithms.empty() ? "cpu " : "; ") + names[i] + ": " + lists[i];
   }
   // LOCKSTEP_CONV_LOG=1: every plan's choice on stderr, as the CUDA backend's plans print theirs.
   if (const char* log = std::getenv("LOCKSTEP_CONV_LOG"); log && *log && *log != '0')
@@ -234,6 +245,11 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   const char* op = "conv2d_forward";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
+  if (plan.cpu_direct & cpu::direct::winograd_forward) {
+    cpu::winograd::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), static_cast<float*>(ctx.workspace()),
+                           direct_threads(ctx, s, cpu::direct::winograd_forward, s.n));
+    return;
+  }
   if (plan.cpu_direct & cpu::direct::forward_pass) {
     cpu::direct::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), static_cast<float*>(ctx.workspace()),
                          direct_threads(ctx, s, cpu::direct::forward_pass, s.n));
@@ -260,6 +276,12 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
   const char* op = "conv2d_backward_data";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
+  if (plan.cpu_direct & cpu::direct::winograd_data) {
+    cpu::winograd::backward_data(s, dy.data<float>(), w.data<float>(), dx.data<float>(), accumulate,
+                                 static_cast<float*>(ctx.workspace()),
+                                 direct_threads(ctx, s, cpu::direct::winograd_data, s.n));
+    return;
+  }
   if (plan.cpu_direct & cpu::direct::data_pass) {
     cpu::direct::backward_data(s, dy.data<float>(), w.data<float>(), dx.data<float>(), accumulate,
                                static_cast<float*>(ctx.workspace()), direct_threads(ctx, s, cpu::direct::data_pass, s.n));

@@ -17,11 +17,13 @@
 // added in chunk order and unpacked into dw's (k, r, s, c) order.
 #include "kernels/cpu/conv_direct.h"
 
+#include "kernels/cpu/conv_tile.h"
+#include "kernels/cpu/conv_winograd.h"
+
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -29,104 +31,16 @@
 
 #include "kernels/error.h"
 
-#define LS_AVX512 __attribute__((target("avx512f")))
-
 namespace lockstep::cpu::direct {
 
 namespace {
 
-constexpr int kLanes = 16;
-constexpr int kTileRegisters = 24;  // accumulators of a tile; the rest hold filter or dy vectors
-constexpr int kMinRow = 8;          // output pixels per row (see passes())
+using namespace tile;
 
-// The geometry of a forward-shaped pass: in (h, w, cin) -> out (p, q, kout) per image.
-struct Geometry {
-  int n, h, w, cin, p, q, kout, r, s, sh, sw, ph, pw;
-  int padded_w() const { return w + 2 * pw; }
-  int64_t padded_floats() const { return pw > 0 ? int64_t(h) * padded_w() * cin : 0; }
-  int64_t filter_floats() const { return int64_t(kout) * r * s * cin; }
-};
+constexpr int kMinRow = 8;  // output pixels per row (see passes())
 
-Geometry forward_geometry(const ConvShape& s) {
-  return {s.n, s.h, s.w, s.c, s.out_h(), s.out_w(), s.k, s.r, s.s, s.stride_h, s.stride_w, s.pad_h, s.pad_w};
-}
-
-// dx = conv(dy, rotated filter) at stride 1 with padding R-1-ph, S-1-pw: its output is (h, w).
-Geometry data_geometry(const ConvShape& s) {
-  return {s.n, s.out_h(), s.out_w(), s.k, s.h, s.w, s.c, s.r, s.s, 1, 1, s.r - 1 - s.pad_h, s.s - 1 - s.pad_w};
-}
-
-// Registers per tile row: 4 vectors of channels where kout allows (fewest filter loads per FMA).
-int vectors_per_tile(int kout) {
-  const int blocks = kout / kLanes;
-  return blocks % 4 == 0 ? 4 : blocks % 2 == 0 ? 2 : 1;
-}
-
-// One forward tile: out rows are `pixels` apart by out_stride floats.
-struct TileArgs {
-  const float* x;        // the padded image at row 0, column q0 * sw
-  int64_t x_row;         // floats per padded row
-  int x_step;            // floats between the input columns of neighbouring output pixels (sw * cin)
-  int ih0, h;            // input row of tap r = 0 (may be negative); rows outside [0, h) are padding
-  int r, s, cin;
-  const float* wp;       // packed filter at the tile's first channel block
-  int64_t wp_block;      // floats between channel blocks of the packed filter (r * s * cin * 16)
-  float* y;              // output at (p, q0, first channel)
-  int y_step;            // floats between neighbouring output pixels (kout)
-  bool accumulate;
-};
-
-template <int T, int KB>
-LS_AVX512 void forward_tile(const TileArgs& a) {
-  __m512 acc[T][KB];
-#pragma GCC unroll 32
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_setzero_ps();
-  for (int r = 0; r < a.r; ++r) {
-    const int ih = a.ih0 + r;
-    if (ih < 0 || ih >= a.h) continue;
-    const float* xr = a.x + ih * a.x_row;
-    const float* wr = a.wp + int64_t(r) * a.s * a.cin * kLanes;
-    for (int s = 0; s < a.s; ++s) {
-      const float* xs = xr + s * a.cin;
-      const float* ws = wr + int64_t(s) * a.cin * kLanes;
-      for (int c = 0; c < a.cin; ++c) {
-        __m512 wv[KB];
-#pragma GCC unroll 4
-        for (int b = 0; b < KB; ++b) wv[b] = _mm512_loadu_ps(ws + b * a.wp_block + c * kLanes);
-#pragma GCC unroll 32
-        for (int t = 0; t < T; ++t) {
-          const __m512 xv = _mm512_set1_ps(xs[t * a.x_step + c]);
-#pragma GCC unroll 4
-          for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(wv[b], xv, acc[t][b]);
-        }
-      }
-    }
-  }
-#pragma GCC unroll 32
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) {
-      float* out = a.y + t * a.y_step + b * kLanes;
-      _mm512_storeu_ps(out, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), acc[t][b]) : acc[t][b]);
-    }
-}
-
-using TileFn = void (*)(const TileArgs&);
-
-template <int KB, int... I>
-constexpr std::array<TileFn, sizeof...(I)> forward_table(std::integer_sequence<int, I...>) {
-  return {&forward_tile<I + 1, KB>...};
-}
-
-// forward_tile<T, KB> for T = 1 .. kTileRegisters / KB.
-TileFn forward_tile_fn(int t, int kb) {
-  static constexpr auto t1 = forward_table<1>(std::make_integer_sequence<int, kTileRegisters>());
-  static constexpr auto t2 = forward_table<2>(std::make_integer_sequence<int, kTileRegisters / 2>());
-  static constexpr auto t4 = forward_table<4>(std::make_integer_sequence<int, kTileRegisters / 4>());
-  return kb == 4 ? t4[t - 1] : kb == 2 ? t2[t - 1] : t1[t - 1];
-}
+// Scratch of a forward-shaped pass: the columns' zero margins (none without column padding).
+int64_t padded_floats(const Geometry& g) { return g.pw > 0 ? int64_t(g.h) * g.padded_w() * g.cin : 0; }
 
 // Copies image (h, w, cin) into (h, w + 2 pw, cin) with zero margins.
 void pad_columns(const Geometry& g, const float* in, float* out) {
@@ -150,7 +64,7 @@ void run_forward(const Geometry& g, const float* in, const float* wp, float* out
   for (int n = 0; n < g.n; ++n) {
     const float* x = in + n * in_image;
     if (g.pw > 0) {
-      float* pad = pads + omp_get_thread_num() * g.padded_floats();
+      float* pad = pads + omp_get_thread_num() * padded_floats(g);
       pad_columns(g, x, pad);
       x = pad;
     }
@@ -236,43 +150,69 @@ FilterFn filter_tile_fn(int tc, int kb) {
 }
 
 bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
 }
 
-bool enabled_by_environment() {
+// LOCKSTEP_CPU_CONV: auto (every kernel where it fits), direct (no Winograd) or gemm (none).
+enum class Mode { gemm, direct, all };
+Mode mode_from_environment() {
   const char* v = std::getenv("LOCKSTEP_CPU_CONV");
-  if (v == nullptr || *v == '\0' || std::string(v) == "auto") return true;
-  LS_CHECK(std::string(v) == "gemm",
-           "LOCKSTEP_CPU_CONV must be auto or gemm (the im2col+sgemm path alone), got '" << v << "'");
-  return false;
+  const std::string text = v == nullptr ? "" : v;
+  if (text.empty() || text == "auto") return Mode::all;
+  if (text == "direct") return Mode::direct;
+  LS_CHECK(text == "gemm", "LOCKSTEP_CPU_CONV must be auto, direct (no Winograd) or gemm (the im2col+sgemm path "
+                           "alone), got '" << text << "'");
+  return Mode::gemm;
+}
+
+Mode mode() {
+  static const Mode m = cpu_has_avx512() ? mode_from_environment() : Mode::gemm;
+  return m;
 }
 
 }  // namespace
 
-bool available() {
-  static const bool yes = cpu_has_avx512() && enabled_by_environment();
-  return yes;
-}
+bool available() { return mode() != Mode::gemm; }
 
-unsigned passes(const ConvShape& s) {
-  if (!available()) return 0;
+unsigned possible(const ConvShape& s) {
+  if (!cpu_has_avx512()) return 0;
   const bool pointwise = s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
   if (pointwise) return 0;
   unsigned out = 0;
-  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= forward_pass;
-  if (s.stride_h == 1 && s.stride_w == 1 && s.c % kLanes == 0 && s.pad_h < s.r && s.pad_w < s.s && s.w >= kMinRow)
+  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) {
+    out |= forward_pass;
+    if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k)) out |= winograd_forward;
+  }
+  if (s.stride_h == 1 && s.stride_w == 1 && s.c % kLanes == 0 && s.pad_h < s.r && s.pad_w < s.s && s.w >= kMinRow) {
     out |= data_pass;
+    if (winograd::fits(s.r, s.s, 1, 1, s.k, s.c)) out |= winograd_data;
+  }
   if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= filter_pass;
+  return out;
+}
+
+unsigned passes(const ConvShape& s) {
+  if (mode() == Mode::gemm) return 0;
+  unsigned out = possible(s);
+  // One kernel per pass: Winograd where it fits and is not switched off.
+  const bool winograd = mode() == Mode::all;
+  for (const auto [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass}})
+    if (out & fast) out &= winograd ? ~unsigned(plain) : ~unsigned(fast);
   return out;
 }
 
 int64_t scratch_floats(const ConvShape& s, unsigned which, int threads, int chunks) {
   int64_t need = 0;
   const int64_t filter = int64_t(s.k) * s.r * s.s * s.c;
-  if (which & forward_pass) need = std::max(need, filter + threads * forward_geometry(s).padded_floats());
-  if (which & data_pass) need = std::max(need, filter + threads * data_geometry(s).padded_floats());
+  if (which & forward_pass) need = std::max(need, filter + threads * padded_floats(forward_geometry(s)));
+  if (which & data_pass) need = std::max(need, filter + threads * padded_floats(data_geometry(s)));
   if (which & filter_pass) need = std::max(need, chunks * filter);
+  if (which & winograd_forward) need = std::max(need, winograd::scratch_floats(s, false, threads));
+  if (which & winograd_data) need = std::max(need, winograd::scratch_floats(s, true, threads));
   return need;
 }
 
@@ -281,6 +221,7 @@ void forward(const ConvShape& s, const float* x, const float* w, float* y, float
   // wp[k/16][r][s][c][k%16] = w[k][r][s][c]
   float* wp = scratch;
   const int64_t rsc = int64_t(s.r) * s.s * s.c;
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int k = 0; k < s.k; ++k)
     for (int64_t i = 0; i < rsc; ++i) wp[((k / kLanes) * rsc + i) * kLanes + k % kLanes] = w[k * rsc + i];
   run_forward(g, x, wp, y, false, scratch + g.filter_floats(), threads);
@@ -291,6 +232,7 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
   const Geometry g = data_geometry(s);
   // wp[c/16][r'][s'][k][c%16] = w[k][R-1-r'][S-1-s'][c]
   float* wp = scratch;
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int c = 0; c < s.c; ++c)
     for (int r = 0; r < s.r; ++r)
       for (int t = 0; t < s.s; ++t)
@@ -328,6 +270,7 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
   }
   // dw[k][r][s][c] = sum over chunks, in order, of packed[k/16][r][s][c][k%16].
   const int64_t rsc = int64_t(s.r) * s.s * s.c;
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int k = 0; k < s.k; ++k)
     for (int64_t i = 0; i < rsc; ++i) {
       const int64_t at = ((k / kLanes) * rsc + i) * kLanes + k % kLanes;

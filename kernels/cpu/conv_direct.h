@@ -11,13 +11,26 @@
 
 namespace lockstep::cpu::direct {
 
-// Bits of ConvPlan::cpu_direct: which passes run here.
-enum Pass : unsigned { forward_pass = 1u, data_pass = 2u, filter_pass = 4u };
+// Bits of ConvPlan::cpu_direct: which passes run here, and which of those on Winograd F(2x2, 3x3)
+// (conv_winograd.h) instead of the direct tiles; a pass has at most one bit.
+enum Pass : unsigned {
+  forward_pass = 1u,
+  data_pass = 2u,
+  filter_pass = 4u,
+  winograd_forward = 8u,
+  winograd_data = 16u,
+};
 
-// AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process).
+// AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
+// the direct kernels and leaves Winograd out, for A/B measurements).
 bool available();
 
-// Which passes of a conv these kernels take (0 where !available()): forward and backward-filter
+// Every kernel bit that can compute this shape on this CPU, whatever LOCKSTEP_CPU_CONV says (a
+// plan may hold any of them; both kernels of a pass may be listed).
+unsigned possible(const ConvShape& s);
+
+// Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3 stride-1 forward and
+// backward-data with both channel counts multiples of 16 run on Winograd. Otherwise: forward and backward-filter
 // need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding below the filter
 // size; all three rows of at least 8 pixels (y's for forward and backward-filter, x's for
 // backward-data). Smaller images with more channels (ResNet's last stages) run faster on the

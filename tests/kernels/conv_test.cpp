@@ -5,7 +5,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/conv.h"
@@ -40,7 +42,8 @@ std::vector<Case> cpu_cases() {
       {"odd 3x3 batch 1", conv_shape(1, 7, 5, 3, 5, 3, 3, 1, 1, 1, 1)},
       {"asymmetric 3x1 s(2,1) p(1,0)", conv_shape(3, 7, 5, 3, 5, 3, 1, 2, 1, 1, 0)},
       {"1x1 p1 (padding only)", conv_shape(1, 3, 4, 2, 3, 1, 1, 1, 1, 1, 1)},
-      // Shapes the direct AVX-512 kernels take where the CPU has them (cpu/conv_direct.h): every
+      // Shapes the direct AVX-512 kernels take where the CPU has them (cpu/conv_direct.h; the 3x3
+      // stride-1 ones with channels in 16s on Winograd, and each also on the direct tiles): every
       // register tile width (24, 12 or 6 pixels) with a shorter last tile, stride 2, no padding,
       // a 5x5 filter, 3 input channels (forward and filter direct, data on the GEMM), and rows
       // below 8 pixels (the GEMM again, for the passes whose rows they are).
@@ -55,6 +58,10 @@ std::vector<Case> cpu_cases() {
       {"direct 3x3 s1 p1, 5 -> 16", conv_shape(2, 4, 9, 5, 16, 3, 3, 1, 1, 1, 1)},
       {"rows of 4 (GEMM)", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
       {"direct data only: unpadded, rows of 9 to 7", conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0)},
+      // Winograd's: odd output sizes (tiles past the edge), a last block of one tile, padding 2.
+      {"winograd odd 7x11, 16 -> 32", conv_shape(2, 7, 11, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"winograd 25 tiles of 6, 32 -> 64", conv_shape(1, 9, 10, 32, 64, 3, 3, 1, 1, 1, 1)},
+      {"winograd pad 2", conv_shape(1, 6, 9, 16, 16, 3, 3, 1, 1, 2, 2)},
   };
 }
 
@@ -199,25 +206,53 @@ TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
     expect_same_bits_for_any_thread_count(s);
 }
 
-// Which passes each direct case puts on the direct kernels, and the plan's name for it.
-TEST(ConvCpu, DirectKernelsTakeTheShapesTheyAreFor) {
-  if (!cpu::direct::available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LOCKSTEP_CPU_CONV=gemm)";
+// The default CPU plan for s, then each other kernel choice a plan may hold for it (the direct
+// tiles where the default has Winograd, then the GEMM alone), so that the exact checks below run
+// every kernel. Each is a plan the ops accept; the context's workspace is made to cover them all.
+std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s) {
+  using namespace cpu::direct;
+  std::vector<ConvPlan> plans{plan_conv2d(ctx, s, DType::f32)};
+  const unsigned direct_tiles = possible(s) & (forward_pass | data_pass | filter_pass);
+  for (const auto& [bits, name] : {std::pair{direct_tiles, "direct tiles"}, std::pair{0u, "im2col+sgemm"}}) {
+    bool seen = false;
+    for (const ConvPlan& p : plans) seen = seen || p.cpu_direct == bits;
+    if (seen) continue;
+    ConvPlan p = plans.front();
+    p.cpu_direct = bits;
+    p.algorithms = name;
+    plans.push_back(p);
+  }
+  ctx.reserve_workspace(size_t(64) << 20);
+  return plans;
+}
+
+bool cpu_conv_mode_is_default() {
+  const char* v = std::getenv("LOCKSTEP_CPU_CONV");
+  return v == nullptr || *v == '\0' || std::string(v) == "auto";
+}
+
+// Which kernel each pass of a shape gets, and the plan's name for it.
+TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
+  if (!cpu::direct::available() || !cpu_conv_mode_is_default())
+    GTEST_SKIP() << "no AVX-512 on this CPU, or LOCKSTEP_CPU_CONV set";
   using namespace cpu::direct;
   Context ctx(Device::cpu());
-  const unsigned all = forward_pass | data_pass | filter_pass;
   const struct {
     ConvShape s;
     unsigned passes;
     const char* name;
   } cases[] = {
-      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), all, "cpu direct avx512: forward, backward-data, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | filter_pass,
+       "cpu winograd F(2x2,3x3): forward, backward-data; direct avx512: backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 5, 5, 1, 1, 2, 2), forward_pass | data_pass | filter_pass,
+       "cpu direct avx512: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
-      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), data_pass,
-       "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
+      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), winograd_data,
+       "cpu winograd F(2x2,3x3): backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
        "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
@@ -229,56 +264,58 @@ TEST(ConvCpu, DirectKernelsTakeTheShapesTheyAreFor) {
     EXPECT_EQ(plan.cpu_direct, c.passes);
     EXPECT_EQ(plan.algorithms, c.name);
   }
-  // A plan claiming a pass its shape cannot take is refused before any kernel runs.
-  ConvPlan plan = plan_conv2d(ctx, conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), DType::f32);
-  plan.cpu_direct |= data_pass;
-  OwnedTensor dy(Device::cpu(), plan.shape.y_shape(), DType::f32), w(Device::cpu(), plan.shape.w_shape(), DType::f32),
-      dx(Device::cpu(), plan.shape.x_shape(), DType::f32);
-  try {
-    conv2d_backward_data(ctx, plan, dy, w, dx);
-    ADD_FAILURE() << "a plan asking for a direct pass its shape cannot take was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("direct kernels"), std::string::npos) << e.what();
+  // A plan claiming a kernel its shape cannot take is refused before any kernel runs.
+  for (unsigned bit : {unsigned(data_pass), unsigned(winograd_data)}) {
+    ConvPlan plan = plan_conv2d(ctx, conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), DType::f32);
+    plan.cpu_direct |= bit;
+    OwnedTensor dy(Device::cpu(), plan.shape.y_shape(), DType::f32), w(Device::cpu(), plan.shape.w_shape(), DType::f32),
+        dx(Device::cpu(), plan.shape.x_shape(), DType::f32);
+    try {
+      conv2d_backward_data(ctx, plan, dy, w, dx);
+      ADD_FAILURE() << "a plan asking for kernel bit " << bit << " its shape cannot take was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("direct kernels"), std::string::npos) << e.what();
+    }
   }
 }
 
-// The direct kernels against the im2col+sgemm path on the same plan with cpu_direct cleared, on
-// random floats at ResNet-like sizes (the exact checks below use small integers and small shapes):
-// the sums run in another order, so they agree to rounding.
-TEST(ConvCpu, DirectKernelsMatchTheGemmPath) {
+// Every kernel choice against the im2col+sgemm path, on random floats at ResNet-like sizes (the
+// exact checks below use small integers and small shapes): the sums run in other orders (and
+// Winograd's through its transforms), so they agree to rounding.
+TEST(ConvCpu, EveryKernelMatchesTheGemmPath) {
   if (!cpu::direct::available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LOCKSTEP_CPU_CONV=gemm)";
   for (const ConvShape& s : {conv_shape(4, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1), conv_shape(4, 16, 16, 32, 32, 3, 3, 1, 1, 1, 1),
-                             conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1),
-                             conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3)}) {
+                             conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 15, 9, 64, 48, 3, 3, 1, 1, 1, 1),
+                             conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1), conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3)}) {
     SCOPED_TRACE(s.str());
     Context ctx(Device::cpu());
-    const ConvPlan direct = plan_conv2d(ctx, s, DType::f32);
-    ASSERT_NE(direct.cpu_direct, 0u);
-    ConvPlan gemm = direct;
-    gemm.cpu_direct = 0;
-    ctx.reserve_workspace(size_t(1) << 26);
+    const std::vector<ConvPlan> plans = cpu_plans(ctx, s);
+    ASSERT_NE(plans.front().cpu_direct, 0u);
+    ASSERT_EQ(plans.back().cpu_direct, 0u);
     OwnedTensor x = test::host_tensor(s.x_shape(), test::random_floats(s.x_shape().numel(), seed_of(s, 31)));
     OwnedTensor w = test::host_tensor(s.w_shape(), test::random_floats(s.w_shape().numel(), seed_of(s, 32)));
     OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_floats(s.y_shape().numel(), seed_of(s, 33)));
-    std::vector<std::vector<float>> got[2];
-    for (int i = 0; i < 2; ++i) {
-      const ConvPlan& plan = i == 0 ? direct : gemm;
+    std::vector<std::vector<std::vector<float>>> got;
+    for (const ConvPlan& plan : plans) {
       OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32),
           dw(Device::cpu(), s.w_shape(), DType::f32);
       conv2d_forward(ctx, plan, x, w, y);
       conv2d_backward_data(ctx, plan, dy, w, dx);
       conv2d_backward_filter(ctx, plan, x, dy, dw);
-      got[i] = {test::host_values(y), test::host_values(dx), test::host_values(dw)};
+      got.push_back({test::host_values(y), test::host_values(dx), test::host_values(dw)});
     }
     const char* names[] = {"y", "dx", "dw"};
-    for (int t = 0; t < 3; ++t) {
-      double worst = 0, scale = 0;
-      for (size_t i = 0; i < got[0][t].size(); ++i) {
-        worst = std::max(worst, double(std::fabs(got[0][t][i] - got[1][t][i])));
-        scale = std::max(scale, double(std::fabs(got[1][t][i])));
+    for (size_t v = 0; v + 1 < plans.size(); ++v)
+      for (int t = 0; t < 3; ++t) {
+        const std::vector<float>&a = got[v][t], &b = got.back()[t];
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < a.size(); ++i) {
+          worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+          scale = std::max(scale, double(std::fabs(b[i])));
+        }
+        EXPECT_LE(worst, 1e-5 * std::max(1.0, scale))
+            << plans[v].algorithms << ", " << names[t] << ": largest difference " << worst << " of " << scale;
       }
-      EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << names[t] << ": largest difference " << worst << " of " << scale;
-    }
   }
 }
 
@@ -287,24 +324,27 @@ TEST(ConvCpu, ForwardMatchesNaiveLoopsExactly) {
   for (const Case& c : cpu_cases()) {
     SCOPED_TRACE(c.name);
     const ConvShape& s = c.s;
-    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
     OwnedTensor x = test::host_tensor(s.x_shape(), test::random_small_ints(s.x_shape().numel(), seed_of(s, 1)));
     OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 2)));
-    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32);
-    test::poison(ctx, y);
-    conv2d_forward(ctx, plan, x, w, y);
-    EXPECT_EQ(test::host_values(y), to_floats(naive_forward(s, x.data<float>(), w.data<float>())));
+    const std::vector<float> want = to_floats(naive_forward(s, x.data<float>(), w.data<float>()));
+    for (const ConvPlan& plan : cpu_plans(ctx, s)) {
+      SCOPED_TRACE(plan.algorithms);
+      OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32);
+      test::poison(ctx, y);
+      conv2d_forward(ctx, plan, x, w, y);
+      EXPECT_EQ(test::host_values(y), want);
+    }
   }
 }
 
-// Both backward passes against the naive scatter of every term, exactly on small integers, with
-// NaN-poisoned outputs so that "overwritten, not accumulated" is checked too.
+// Both backward passes against the naive scatter of every term, exactly on small integers (for
+// every kernel choice), with NaN-poisoned outputs so that "overwritten, not accumulated" is
+// checked too.
 TEST(ConvCpu, BackwardMatchesNaiveLoopsExactly) {
   Context ctx(Device::cpu());
   for (const Case& c : cpu_cases()) {
     SCOPED_TRACE(c.name);
     const ConvShape& s = c.s;
-    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
     OwnedTensor x = test::host_tensor(s.x_shape(), test::random_small_ints(s.x_shape().numel(), seed_of(s, 3)));
     OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 4)));
     OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_small_ints(s.y_shape().numel(), seed_of(s, 5)));
@@ -313,35 +353,41 @@ TEST(ConvCpu, BackwardMatchesNaiveLoopsExactly) {
       dx_ref[xi] += double(dy.data<float>()[yi]) * w.data<float>()[wi];
       dw_ref[wi] += double(dy.data<float>()[yi]) * x.data<float>()[xi];
     });
-    OwnedTensor dx(Device::cpu(), s.x_shape(), DType::f32), dw(Device::cpu(), s.w_shape(), DType::f32);
-    test::poison(ctx, dx);
-    test::poison(ctx, dw);
-    conv2d_backward_data(ctx, plan, dy, w, dx);
-    conv2d_backward_filter(ctx, plan, x, dy, dw);
-    EXPECT_EQ(test::host_values(dx), to_floats(dx_ref));
-    EXPECT_EQ(test::host_values(dw), to_floats(dw_ref));
+    for (const ConvPlan& plan : cpu_plans(ctx, s)) {
+      SCOPED_TRACE(plan.algorithms);
+      OwnedTensor dx(Device::cpu(), s.x_shape(), DType::f32), dw(Device::cpu(), s.w_shape(), DType::f32);
+      test::poison(ctx, dx);
+      test::poison(ctx, dw);
+      conv2d_backward_data(ctx, plan, dy, w, dx);
+      conv2d_backward_filter(ctx, plan, x, dy, dw);
+      EXPECT_EQ(test::host_values(dx), to_floats(dx_ref));
+      EXPECT_EQ(test::host_values(dw), to_floats(dw_ref));
+    }
   }
 }
 
-// accumulate: dx += the input gradient (1x1 convs through the GEMM's beta, others through col2im
-// into the existing values), exactly on small integers.
+// accumulate: dx += the input gradient (1x1 convs through the GEMM's beta, others through col2im,
+// the direct tiles or Winograd's output transform into the existing values), exactly on small
+// integers, for every kernel choice.
 TEST(ConvCpu, BackwardDataAccumulatesExactly) {
   Context ctx(Device::cpu());
   for (const Case& c : cpu_cases()) {
     SCOPED_TRACE(c.name);
     const ConvShape& s = c.s;
-    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
     OwnedTensor w = test::host_tensor(s.w_shape(), test::random_small_ints(s.w_shape().numel(), seed_of(s, 21)));
     OwnedTensor dy = test::host_tensor(s.y_shape(), test::random_small_ints(s.y_shape().numel(), seed_of(s, 22)));
     const std::vector<float> prior = test::random_small_ints(s.x_shape().numel(), seed_of(s, 23));
-    OwnedTensor plain(Device::cpu(), s.x_shape(), DType::f32);
-    test::poison(ctx, plain);
-    conv2d_backward_data(ctx, plan, dy, w, plain);
-    OwnedTensor dx = test::host_tensor(s.x_shape(), prior);
-    conv2d_backward_data(ctx, plan, dy, w, dx, /*accumulate=*/true);
-    std::vector<float> want = test::host_values(plain);
-    for (size_t i = 0; i < want.size(); ++i) want[i] += prior[i];
-    EXPECT_EQ(test::host_values(dx), want);
+    for (const ConvPlan& plan : cpu_plans(ctx, s)) {
+      SCOPED_TRACE(plan.algorithms);
+      OwnedTensor plain(Device::cpu(), s.x_shape(), DType::f32);
+      test::poison(ctx, plain);
+      conv2d_backward_data(ctx, plan, dy, w, plain);
+      OwnedTensor dx = test::host_tensor(s.x_shape(), prior);
+      conv2d_backward_data(ctx, plan, dy, w, dx, /*accumulate=*/true);
+      std::vector<float> want = test::host_values(plain);
+      for (size_t i = 0; i < want.size(); ++i) want[i] += prior[i];
+      EXPECT_EQ(test::host_values(dx), want);
+    }
   }
 }
 

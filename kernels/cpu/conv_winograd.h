@@ -1,0 +1,23 @@
+// Winograd F(2x2, 3x3) convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with
+// channels in multiples of 16 computed with 16 multiplies per 2x2 outputs instead of 36.
+// Forward and backward-data (the rotated filter, as in conv_direct.cpp); conv_direct.h's
+// passes() decides where it runs. Each output is a sum in an order fixed by the shape.
+#pragma once
+#include <cstdint>
+
+#include "kernels/conv.h"
+
+namespace lockstep::cpu::winograd {
+
+// A 3x3 stride-1 pass with input and output channels in multiples of 16 (the forward-shaped
+// geometry: for backward-data, dy's channels in and x's out).
+bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout);
+
+// Floats of scratch for forward (data = false) or backward-data with `threads` threads.
+int64_t scratch_floats(const ConvShape& s, bool data, int threads);
+
+void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads);
+void backward_data(const ConvShape& s, const float* dy, const float* w, float* dx, bool accumulate,
+                   float* scratch, int threads);
+
+}  // namespace lockstep::cpu::winograd
