@@ -142,7 +142,7 @@ size_t scratch_bytes(const ConvShape& s, int threads) {
 size_t plan_bytes(const ConvShape& s, unsigned direct, int threads) {
   using namespace cpu::direct;
   const bool all = (direct & (forward_pass | winograd_forward)) && (direct & (data_pass | winograd_data)) &&
-                   (direct & filter_pass);
+                   (direct & (filter_pass | winograd_filter));
   const size_t gemm = all ? 0 : scratch_bytes(s, threads);
   const size_t own = size_t(cpu::direct::scratch_floats(s, direct, threads, filter_chunks(s))) * sizeof(float);
   return std::max(gemm, own);
@@ -215,20 +215,20 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   if (plan.cpu_direct == 0) {
     plan.algorithms = "cpu " + gemm;
   } else {
-    // e.g. "cpu winograd F(2x2,3x3): forward, backward-data; direct avx512: backward-filter"
+    // e.g. "cpu winograd: forward, backward-data; direct avx512: backward-filter"
     using namespace cpu::direct;
     const struct {
       unsigned winograd, direct;
       const char* name;
     } passes[] = {{winograd_forward, forward_pass, "forward"},
                   {winograd_data, data_pass, "backward-data"},
-                  {0, filter_pass, "backward-filter"}};
+                  {winograd_filter, filter_pass, "backward-filter"}};
     std::string lists[3];  // Winograd, direct, GEMM
     for (const auto& p : passes) {
       std::string& list = lists[plan.cpu_direct & p.winograd ? 0 : plan.cpu_direct & p.direct ? 1 : 2];
       list += (list.empty() ? "" : ", ") + std::string(p.name);
     }
-    const std::string names[3] = {"winograd F(2x2,3x3)", "direct avx512", gemm};
+    const std::string names[3] = {"winograd", "direct avx512", gemm};
     for (int i = 0; i < 3; ++i)
       if (!lists[i].empty())
         plan.algorithms += (plan.algorithms.empty() ? "cpu " : "; ") + names[i] + ": " + lists[i];
@@ -309,6 +309,12 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
   const char* op = "conv2d_backward_filter";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &dy, &dw}, op);
+  if (plan.cpu_direct & cpu::direct::winograd_filter) {
+    cpu::winograd::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(),
+                                   static_cast<float*>(ctx.workspace()), g.chunks,
+                                   direct_threads(ctx, s, cpu::direct::winograd_filter, g.chunks));
+    return;
+  }
   if (plan.cpu_direct & cpu::direct::filter_pass) {
     cpu::direct::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(),
                                  static_cast<float*>(ctx.workspace()), g.chunks,

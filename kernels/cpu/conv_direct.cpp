@@ -191,7 +191,10 @@ unsigned possible(const ConvShape& s) {
     out |= data_pass;
     if (winograd::fits(s.r, s.s, 1, 1, s.k, s.c)) out |= winograd_data;
   }
-  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= filter_pass;
+  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) {
+    out |= filter_pass;
+    if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k)) out |= winograd_filter;
+  }
   return out;
 }
 
@@ -200,7 +203,8 @@ unsigned passes(const ConvShape& s) {
   unsigned out = possible(s);
   // One kernel per pass: Winograd where it fits and is not switched off.
   const bool winograd = mode() == Mode::all;
-  for (const auto [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass}})
+  for (const auto [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass},
+                                   std::pair{winograd_filter, filter_pass}})
     if (out & fast) out &= winograd ? ~unsigned(plain) : ~unsigned(fast);
   return out;
 }
@@ -213,6 +217,7 @@ int64_t scratch_floats(const ConvShape& s, unsigned which, int threads, int chun
   if (which & filter_pass) need = std::max(need, chunks * filter);
   if (which & winograd_forward) need = std::max(need, winograd::scratch_floats(s, false, threads));
   if (which & winograd_data) need = std::max(need, winograd::scratch_floats(s, true, threads));
+  if (which & winograd_filter) need = std::max(need, winograd::filter_scratch_floats(s, threads, chunks));
   return need;
 }
 

@@ -19,6 +19,7 @@ enum Pass : unsigned {
   filter_pass = 4u,
   winograd_forward = 8u,
   winograd_data = 16u,
+  winograd_filter = 32u,
 };
 
 // AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
@@ -29,8 +30,8 @@ bool available();
 // plan may hold any of them; both kernels of a pass may be listed).
 unsigned possible(const ConvShape& s);
 
-// Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3 stride-1 forward and
-// backward-data with both channel counts multiples of 16 run on Winograd. Otherwise: forward and backward-filter
+// Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3
+// stride-1 passes with both channel counts multiples of 16 run on Winograd. Otherwise: forward and backward-filter
 // need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding below the filter
 // size; all three rows of at least 8 pixels (y's for forward and backward-filter, x's for
 // backward-data). Smaller images with more channels (ResNet's last stages) run faster on the

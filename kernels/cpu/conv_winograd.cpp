@@ -3,20 +3,27 @@
 // A 2x2 block of outputs is Y = A^T [U (.) V] A, with U = G g G^T the 4x4 transform of a 3x3
 // filter and V = B^T d B that of the 4x4 input patch under the block. Per image, the output's
 // 2x2 tiles are taken in blocks of T (raster order), and for each block:
-//   1. V[xi][t][c] for the block's tiles, 16 input channels per vector (the image was copied
-//      with zero margins, so every patch is in bounds);
+//   1. V[xi][t][c] for the block's tiles, 16 input channels per vector (the parts of a patch in
+//      the padding read as zeros);
 //   2. for each of the 16 positions xi, M[xi][t][k] = sum over c of V[xi][t][c] U[xi][c][k]:
 //      the direct kernels' register tile (conv_tile.h) with one tap and the tiles as its pixels;
 //   3. Y = A^T M A for each tile, 16 output channels per vector, stored (or added) where the
 //      tile lies inside the output.
 // V and M of a block stay in cache (16 x T x channels floats each). U is made once per call.
+// Backward-filter is F(3x3, 2x2), the same identity read for the filter: dw = G^T [sum over tiles
+// of (A e A^T) (.) (B^T d B)] G, with e the 2x2 tile of dy and d the 4x4 patch of x under it. Per
+// block of whole images (about 1 MB of V and E), E of dy and V of x (as forward's) are reduced
+// into M[xi][k][c] by a register tile of input channels x output channel vectors; each chunk of
+// images has its own M, the chunks are added in order and G^T M G is taken once at the end.
 // The transforms only add, subtract and halve, so on small integers the result is exact.
 #include "kernels/cpu/conv_winograd.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "kernels/cpu/conv_tile.h"
 
@@ -26,25 +33,33 @@ namespace {
 
 using namespace tile;
 
-constexpr int kXi = 16;  // positions of a transformed tile
+constexpr int kXi = 16;           // positions of a transformed tile
+// Backward-filter: floats of V and E a thread may hold, so that a block spans whole images and M is
+// loaded and stored once per block, not per image's tiles (resnet20's 8x8 stage has 16 tiles).
+constexpr int64_t kFilterBlockFloats = int64_t(1) << 18;
 
 // The per-image layout of a forward-shaped pass.
 struct Plan {
   Geometry g;
   int tiles_h, tiles_w;  // 2x2 output tiles per column and row
   int kb, block;         // vectors per register tile, tiles per block
-  int64_t padded_h() const { return 2 * int64_t(tiles_h) + 2; }
-  int64_t padded_w() const { return 2 * int64_t(tiles_w) + 2; }
-  int64_t padded_floats() const { return padded_h() * padded_w() * g.cin; }
+  int images = 1;        // backward-filter: whole images per block (block = images x tiles per image)
+  // Per thread: V of a block, and M (forward) or E (backward-filter) of a block.
   int64_t v_floats() const { return int64_t(kXi) * block * g.cin; }
   int64_t m_floats() const { return int64_t(kXi) * block * g.kout; }
-  int64_t thread_floats() const { return padded_floats() + v_floats() + m_floats(); }
+  int64_t thread_floats() const { return v_floats() + m_floats(); }
   int64_t u_floats() const { return int64_t(kXi) * g.cin * g.kout; }
+  int64_t zero_floats() const { return std::max(g.cin, g.kout); }  // a row of zeros for the padding
 };
 
-Plan plan_for(const Geometry& g) {
+Plan plan_for(const Geometry& g, bool filter = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
+  if (filter) {
+    const int64_t image = int64_t(kXi) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
+    p.images = static_cast<int>(std::clamp<int64_t>(kFilterBlockFloats / image, 1, g.n));
+    p.block = p.images * p.tiles_h * p.tiles_w;
+  }
   return p;
 }
 
@@ -73,39 +88,42 @@ void transform_filter(const Plan& p, Filter filter, float* u, int threads) {
     }
 }
 
-// The image (h, w, cin) into (padded_h, padded_w, cin) at row ph, column pw, zeros around it.
-void pad_image(const Plan& p, const float* in, float* out) {
-  const Geometry& g = p.g;
-  std::fill(out, out + p.padded_floats(), 0.0f);
-  const int64_t row = int64_t(g.w) * g.cin;
-  for (int i = 0; i < g.h; ++i)
-    std::memcpy(out + ((i + g.ph) * p.padded_w() + g.pw) * g.cin, in + i * row, sizeof(float) * size_t(row));
+// V[xi][t][c] = (B^T d B)[xi] for the 4x4 patch whose pixel (i, j) is at src[i][j] (a zero row
+// where it lies in the padding), 16 input channels per vector.
+LS_AVX512 inline void transform_patch(const float* const (&src)[4][4], int cin, int64_t xi_stride, float* v) {
+  for (int c = 0; c < cin; c += kLanes) {
+    __m512 d[4][4], b[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) d[i][j] = _mm512_loadu_ps(src[i][j] + c);
+    for (int j = 0; j < 4; ++j) {  // b = B^T d
+      b[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+      b[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+      b[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+      b[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    }
+    for (int i = 0; i < 4; ++i) {  // V = b B
+      const __m512 out[4] = {_mm512_sub_ps(b[i][0], b[i][2]), _mm512_add_ps(b[i][1], b[i][2]),
+                             _mm512_sub_ps(b[i][2], b[i][1]), _mm512_sub_ps(b[i][1], b[i][3])};
+      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(v + (4 * i + j) * xi_stride + c, out[j]);
+    }
+  }
 }
 
-// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi].
-LS_AVX512 void transform_input(const Plan& p, const float* padded, int t0, int count, float* v) {
-  const int cin = p.g.cin;
-  const int64_t row = p.padded_w() * cin;
+// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi]; `zeros`
+// holds at least cin zeros.
+LS_AVX512 void transform_input(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
+  const Geometry& g = p.g;
+  const int64_t xi_stride = int64_t(p.block) * g.cin;
   for (int t = 0; t < count; ++t) {
     const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const float* d0 = padded + (2 * ti) * row + (2 * tj) * int64_t(cin);
-    for (int c = 0; c < cin; c += kLanes) {
-      __m512 d[4][4], b[4][4];
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) d[i][j] = _mm512_loadu_ps(d0 + i * row + j * cin + c);
-      for (int j = 0; j < 4; ++j) {  // b = B^T d
-        b[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-        b[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-        b[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-        b[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    const int ih = 2 * ti - g.ph, iw = 2 * tj - g.pw;  // the patch's first input row and column
+    const float* src[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) {
+        const bool in = ih + i >= 0 && ih + i < g.h && iw + j >= 0 && iw + j < g.w;
+        src[i][j] = in ? image + (int64_t(ih + i) * g.w + iw + j) * g.cin : zeros;
       }
-      for (int i = 0; i < 4; ++i) {  // V = b B
-        const __m512 out[4] = {_mm512_sub_ps(b[i][0], b[i][2]), _mm512_add_ps(b[i][1], b[i][2]),
-                               _mm512_sub_ps(b[i][2], b[i][1]), _mm512_sub_ps(b[i][1], b[i][3])};
-        for (int j = 0; j < 4; ++j)
-          _mm512_storeu_ps(v + (int64_t(4 * i + j) * p.block + t) * cin + c, out[j]);
-      }
-    }
+    transform_patch(src, g.cin, xi_stride, v + int64_t(t) * g.cin);
   }
 }
 
@@ -134,26 +152,139 @@ LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count
   }
 }
 
-// out = the pass over every image; scratch holds U, then each thread's padded image, V and M.
+// E[xi][t][k] = (A e A^T)[xi] for the dy tile e of each of `count` tiles from t0 (zero past the
+// output's edge), 16 output channels per vector: the weight gradient's transform of dy.
+LS_AVX512 void transform_dy(const Plan& p, const float* dy, const float* zeros, int t0, int count, float* e) {
+  const int kout = p.g.kout;
+  for (int t = 0; t < count; ++t) {
+    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
+    const float* src[2][2];
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j)
+        src[i][j] = 2 * ti + i < p.g.p && 2 * tj + j < p.g.q
+                        ? dy + ((int64_t(2 * ti + i) * p.g.q) + 2 * tj + j) * kout
+                        : zeros;
+    for (int k = 0; k < kout; k += kLanes) {
+      __m512 d[2][2], a[4][2];
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) d[i][j] = _mm512_loadu_ps(src[i][j] + k);
+      for (int j = 0; j < 2; ++j) {  // a = A d, A = [1 0; 1 1; 1 -1; 0 -1]
+        a[0][j] = d[0][j];
+        a[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
+        a[2][j] = _mm512_sub_ps(d[0][j], d[1][j]);
+        a[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
+      }
+      for (int i = 0; i < 4; ++i) {  // E = a A^T
+        const __m512 out[4] = {a[i][0], _mm512_add_ps(a[i][0], a[i][1]), _mm512_sub_ps(a[i][0], a[i][1]),
+                               _mm512_sub_ps(_mm512_setzero_ps(), a[i][1])};
+        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(e + (int64_t(4 * i + j) * p.block + t) * kout + k, out[j]);
+      }
+    }
+  }
+}
+
+// M[kb][c][16] += sum over the block's tiles t of E[t][k] V[t][c] for one position xi, TC input
+// channels x KB vectors of output channels in registers.
+struct ReduceArgs {
+  const float* e;   // E[xi] at (t = 0, the tile's first output channel); tiles kout floats apart
+  const float* v;   // V[xi] at (t = 0, the tile's first input channel); tiles cin floats apart
+  int count, cin, kout;
+  float* m;         // M[xi] at (first channel block, first input channel)
+  int64_t m_block;  // floats between channel blocks of M (cin * 16)
+  bool first;       // M holds nothing yet: start from zero instead of loading it
+};
+
+template <int TC, int KB>
+LS_AVX512 void reduce_tile(const ReduceArgs& a) {
+  __m512 acc[TC][KB];
+#pragma GCC unroll 32
+  for (int t = 0; t < TC; ++t)
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b)
+      acc[t][b] = a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.m + b * a.m_block + t * kLanes);
+  for (int i = 0; i < a.count; ++i) {
+    const float* ei = a.e + int64_t(i) * a.kout;
+    const float* vi = a.v + int64_t(i) * a.cin;
+    __m512 ev[KB];
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) ev[b] = _mm512_loadu_ps(ei + b * kLanes);
+#pragma GCC unroll 32
+    for (int t = 0; t < TC; ++t) {
+      const __m512 xv = _mm512_set1_ps(vi[t]);
+#pragma GCC unroll 4
+      for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(ev[b], xv, acc[t][b]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < TC; ++t)
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) _mm512_storeu_ps(a.m + b * a.m_block + t * kLanes, acc[t][b]);
+}
+
+using ReduceFn = void (*)(const ReduceArgs&);
+
+template <int KB, int... I>
+constexpr std::array<ReduceFn, sizeof...(I)> reduce_table(std::integer_sequence<int, I...>) {
+  return {&reduce_tile<I + 1, KB>...};
+}
+
+ReduceFn reduce_tile_fn(int tc, int kb) {
+  static constexpr auto t1 = reduce_table<1>(std::make_integer_sequence<int, kTileRegisters>());
+  static constexpr auto t2 = reduce_table<2>(std::make_integer_sequence<int, kTileRegisters / 2>());
+  static constexpr auto t4 = reduce_table<4>(std::make_integer_sequence<int, kTileRegisters / 4>());
+  return kb == 4 ? t4[tc - 1] : kb == 2 ? t2[tc - 1] : t1[tc - 1];
+}
+
+// dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the chunks' M added
+// in order, then G^T M G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], one lane per output channel.
+LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
+  const int cin = p.g.cin, kblocks = p.g.kout / kLanes;
+  const __m512 half = _mm512_set1_ps(0.5f);
+  __m512 mm[4][4], t[3][4];
+  for (int xi = 0; xi < kXi; ++xi) {
+    const float* at = m + ((int64_t(xi) * kblocks + kb) * cin + c) * kLanes;
+    __m512 sum = _mm512_loadu_ps(at);
+    for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
+    mm[xi / 4][xi % 4] = sum;
+  }
+  for (int j = 0; j < 4; ++j) {  // t = G^T mm
+    const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(mm[1][j], mm[2][j]));
+    t[0][j] = _mm512_add_ps(mm[0][j], mid);
+    t[1][j] = _mm512_mul_ps(half, _mm512_sub_ps(mm[1][j], mm[2][j]));
+    t[2][j] = _mm512_add_ps(mid, mm[3][j]);
+  }
+  // Lane l is output channel 16 kb + l, whose (r, s) element lies 9 * cin floats after lane l-1's.
+  const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(9 * cin));
+  float* base = dw + (int64_t(kb) * kLanes * 9) * cin + c;
+  for (int r = 0; r < 3; ++r) {  // dw = t G
+    const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(t[r][1], t[r][2]));
+    const __m512 out[3] = {_mm512_add_ps(t[r][0], mid), _mm512_mul_ps(half, _mm512_sub_ps(t[r][1], t[r][2])),
+                           _mm512_add_ps(mid, t[r][3])};
+    for (int s = 0; s < 3; ++s) _mm512_i32scatter_ps(base + (r * 3 + s) * cin, lanes, out[s], 4);
+  }
+}
+
+// out = the pass over every image; scratch holds U, a row of zeros, then each thread's V and M.
 void run(const Plan& p, const float* in, float* out, bool accumulate, float* scratch, int threads) {
   const Geometry& g = p.g;
   const float* u = scratch;
-  float* per_thread = scratch + p.u_floats();
+  float* zeros = scratch + p.u_floats();
+  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
+  float* per_thread = zeros + p.zero_floats();
   const int64_t in_image = int64_t(g.h) * g.w * g.cin, out_image = int64_t(g.p) * g.q * g.kout;
   const int tiles = p.tiles_h * p.tiles_w;
   const int kblocks = g.kout / kLanes;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int n = 0; n < g.n; ++n) {
-    float* padded = per_thread + omp_get_thread_num() * p.thread_floats();
-    float* v = padded + p.padded_floats();
+    float* v = per_thread + omp_get_thread_num() * p.thread_floats();
     float* m = v + p.v_floats();
-    pad_image(p, in + n * in_image, padded);
     TileArgs a{};
     a.x_row = 0, a.x_step = g.cin, a.ih0 = 0, a.h = 1, a.r = 1, a.s = 1, a.cin = g.cin;
     a.wp_block = int64_t(g.cin) * kLanes, a.y_step = g.kout, a.accumulate = false;
     for (int t0 = 0; t0 < tiles; t0 += p.block) {
       const int count = std::min(p.block, tiles - t0);
-      transform_input(p, padded, t0, count, v);
+      transform_input(p, in + n * in_image, zeros, t0, count, v);
       const TileFn multiply = forward_tile_fn(count, p.kb);
       for (int xi = 0; xi < kXi; ++xi)
         for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes) {
@@ -175,7 +306,7 @@ bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout) {
 
 int64_t scratch_floats(const ConvShape& s, bool data, int threads) {
   const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s));
-  return p.u_floats() + threads * p.thread_floats();
+  return p.u_floats() + p.zero_floats() + threads * p.thread_floats();
 }
 
 void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads) {
@@ -194,6 +325,55 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
   transform_filter(p, [&](int c, int r, int t, int k) { return w[k * rsc + ((2 - r) * 3 + (2 - t)) * s.c + c]; },
                    scratch, threads);
   run(p, dy, dx, accumulate, scratch, threads);
+}
+
+int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks) {
+  const Plan p = plan_for(forward_geometry(s), true);
+  return chunks * p.u_floats() + p.zero_floats() + threads * p.thread_floats();
+}
+
+void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* scratch, int chunks,
+                     int threads) {
+  const Plan p = plan_for(forward_geometry(s), true);
+  const Geometry& g = p.g;
+  const int tiles = p.tiles_h * p.tiles_w, kblocks = g.kout / kLanes, tcmax = kTileRegisters / p.kb;
+  const int64_t x_image = int64_t(g.h) * g.w * g.cin, dy_image = int64_t(g.p) * g.q * g.kout;
+  const int64_t m_floats = p.u_floats();  // one chunk's M[xi][k / 16][c][k % 16]
+  float* zeros = scratch + chunks * m_floats;
+  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
+  float* per_thread = zeros + p.zero_floats();
+  const int per_chunk = (g.n + chunks - 1) / chunks;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    float* m = scratch + chunk * m_floats;
+    float* v = per_thread + omp_get_thread_num() * p.thread_floats();
+    float* e = v + p.v_floats();
+    const int n0 = std::min(g.n, chunk * per_chunk), n1 = std::min(g.n, n0 + per_chunk);
+    if (n0 >= n1) std::fill(m, m + m_floats, 0.0f);  // an empty chunk adds zero
+    for (int n = n0; n < n1; n += p.images) {
+      // V and E of the block's images, image j's tiles at j * tiles.
+      const int images = std::min(p.images, n1 - n);
+      for (int j = 0; j < images; ++j) {
+        transform_input(p, x + (n + j) * x_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
+        transform_dy(p, dy + (n + j) * dy_image, zeros, 0, tiles, e + int64_t(j) * tiles * g.kout);
+      }
+      ReduceArgs a{};
+      a.count = images * tiles, a.cin = g.cin, a.kout = g.kout, a.m_block = int64_t(g.cin) * kLanes;
+      a.first = n == n0;
+      for (int xi = 0; xi < kXi; ++xi)
+        for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes)
+          for (int c0 = 0; c0 < g.cin; c0 += tcmax) {
+            a.e = e + int64_t(xi) * p.block * g.kout + k0;
+            a.v = v + int64_t(xi) * p.block * g.cin + c0;
+            a.m = m + ((int64_t(xi) * kblocks + k0 / kLanes) * g.cin + c0) * kLanes;
+            reduce_tile_fn(std::min(tcmax, g.cin - c0), p.kb)(a);
+          }
+    }
+  }
+  // dw(k, r, s, c) = (G^T M G)(r, s), M summed over the chunks in order.
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int kb = 0; kb < kblocks; ++kb)
+    for (int c = 0; c < g.cin; ++c) filter_output(p, scratch, m_floats, chunks, kb, c, dw);
 }
 
 }  // namespace lockstep::cpu::winograd

@@ -1,6 +1,7 @@
 // Winograd F(2x2, 3x3) convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with
 // channels in multiples of 16 computed with 16 multiplies per 2x2 outputs instead of 36.
-// Forward and backward-data (the rotated filter, as in conv_direct.cpp); conv_direct.h's
+// Forward, backward-data (the rotated filter, as in conv_direct.cpp) and backward-filter
+// (F(3x3, 2x2)); conv_direct.h's
 // passes() decides where it runs. Each output is a sum in an order fixed by the shape.
 #pragma once
 #include <cstdint>
@@ -19,5 +20,11 @@ int64_t scratch_floats(const ConvShape& s, bool data, int threads);
 void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads);
 void backward_data(const ConvShape& s, const float* dy, const float* w, float* dx, bool accumulate,
                    float* scratch, int threads);
+
+// Backward-filter, F(3x3, 2x2): the batch cut into `chunks` (each its own partial sum, added in
+// order), so the result does not depend on the thread count.
+int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks);
+void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* scratch, int chunks,
+                     int threads);
 
 }  // namespace lockstep::cpu::winograd

@@ -242,8 +242,10 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
     unsigned passes;
     const char* name;
   } cases[] = {
-      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | filter_pass,
-       "cpu winograd F(2x2,3x3): forward, backward-data; direct avx512: backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | winograd_filter,
+       "cpu winograd: forward, backward-data, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | winograd_filter,
+       "cpu winograd: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 5, 5, 1, 1, 2, 2), forward_pass | data_pass | filter_pass,
        "cpu direct avx512: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | filter_pass,
@@ -252,7 +254,7 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
       {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), winograd_data,
-       "cpu winograd F(2x2,3x3): backward-data; im2col+sgemm: forward, backward-filter"},
+       "cpu winograd: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
        "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
@@ -265,13 +267,16 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
     EXPECT_EQ(plan.algorithms, c.name);
   }
   // A plan claiming a kernel its shape cannot take is refused before any kernel runs.
-  for (unsigned bit : {unsigned(data_pass), unsigned(winograd_data)}) {
+  for (unsigned bit : {unsigned(data_pass), unsigned(winograd_data), unsigned(winograd_filter)}) {
     ConvPlan plan = plan_conv2d(ctx, conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), DType::f32);
     plan.cpu_direct |= bit;
     OwnedTensor dy(Device::cpu(), plan.shape.y_shape(), DType::f32), w(Device::cpu(), plan.shape.w_shape(), DType::f32),
         dx(Device::cpu(), plan.shape.x_shape(), DType::f32);
     try {
-      conv2d_backward_data(ctx, plan, dy, w, dx);
+      if (bit == winograd_filter)
+        conv2d_backward_filter(ctx, plan, dx, dy, w);  // x-, y- and w-shaped: only the plan is wrong
+      else
+        conv2d_backward_data(ctx, plan, dy, w, dx);
       ADD_FAILURE() << "a plan asking for kernel bit " << bit << " its shape cannot take was accepted";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("direct kernels"), std::string::npos) << e.what();
