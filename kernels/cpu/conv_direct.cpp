@@ -17,9 +17,6 @@
 // added in chunk order and unpacked into dw's (k, r, s, c) order.
 #include "kernels/cpu/conv_direct.h"
 
-#include "kernels/cpu/conv_tile.h"
-#include "kernels/cpu/conv_winograd.h"
-
 #include <immintrin.h>
 #include <omp.h>
 
@@ -29,6 +26,8 @@
 #include <string>
 #include <utility>
 
+#include "kernels/cpu/conv_tile.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/error.h"
 
 namespace lockstep::cpu::direct {
@@ -79,7 +78,7 @@ void run_forward(const Geometry& g, const float* in, const float* wp, float* out
           const int t = std::min(tmax, g.q - q0);
           a.x = x + int64_t(q0) * a.x_step;
           a.y = out + n * out_image + (int64_t(p) * g.q + q0) * g.kout + k0;
-          forward_tile_fn(t, kb)(a);
+          kernel_for<ForwardTile>(t, kb)(a);
         }
       }
     }
@@ -97,57 +96,29 @@ struct FilterArgs {
   int64_t out_block;  // floats between channel blocks of the packed output
 };
 
-template <int TC, int KB>
-LS_AVX512 void filter_tile(const FilterArgs& a) {
-  __m512 acc[TC][KB];
-#pragma GCC unroll 32
-  for (int t = 0; t < TC; ++t)
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_setzero_ps();
-  // Output columns whose tap lands inside the image: 0 <= q*sw - pw + s < w.
-  // Both bounds are divisions of possibly negative numbers, rounded toward the valid range.
-  const int lo = a.pw - a.s > 0 ? (a.pw - a.s + a.sw - 1) / a.sw : 0;
-  const int last = a.w - 1 + a.pw - a.s;
-  const int hi = last < 0 ? 0 : std::min(a.q, last / a.sw + 1);
-  for (int n = a.n0; n < a.n1; ++n)
-    for (int p = 0; p < a.p; ++p) {
-      const int ih = p * a.sh - a.ph + a.r;
-      if (ih < 0 || ih >= a.h) continue;
-      const float* xr = a.x + (int64_t(n) * a.h + ih) * a.w * a.c;
-      const float* dr = a.dy + (int64_t(n) * a.p + p) * a.q * a.k;
-      for (int q = lo; q < hi; ++q) {
-        const float* xq = xr + int64_t(q * a.sw - a.pw + a.s) * a.c;
-        const float* dq = dr + int64_t(q) * a.k;
-        __m512 dv[KB];
-#pragma GCC unroll 4
-        for (int b = 0; b < KB; ++b) dv[b] = _mm512_loadu_ps(dq + b * kLanes);
-#pragma GCC unroll 32
-        for (int t = 0; t < TC; ++t) {
-          const __m512 xv = _mm512_set1_ps(xq[t]);
-#pragma GCC unroll 4
-          for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(dv[b], xv, acc[t][b]);
-        }
+struct FilterTile {
+  using Args = FilterArgs;
+  template <int TC, int KB>
+  LS_AVX512 static void run(const FilterArgs& a) {
+    __m512 acc[TC][KB];
+    zero(acc);
+    // Output columns whose tap lands inside the image: 0 <= q*sw - pw + s < w. Both bounds are
+    // divisions of possibly negative numbers, rounded toward the valid range.
+    const int lo = a.pw - a.s > 0 ? (a.pw - a.s + a.sw - 1) / a.sw : 0;
+    const int last = a.w - 1 + a.pw - a.s;
+    const int hi = last < 0 ? 0 : std::min(a.q, last / a.sw + 1);
+    for (int n = a.n0; n < a.n1; ++n)
+      for (int p = 0; p < a.p; ++p) {
+        const int ih = p * a.sh - a.ph + a.r;
+        if (ih < 0 || ih >= a.h) continue;
+        const float* xr = a.x + (int64_t(n) * a.h + ih) * a.w * a.c;
+        const float* dr = a.dy + (int64_t(n) * a.p + p) * a.q * a.k;
+        for (int q = lo; q < hi; ++q)
+          outer_product_step(acc, dr + int64_t(q) * a.k, kLanes, xr + int64_t(q * a.sw - a.pw + a.s) * a.c, 1);
       }
-    }
-#pragma GCC unroll 32
-  for (int t = 0; t < TC; ++t)
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) _mm512_storeu_ps(a.out + b * a.out_block + t * kLanes, acc[t][b]);
-}
-
-using FilterFn = void (*)(const FilterArgs&);
-
-template <int KB, int... I>
-constexpr std::array<FilterFn, sizeof...(I)> filter_table(std::integer_sequence<int, I...>) {
-  return {&filter_tile<I + 1, KB>...};
-}
-
-FilterFn filter_tile_fn(int tc, int kb) {
-  static constexpr auto t1 = filter_table<1>(std::make_integer_sequence<int, kTileRegisters>());
-  static constexpr auto t2 = filter_table<2>(std::make_integer_sequence<int, kTileRegisters / 2>());
-  static constexpr auto t4 = filter_table<4>(std::make_integer_sequence<int, kTileRegisters / 4>());
-  return kb == 4 ? t4[tc - 1] : kb == 2 ? t2[tc - 1] : t1[tc - 1];
-}
+    store(acc, a.out, kLanes, a.out_block);
+  }
+};
 
 bool cpu_has_avx512() {
   static const bool yes = [] {
@@ -203,7 +174,7 @@ unsigned passes(const ConvShape& s) {
   unsigned out = possible(s);
   // One kernel per pass: Winograd where it fits and is not switched off.
   const bool winograd = mode() == Mode::all;
-  for (const auto [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass},
+  for (const auto& [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass},
                                    std::pair{winograd_filter, filter_pass}})
     if (out & fast) out &= winograd ? ~unsigned(plain) : ~unsigned(fast);
   return out;
@@ -270,7 +241,7 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
             a.x = x + c0;
             a.dy = dy + k0;
             a.out = out + (k0 / kLanes) * block + ((int64_t(r) * s.s + t) * s.c + c0) * kLanes;
-            filter_tile_fn(std::min(tmax, s.c - c0), kb)(a);
+            kernel_for<FilterTile>(std::min(tmax, s.c - c0), kb)(a);
           }
   }
   // dw[k][r][s][c] = sum over chunks, in order, of packed[k/16][r][s][c][k%16].

@@ -1,6 +1,7 @@
 // The register tile shared by the CPU's direct and Winograd convolutions (conv_direct.cpp,
-// conv_winograd.cpp): T output pixels x KB vectors of 16 output channels accumulated in AVX-512
-// registers over taps and input channels, with the filter packed 16 output channels per vector.
+// conv_winograd.cpp): T x KB vectors of 16 output channels accumulated in AVX-512 registers, and
+// the forward tile built from it (T output pixels over taps and input channels, the filter packed
+// 16 output channels per vector).
 // Internal to kernels/cpu; every function here is compiled for AVX-512F and must only be called
 // where the CPU has it (direct::available()).
 #pragma once
@@ -55,56 +56,79 @@ struct TileArgs {
   bool accumulate;
 };
 
+// The register tile's pieces, shared by every kernel: T x KB accumulators (T pixels, input
+// channels or Winograd tiles; KB vectors of 16 output channels), each step adding the outer
+// product of KB vectors and T broadcast scalars.
 template <int T, int KB>
-LS_AVX512 inline void forward_tile(const TileArgs& a) {
-  __m512 acc[T][KB];
+LS_AVX512 inline void zero(__m512 (&acc)[T][KB]) {
 #pragma GCC unroll 32
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 4
     for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_setzero_ps();
-  for (int r = 0; r < a.r; ++r) {
-    const int ih = a.ih0 + r;
-    if (ih < 0 || ih >= a.h) continue;
-    const float* xr = a.x + ih * a.x_row;
-    const float* wr = a.wp + int64_t(r) * a.s * a.cin * kLanes;
-    for (int s = 0; s < a.s; ++s) {
-      const float* xs = xr + s * a.cin;
-      const float* ws = wr + int64_t(s) * a.cin * kLanes;
-      for (int c = 0; c < a.cin; ++c) {
-        __m512 wv[KB];
-#pragma GCC unroll 4
-        for (int b = 0; b < KB; ++b) wv[b] = _mm512_loadu_ps(ws + b * a.wp_block + c * kLanes);
-#pragma GCC unroll 32
-        for (int t = 0; t < T; ++t) {
-          const __m512 xv = _mm512_set1_ps(xs[t * a.x_step + c]);
-#pragma GCC unroll 4
-          for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(wv[b], xv, acc[t][b]);
-        }
-      }
-    }
-  }
+}
+
+// out + t * t_step + b * b_step <- acc[t][b] (added to what is there with accumulate)
+template <int T, int KB>
+LS_AVX512 inline void store(const __m512 (&acc)[T][KB], float* out, int64_t t_step, int64_t b_step,
+                            bool accumulate = false) {
 #pragma GCC unroll 32
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 4
     for (int b = 0; b < KB; ++b) {
-      float* out = a.y + t * a.y_step + b * kLanes;
-      _mm512_storeu_ps(out, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), acc[t][b]) : acc[t][b]);
+      float* o = out + t * t_step + b * b_step;
+      _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), acc[t][b]) : acc[t][b]);
     }
 }
 
-using TileFn = void (*)(const TileArgs&);
-
-template <int KB, int... I>
-constexpr std::array<TileFn, sizeof...(I)> forward_table(std::integer_sequence<int, I...>) {
-  return {&forward_tile<I + 1, KB>...};
+// acc[t][b] += (vectors at vec + b * vec_step) * scalars[t * scalar_step]
+template <int T, int KB>
+LS_AVX512 inline void outer_product_step(__m512 (&acc)[T][KB], const float* vec, int64_t vec_step,
+                                         const float* scalars, int scalar_step) {
+  __m512 v[KB];
+#pragma GCC unroll 4
+  for (int b = 0; b < KB; ++b) v[b] = _mm512_loadu_ps(vec + b * vec_step);
+#pragma GCC unroll 32
+  for (int t = 0; t < T; ++t) {
+    const __m512 x = _mm512_set1_ps(scalars[t * scalar_step]);
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(v[b], x, acc[t][b]);
+  }
 }
 
-// forward_tile<T, KB> for T = 1 .. kTileRegisters / KB.
-inline TileFn forward_tile_fn(int t, int kb) {
-  static constexpr auto t1 = forward_table<1>(std::make_integer_sequence<int, kTileRegisters>());
-  static constexpr auto t2 = forward_table<2>(std::make_integer_sequence<int, kTileRegisters / 2>());
-  static constexpr auto t4 = forward_table<4>(std::make_integer_sequence<int, kTileRegisters / 4>());
-  return kb == 4 ? t4[t - 1] : kb == 2 ? t2[t - 1] : t1[t - 1];
+// K::run<n, KB> for n = 1 .. kTileRegisters / KB, picked at run time; K::Args is its argument.
+template <typename K, int KB, int... I>
+constexpr auto kernel_table(std::integer_sequence<int, I...>) {
+  return std::array<void (*)(const typename K::Args&), sizeof...(I)>{&K::template run<I + 1, KB>...};
 }
+
+template <typename K>
+auto kernel_for(int n, int kb) {
+  static constexpr auto t1 = kernel_table<K, 1>(std::make_integer_sequence<int, kTileRegisters>());
+  static constexpr auto t2 = kernel_table<K, 2>(std::make_integer_sequence<int, kTileRegisters / 2>());
+  static constexpr auto t4 = kernel_table<K, 4>(std::make_integer_sequence<int, kTileRegisters / 4>());
+  return kb == 4 ? t4[n - 1] : kb == 2 ? t2[n - 1] : t1[n - 1];
+}
+
+// The forward tile: T output pixels x KB vectors, summed over taps and input channels.
+struct ForwardTile {
+  using Args = TileArgs;
+  template <int T, int KB>
+  LS_AVX512 static void run(const TileArgs& a) {
+    __m512 acc[T][KB];
+    zero(acc);
+    for (int r = 0; r < a.r; ++r) {
+      const int ih = a.ih0 + r;
+      if (ih < 0 || ih >= a.h) continue;
+      const float* xr = a.x + ih * a.x_row;
+      const float* wr = a.wp + int64_t(r) * a.s * a.cin * kLanes;
+      for (int s = 0; s < a.s; ++s) {
+        const float* xs = xr + s * a.cin;
+        const float* ws = wr + int64_t(s) * a.cin * kLanes;
+        for (int c = 0; c < a.cin; ++c) outer_product_step(acc, ws + c * kLanes, a.wp_block, xs + c, a.x_step);
+      }
+    }
+    store(acc, a.y, a.y_step, kLanes, a.accumulate);
+  }
+};
 
 }  // namespace lockstep::cpu::tile

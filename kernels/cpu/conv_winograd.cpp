@@ -21,9 +21,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
-#include <utility>
 
 #include "kernels/cpu/conv_tile.h"
 
@@ -194,46 +192,24 @@ struct ReduceArgs {
   bool first;       // M holds nothing yet: start from zero instead of loading it
 };
 
-template <int TC, int KB>
-LS_AVX512 void reduce_tile(const ReduceArgs& a) {
-  __m512 acc[TC][KB];
+struct ReduceTile {
+  using Args = ReduceArgs;
+  template <int TC, int KB>
+  LS_AVX512 static void run(const ReduceArgs& a) {
+    __m512 acc[TC][KB];
+    if (a.first) {
+      zero(acc);
+    } else {
 #pragma GCC unroll 32
-  for (int t = 0; t < TC; ++t)
+      for (int t = 0; t < TC; ++t)
 #pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b)
-      acc[t][b] = a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.m + b * a.m_block + t * kLanes);
-  for (int i = 0; i < a.count; ++i) {
-    const float* ei = a.e + int64_t(i) * a.kout;
-    const float* vi = a.v + int64_t(i) * a.cin;
-    __m512 ev[KB];
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) ev[b] = _mm512_loadu_ps(ei + b * kLanes);
-#pragma GCC unroll 32
-    for (int t = 0; t < TC; ++t) {
-      const __m512 xv = _mm512_set1_ps(vi[t]);
-#pragma GCC unroll 4
-      for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_fmadd_ps(ev[b], xv, acc[t][b]);
+        for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_loadu_ps(a.m + b * a.m_block + t * kLanes);
     }
+    for (int i = 0; i < a.count; ++i)
+      outer_product_step(acc, a.e + int64_t(i) * a.kout, kLanes, a.v + int64_t(i) * a.cin, 1);
+    store(acc, a.m, kLanes, a.m_block);
   }
-#pragma GCC unroll 32
-  for (int t = 0; t < TC; ++t)
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) _mm512_storeu_ps(a.m + b * a.m_block + t * kLanes, acc[t][b]);
-}
-
-using ReduceFn = void (*)(const ReduceArgs&);
-
-template <int KB, int... I>
-constexpr std::array<ReduceFn, sizeof...(I)> reduce_table(std::integer_sequence<int, I...>) {
-  return {&reduce_tile<I + 1, KB>...};
-}
-
-ReduceFn reduce_tile_fn(int tc, int kb) {
-  static constexpr auto t1 = reduce_table<1>(std::make_integer_sequence<int, kTileRegisters>());
-  static constexpr auto t2 = reduce_table<2>(std::make_integer_sequence<int, kTileRegisters / 2>());
-  static constexpr auto t4 = reduce_table<4>(std::make_integer_sequence<int, kTileRegisters / 4>());
-  return kb == 4 ? t4[tc - 1] : kb == 2 ? t2[tc - 1] : t1[tc - 1];
-}
+};
 
 // dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the chunks' M added
 // in order, then G^T M G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], one lane per output channel.
@@ -285,7 +261,7 @@ void run(const Plan& p, const float* in, float* out, bool accumulate, float* scr
     for (int t0 = 0; t0 < tiles; t0 += p.block) {
       const int count = std::min(p.block, tiles - t0);
       transform_input(p, in + n * in_image, zeros, t0, count, v);
-      const TileFn multiply = forward_tile_fn(count, p.kb);
+      const auto multiply = kernel_for<ForwardTile>(count, p.kb);
       for (int xi = 0; xi < kXi; ++xi)
         for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes) {
           a.x = v + int64_t(xi) * p.block * g.cin;
@@ -366,7 +342,7 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
             a.e = e + int64_t(xi) * p.block * g.kout + k0;
             a.v = v + int64_t(xi) * p.block * g.cin + c0;
             a.m = m + ((int64_t(xi) * kblocks + k0 / kLanes) * g.cin + c0) * kLanes;
-            reduce_tile_fn(std::min(tcmax, g.cin - c0), p.kb)(a);
+            kernel_for<ReduceTile>(std::min(tcmax, g.cin - c0), p.kb)(a);
           }
     }
   }
