@@ -18,6 +18,7 @@
 #include "kernels/half.h"
 #include "kernels/memory.h"
 #include "kernels/sign.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -99,6 +100,7 @@ BenchCommConfig parse_bench_comm_args(int argc, const char* const* argv, std::os
   }
   if (!r.unmatched().empty())
     throw ConfigError("", "unexpected argument '" + r.unmatched().front() + "' (see lockstep bench comm --help)");
+  cli::refuse_repeats(r, "lockstep bench comm");
   if (r.count("help")) throw HelpRequested{bench_comm_help()};
 
   BenchCommConfig c;

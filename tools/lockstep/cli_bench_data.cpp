@@ -16,6 +16,7 @@
 
 #include "data/loader.h"
 #include "tools/lockstep/cli_dataset.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -61,6 +62,7 @@ int bench_data(int argc, const char* const* argv, std::ostream& out) {
   }
   if (r.count("help")) throw HelpRequested{o.help()};
   if (!r.unmatched().empty()) throw ConfigError("", "data: unexpected argument '" + r.unmatched().front() + "'");
+  cli::refuse_repeats(r, "lockstep bench data");
   if (!r.count("data")) throw ConfigError("--data", "data: --data is required");
   if (!r.count("loader-threads")) throw ConfigError("--loader-threads", "data: --loader-threads is required");
   data::LoaderConfig c;

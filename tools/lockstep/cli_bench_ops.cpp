@@ -20,6 +20,7 @@
 #include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
 #include "tools/lockstep/cli_json_path.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -139,6 +140,7 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   }
   if (r.count("help")) throw HelpRequested{bench_ops_help()};
   if (!r.unmatched().empty()) throw ConfigError("", "ops: unexpected argument '" + r.unmatched().front() + "'");
+  cli::refuse_repeats(r, "lockstep bench ops");
   BenchOpsConfig c;
   c.arch = r["arch"].as<std::string>();
   const nets::ArchInfo* arch = nets::find_arch(c.arch);

@@ -30,6 +30,7 @@
 #include "tools/lockstep/cli_dataset.h"
 #include "tools/lockstep/cli_train.h"
 #include "tools/lockstep/cli_json_path.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -210,6 +211,7 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
       throw ConfigError("", std::string(e.what()) + " (see lockstep bench train --help)");
     }
   }
+  cli::refuse_repeats(r, "lockstep bench train");
   BenchTrainConfig c;
   constexpr int64_t kMax = 1'000'000;
   c.warmup = parse_int_option("--warmup", r["warmup"].as<std::string>(), 0, kMax);

@@ -14,6 +14,7 @@
 
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/checkpoint/sha256.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -422,6 +423,7 @@ int cmd_inspect(int argc, const char* const* argv, std::ostream& out) {
   try {
     cxxopts::ParseResult r = o.parse(argc, argv);
     if (r.count("help")) throw HelpRequested{o.help()};
+    cli::refuse_repeats(r, "lockstep ckpt inspect");
     opt.tensors = r.count("tensors") > 0;
     paths = r.unmatched();
   } catch (const cxxopts::exceptions::exception& e) {

@@ -17,6 +17,7 @@
 #include "data/idx.h"
 #include "data/image_folder.h"
 #include "kernels/philox.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -89,6 +90,7 @@ cxxopts::ParseResult parse(cxxopts::Options& o, int argc, const char* const* arg
     if (r.count("help")) throw HelpRequested{o.help()};
     if (!r.unmatched().empty() && sub != "inspect")
       throw ConfigError("", sub + ": unexpected argument '" + r.unmatched().front() + "'");
+    cli::refuse_repeats(r, "lockstep dataset " + sub);
     return r;
   } catch (const cxxopts::exceptions::exception& e) {
     throw ConfigError("", sub + ": " + e.what() + " (see lockstep dataset " + sub + " --help)");

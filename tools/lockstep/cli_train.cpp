@@ -13,6 +13,7 @@
 
 #include "engine/checkpoint/checkpoint.h"
 #include "nets/arch.h"
+#include "tools/lockstep/cli_repeats.h"
 
 namespace lockstep::cli {
 
@@ -242,6 +243,7 @@ cxxopts::ParseResult parse_or_throw(cxxopts::Options& o, int argc, const char* c
     cxxopts::ParseResult r = o.parse(argc, argv);
     if (!r.unmatched().empty())
       throw ConfigError("", "unexpected argument '" + r.unmatched().front() + "' (see lockstep " + command + " --help)");
+    cli::refuse_repeats(r, std::string("lockstep ") + command);
     return r;
   } catch (const cxxopts::exceptions::exception& e) {
     throw ConfigError("", std::string(e.what()) + " (see lockstep " + command + " --help)");
