@@ -100,7 +100,7 @@ BenchCommConfig parse_bench_comm_args(int argc, const char* const* argv, std::os
   }
   if (!r.unmatched().empty())
     throw ConfigError("", "unexpected argument '" + r.unmatched().front() + "' (see lockstep bench comm --help)");
-  cli::refuse_repeats(r, "lockstep bench comm");
+  cli::note_repeats(r, "bench comm", notes);
   if (r.count("help")) throw HelpRequested{bench_comm_help()};
 
   BenchCommConfig c;

@@ -62,7 +62,7 @@ int bench_data(int argc, const char* const* argv, std::ostream& out) {
   }
   if (r.count("help")) throw HelpRequested{o.help()};
   if (!r.unmatched().empty()) throw ConfigError("", "data: unexpected argument '" + r.unmatched().front() + "'");
-  cli::refuse_repeats(r, "lockstep bench data");
+  cli::note_repeats(r, "bench data", std::cerr);
   if (!r.count("data")) throw ConfigError("--data", "data: --data is required");
   if (!r.count("loader-threads")) throw ConfigError("--loader-threads", "data: --loader-threads is required");
   data::LoaderConfig c;

@@ -140,7 +140,7 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   }
   if (r.count("help")) throw HelpRequested{bench_ops_help()};
   if (!r.unmatched().empty()) throw ConfigError("", "ops: unexpected argument '" + r.unmatched().front() + "'");
-  cli::refuse_repeats(r, "lockstep bench ops");
+  cli::note_repeats(r, "bench ops", notes);
   BenchOpsConfig c;
   c.arch = r["arch"].as<std::string>();
   const nets::ArchInfo* arch = nets::find_arch(c.arch);

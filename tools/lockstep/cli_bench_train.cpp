@@ -211,7 +211,7 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
       throw ConfigError("", std::string(e.what()) + " (see lockstep bench train --help)");
     }
   }
-  cli::refuse_repeats(r, "lockstep bench train");
+  cli::note_repeats(r, "bench train", notes);
   BenchTrainConfig c;
   constexpr int64_t kMax = 1'000'000;
   c.warmup = parse_int_option("--warmup", r["warmup"].as<std::string>(), 0, kMax);

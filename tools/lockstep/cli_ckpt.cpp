@@ -2,6 +2,7 @@
 #include "tools/lockstep/cli_ckpt.h"
 
 #include <algorithm>
+#include <iostream>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -423,7 +424,7 @@ int cmd_inspect(int argc, const char* const* argv, std::ostream& out) {
   try {
     cxxopts::ParseResult r = o.parse(argc, argv);
     if (r.count("help")) throw HelpRequested{o.help()};
-    cli::refuse_repeats(r, "lockstep ckpt inspect");
+    cli::note_repeats(r, "ckpt inspect", std::cerr);
     opt.tensors = r.count("tensors") > 0;
     paths = r.unmatched();
   } catch (const cxxopts::exceptions::exception& e) {

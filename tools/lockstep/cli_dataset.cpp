@@ -1,6 +1,7 @@
 #include "tools/lockstep/cli_dataset.h"
 
 #include <algorithm>
+#include <iostream>
 #include <atomic>
 #include <charconv>
 #include <cmath>
@@ -90,7 +91,7 @@ cxxopts::ParseResult parse(cxxopts::Options& o, int argc, const char* const* arg
     if (r.count("help")) throw HelpRequested{o.help()};
     if (!r.unmatched().empty() && sub != "inspect")
       throw ConfigError("", sub + ": unexpected argument '" + r.unmatched().front() + "'");
-    cli::refuse_repeats(r, "lockstep dataset " + sub);
+    cli::note_repeats(r, "dataset " + sub, std::cerr);
     return r;
   } catch (const cxxopts::exceptions::exception& e) {
     throw ConfigError("", sub + ": " + e.what() + " (see lockstep dataset " + sub + " --help)");

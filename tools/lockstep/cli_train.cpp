@@ -243,7 +243,6 @@ cxxopts::ParseResult parse_or_throw(cxxopts::Options& o, int argc, const char* c
     cxxopts::ParseResult r = o.parse(argc, argv);
     if (!r.unmatched().empty())
       throw ConfigError("", "unexpected argument '" + r.unmatched().front() + "' (see lockstep " + command + " --help)");
-    cli::refuse_repeats(r, std::string("lockstep ") + command);
     return r;
   } catch (const cxxopts::exceptions::exception& e) {
     throw ConfigError("", std::string(e.what()) + " (see lockstep " + command + " --help)");
@@ -474,6 +473,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv, std::ostream& no
   cxxopts::Options o = train_options();
   cxxopts::ParseResult r = parse_or_throw(o, argc, argv, "train");
   if (r.count("help")) throw HelpRequested{help_text(o)};
+  cli::note_repeats(r, "train", notes);
   Reader in{r};
   if (in.flag("zero-init-residual") && in.flag("no-zero-init-residual"))
     throw ConfigError("--no-zero-init-residual", "--zero-init-residual and --no-zero-init-residual contradict each other");
@@ -593,6 +593,7 @@ TrainConfig parse_eval_args(int argc, const char* const* argv, std::ostream& not
   cxxopts::Options o = eval_options();
   cxxopts::ParseResult r = parse_or_throw(o, argc, argv, "eval");
   if (r.count("help")) throw HelpRequested{help_text(o)};
+  cli::note_repeats(r, "eval", notes);
   Reader in{r};
   TrainConfig c;
   c.command = Command::eval;
