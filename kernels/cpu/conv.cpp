@@ -15,8 +15,10 @@
 // Threads: OpenBLAS runs single-threaded (kernels/threads.cpp), so the parallelism is ours: the
 // groups are split over the OpenMP team, each thread with its own column matrices (the plan
 // reserves a group's worth per thread the team may have at plan time, and a step never uses more
-// threads than slots). Forward and backward-data rows are independent, so their groups are sized
-// to the team (each output row is the same dot products however many rows a GEMM has).
+// threads than slots). Forward and backward-data rows are independent, but their groups are sized
+// by the shape alone (the batch in 4 GEMMs, or more where 256 rows cap them), not by the team:
+// OpenBLAS's result for a row depends on the GEMM's height (its tail kernels take other orders),
+// so groups that followed the thread count changed bits with it (found with 11 4x4 images).
 // Backward-filter sums over images: the batch is cut into a number of chunks that depends on the
 // shape alone, each chunk sums its images (in groups also fixed by the shape) in order into its
 // own partial dW, and the partials are added in chunk order, so the result does not depend on the
@@ -50,6 +52,7 @@ namespace {
 constexpr int kMaxFilterChunks = 8;
 constexpr int kFilterChunkRows = 64;  // backward-filter: no fewer output rows per chunk (unless N is)
 constexpr int kGroupRows = 256;       // output rows one GEMM may gather from several images
+constexpr int kRowGroups = 4;         // forward / backward-data: the batch in this many GEMMs (or more)
 
 bool is_pointwise(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
@@ -174,10 +177,9 @@ struct Groups {
   int size, count, threads;
 };
 Groups row_groups(const Context& ctx, const Gemm& g, int n) {
-  const int t = usable_threads(ctx, g, n);
-  const int size = std::max(1, std::min(g.group_max, (n + t - 1) / t));
+  const int size = std::max(1, std::min(g.group_max, (n + kRowGroups - 1) / kRowGroups));
   const int count = (n + size - 1) / size;
-  return {size, count, std::min(t, count)};
+  return {size, count, usable_threads(ctx, g, count)};
 }
 
 // Checks what only the CPU backend needs of a plan and returns its GEMM sizes.

@@ -154,14 +154,13 @@ unsigned possible(const ConvShape& s) {
   const bool pointwise = s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
   if (pointwise) return 0;
   unsigned out = 0;
-  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) {
-    out |= forward_pass;
-    if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k)) out |= winograd_forward;
-  }
-  if (s.stride_h == 1 && s.stride_w == 1 && s.c % kLanes == 0 && s.pad_h < s.r && s.pad_w < s.s && s.w >= kMinRow) {
-    out |= data_pass;
-    if (winograd::fits(s.r, s.s, 1, 1, s.k, s.c)) out |= winograd_data;
-  }
+  // Winograd takes short rows too (batched over images, conv_winograd.h); the direct tiles do not.
+  if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k) && winograd::pays(s, false))
+    out |= winograd_forward;
+  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= forward_pass;
+  const bool data = s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.r && s.pad_w < s.s;
+  if (data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c) && winograd::pays(s, true)) out |= winograd_data;
+  if (data && s.c % kLanes == 0 && s.w >= kMinRow) out |= data_pass;
   if (s.k % kLanes == 0 && s.out_w() >= kMinRow) {
     out |= filter_pass;
     if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k)) out |= winograd_filter;

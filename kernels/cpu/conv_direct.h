@@ -31,7 +31,8 @@ bool available();
 unsigned possible(const ConvShape& s);
 
 // Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3
-// stride-1 passes with both channel counts multiples of 16 run on Winograd. Otherwise: forward and backward-filter
+// stride-1 passes with both channel counts multiples of 16 run on Winograd (forward and
+// backward-data at any size; backward-filter where its rows have 8+ pixels). Otherwise: forward and backward-filter
 // need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding below the filter
 // size; all three rows of at least 8 pixels (y's for forward and backward-filter, x's for
 // backward-data). Smaller images with more channels (ResNet's last stages) run faster on the

@@ -18,6 +18,7 @@
 // The transforms only add, subtract and halve, so on small integers the result is exact.
 #include "kernels/cpu/conv_winograd.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -35,13 +36,22 @@ constexpr int kXi = 16;           // positions of a transformed tile
 // Backward-filter: floats of V and E a thread may hold, so that a block spans whole images and M is
 // loaded and stored once per block, not per image's tiles (resnet20's 8x8 stage has 16 tiles).
 constexpr int64_t kFilterBlockFloats = int64_t(1) << 18;
+// Rows shorter than this leave the register tile's T mostly empty: such passes run batched.
+constexpr int kMinRow = 8;
+// Batched passes: tiles in the batch below which transforming the filter costs more than it saves.
+constexpr int64_t kMinBatchedTiles = 128;
+// Batched passes: floats of V and M for a block of whole images (shared by the threads).
+constexpr int64_t kBatchedBlockFloats = int64_t(1) << 20;
 
 // The per-image layout of a forward-shaped pass.
 struct Plan {
   Geometry g;
   int tiles_h, tiles_w;  // 2x2 output tiles per column and row
   int kb, block;         // vectors per register tile, tiles per block
-  int images = 1;        // backward-filter: whole images per block (block = images x tiles per image)
+  int images = 1;        // backward-filter, batched: whole images per block (block = images x tiles)
+  // Batched (short rows, forward and backward-data): per position xi, one sgemm of the block's
+  // tiles x cin by cin x kout, U in [xi][c][k] order; V and M are shared, not per thread.
+  bool batched = false;
   // Per thread: V of a block, and M (forward) or E (backward-filter) of a block.
   int64_t v_floats() const { return int64_t(kXi) * block * g.cin; }
   int64_t m_floats() const { return int64_t(kXi) * block * g.kout; }
@@ -53,37 +63,65 @@ struct Plan {
 Plan plan_for(const Geometry& g, bool filter = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
-  if (filter) {
+  p.batched = !filter && g.q < kMinRow;
+  if (filter || p.batched) {
     const int64_t image = int64_t(kXi) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
-    p.images = static_cast<int>(std::clamp<int64_t>(kFilterBlockFloats / image, 1, g.n));
+    p.images = static_cast<int>(
+        std::clamp<int64_t>((filter ? kFilterBlockFloats : kBatchedBlockFloats) / image, 1, g.n));
     p.block = p.images * p.tiles_h * p.tiles_w;
   }
   return p;
 }
 
-// U[xi][k / 16][c][k % 16] = (G g G^T)[xi] for g(r, s) = filter(k, r, s, c).
-template <typename Filter>
-void transform_filter(const Plan& p, Filter filter, float* u, int threads) {
-  const int cin = p.g.cin, kout = p.g.kout;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int k = 0; k < kout; ++k)
-    for (int c = 0; c < cin; ++c) {
-      float g[3][3], t[4][3];
-      for (int r = 0; r < 3; ++r)
-        for (int s = 0; s < 3; ++s) g[r][s] = filter(k, r, s, c);
-      for (int j = 0; j < 3; ++j) {  // t = G g
-        t[0][j] = g[0][j];
-        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        t[3][j] = g[2][j];
-      }
-      for (int i = 0; i < 4; ++i) {  // u = t G^T
-        const float row[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                              t[i][2]};
-        for (int j = 0; j < 4; ++j)
-          u[((int64_t(4 * i + j) * (kout / kLanes) + k / kLanes) * cin + c) * kLanes + k % kLanes] = row[j];
-      }
+// U's rows for one block of 16 input channels: g[c][tap][k] holds the block's 3x3 filters with
+// the 16 output channels in lanes; U[xi] of input channel c goes to dst(xi, c), 16 floats.
+template <typename Dst>
+LS_AVX512 inline void transform_filter_block(const float (&g)[kLanes][9][kLanes], Dst dst) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int cc = 0; cc < kLanes; ++cc) {
+    __m512 f[9], t[4][3];
+    for (int tap = 0; tap < 9; ++tap) f[tap] = _mm512_loadu_ps(g[cc][tap]);
+    for (int j = 0; j < 3; ++j) {  // t = G f
+      const __m512 ends = _mm512_add_ps(f[j], f[6 + j]);
+      t[0][j] = f[j];
+      t[1][j] = _mm512_mul_ps(half, _mm512_add_ps(ends, f[3 + j]));
+      t[2][j] = _mm512_mul_ps(half, _mm512_sub_ps(ends, f[3 + j]));
+      t[3][j] = f[6 + j];
     }
+    for (int i = 0; i < 4; ++i) {  // U = t G^T
+      const __m512 ends = _mm512_add_ps(t[i][0], t[i][2]);
+      _mm512_storeu_ps(dst(4 * i, cc), t[i][0]);
+      _mm512_storeu_ps(dst(4 * i + 1, cc), _mm512_mul_ps(half, _mm512_add_ps(ends, t[i][1])));
+      _mm512_storeu_ps(dst(4 * i + 2, cc), _mm512_mul_ps(half, _mm512_sub_ps(ends, t[i][1])));
+      _mm512_storeu_ps(dst(4 * i + 3, cc), t[i][2]);
+    }
+  }
+}
+
+// U[xi][k / 16][c][k % 16] = (G g G^T)[xi] for g(r, s) = filter(k, r, s, c); batched plans
+// keep it as U[xi][c][k], each position a row-major cin x kout matrix for sgemm. Blocks of 16
+// output x 16 input channels go through a local buffer, so that both the filter (read along its
+// fastest channel: c, or k where k_fastest) and U (written 16 output channels at a time) are
+// walked in order: element by element, a 512x512 filter's reads lie 18 KB apart (a third of
+// resnet18's pass went there).
+template <typename Filter>
+void transform_filter(const Plan& p, Filter filter, bool k_fastest, float* u, int threads) {
+  const int cin = p.g.cin, kout = p.g.kout, kblocks = kout / kLanes, cblocks = cin / kLanes;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int block = 0; block < kblocks * cblocks; ++block) {
+    const int k0 = block / cblocks * kLanes, c0 = block % cblocks * kLanes;
+    float g[kLanes][9][kLanes];  // [c][tap][k]
+    for (int a = 0; a < kLanes; ++a)
+      for (int tap = 0; tap < 9; ++tap)
+        for (int b = 0; b < kLanes; ++b) {
+          const int kk = k_fastest ? b : a, cc = k_fastest ? a : b;
+          g[cc][tap][kk] = filter(k0 + kk, tap / 3, tap % 3, c0 + cc);
+        }
+    transform_filter_block(g, [&](int xi, int cc) {
+      return p.batched ? u + (int64_t(xi) * cin + c0 + cc) * kout + k0
+                       : u + ((int64_t(xi) * kblocks + k0 / kLanes) * cin + c0 + cc) * kLanes;
+    });
+  }
 }
 
 // V[xi][t][c] = (B^T d B)[xi] for the 4x4 patch whose pixel (i, j) is at src[i][j] (a zero row
@@ -241,8 +279,43 @@ LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, in
   }
 }
 
+// A batched pass: per block of whole images, V of every tile (threads over images), 16 sgemms
+// M[xi] = V[xi] U[xi] (threads over positions; each sgemm single-threaded, so its sums keep one
+// order), then the output transform (threads over images). scratch holds U, a row of zeros, V, M.
+void run_batched(const Plan& p, const float* in, float* out, bool accumulate, float* scratch, int threads) {
+  const Geometry& g = p.g;
+  const float* u = scratch;
+  float* zeros = scratch + p.u_floats();
+  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
+  float* v = zeros + p.zero_floats();
+  float* m = v + p.v_floats();
+  const int64_t in_image = int64_t(g.h) * g.w * g.cin, out_image = int64_t(g.p) * g.q * g.kout;
+  const int tiles = p.tiles_h * p.tiles_w;
+  for (int n0 = 0; n0 < g.n; n0 += p.images) {
+    const int images = std::min(p.images, g.n - n0);
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+      for (int j = 0; j < images; ++j)
+        transform_input(p, in + (n0 + j) * in_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
+#pragma omp for schedule(static)
+      for (int xi = 0; xi < kXi; ++xi)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, images * tiles, g.kout, g.cin, 1.0f,
+                    v + int64_t(xi) * p.block * g.cin, g.cin, u + int64_t(xi) * g.cin * g.kout, g.kout, 0.0f,
+                    m + int64_t(xi) * p.block * g.kout, g.kout);
+#pragma omp for schedule(static)
+      for (int j = 0; j < images; ++j)
+        transform_output(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
+    }
+  }
+}
+
 // out = the pass over every image; scratch holds U, a row of zeros, then each thread's V and M.
 void run(const Plan& p, const float* in, float* out, bool accumulate, float* scratch, int threads) {
+  if (p.batched) {
+    run_batched(p, in, out, accumulate, scratch, threads);
+    return;
+  }
   const Geometry& g = p.g;
   const float* u = scratch;
   float* zeros = scratch + p.u_floats();
@@ -280,16 +353,21 @@ bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout) {
   return r == 3 && s == 3 && stride_h == 1 && stride_w == 1 && cin % kLanes == 0 && kout % kLanes == 0;
 }
 
+bool pays(const ConvShape& s, bool data) {
+  const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s));
+  return !p.batched || int64_t(p.g.n) * p.tiles_h * p.tiles_w >= kMinBatchedTiles;
+}
+
 int64_t scratch_floats(const ConvShape& s, bool data, int threads) {
   const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s));
-  return p.u_floats() + p.zero_floats() + threads * p.thread_floats();
+  return p.u_floats() + p.zero_floats() + (p.batched ? 1 : threads) * p.thread_floats();
 }
 
 void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads) {
   const Plan p = plan_for(forward_geometry(s));
   const int64_t rsc = 9 * int64_t(s.c);
-  transform_filter(p, [&](int k, int r, int t, int c) { return w[k * rsc + (r * 3 + t) * s.c + c]; }, scratch,
-                   threads);
+  transform_filter(p, [&](int k, int r, int t, int c) { return w[k * rsc + (r * 3 + t) * s.c + c]; }, false,
+                   scratch, threads);
   run(p, x, y, false, scratch, threads);
 }
 
@@ -299,7 +377,7 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
   const int64_t rsc = 9 * int64_t(s.c);
   // Output channel c, input channel k of the rotated filter: w(k, 2 - r, 2 - t, c).
   transform_filter(p, [&](int c, int r, int t, int k) { return w[k * rsc + ((2 - r) * 3 + (2 - t)) * s.c + c]; },
-                   scratch, threads);
+                   true, scratch, threads);
   run(p, dy, dx, accumulate, scratch, threads);
 }
 

@@ -1,5 +1,7 @@
 // Winograd F(2x2, 3x3) convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with
-// channels in multiples of 16 computed with 16 multiplies per 2x2 outputs instead of 36.
+// channels in multiples of 16 computed with 16 multiplies per 2x2 outputs instead of 36. Rows of
+// 8+ outputs multiply on the direct kernels' register tile per image; shorter rows (small images,
+// usually with many channels) batch a block of images' tiles into one sgemm per position.
 // Forward, backward-data (the rotated filter, as in conv_direct.cpp) and backward-filter
 // (F(3x3, 2x2)); conv_direct.h's
 // passes() decides where it runs. Each output is a sum in an order fixed by the shape.
@@ -13,6 +15,13 @@ namespace lockstep::cpu::winograd {
 // A 3x3 stride-1 pass with input and output channels in multiples of 16 (the forward-shaped
 // geometry: for backward-data, dy's channels in and x's out).
 bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout);
+
+// Whether the pass (forward, or backward-data with data = true) has the 8+ pixel rows of the
+// register tile, or else enough tiles in the batch for the batched form to pay for transforming
+// the filter (16 x cin x kout floats each call): 128 tiles, measured on resnet18 at 64 px, where
+// its 4x4 stage (32 images x 4 tiles) ran 1.2x faster than the GEMM and its 2x2 stage (32 x 1)
+// 2x slower.
+bool pays(const ConvShape& s, bool data);
 
 // Floats of scratch for forward (data = false) or backward-data with `threads` threads.
 int64_t scratch_floats(const ConvShape& s, bool data, int threads);

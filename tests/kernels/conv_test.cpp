@@ -56,7 +56,10 @@ std::vector<Case> cpu_cases() {
       {"direct 5x3 s1 p(2,1)", conv_shape(1, 7, 10, 16, 16, 5, 3, 1, 1, 2, 1)},
       {"direct 7x7 s2 p3 stem, 3 -> 16", conv_shape(1, 13, 17, 3, 16, 7, 7, 2, 2, 3, 3)},
       {"direct 3x3 s1 p1, 5 -> 16", conv_shape(2, 4, 9, 5, 16, 3, 3, 1, 1, 1, 1)},
-      {"rows of 4 (GEMM)", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"rows of 4, few images (GEMM)", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"rows of 4, 128 tiles (batched Winograd, filter on the GEMM)", conv_shape(32, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
+      {"rows of 3 and 1, 128 tiles (batched Winograd)", conv_shape(64, 3, 1, 32, 16, 3, 3, 1, 1, 1, 1)},
+      {"rows of 4, 16 -> 24 (GEMM)", conv_shape(2, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1)},
       {"direct data only: unpadded, rows of 9 to 7", conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0)},
       // Winograd's: odd output sizes (tiles past the edge), a last block of one tile, padding 2.
       {"winograd odd 7x11, 16 -> 32", conv_shape(2, 7, 11, 16, 32, 3, 3, 1, 1, 1, 1)},
@@ -198,11 +201,14 @@ void expect_same_bits_for_any_thread_count(const ConvShape& s) {
 // fixed by the shape, so every result is the same bits with 1, 2 or 3 threads. The second shape
 // and third have 2x2 outputs: forward and backward-data stack 11, 6 or 4 (7, 4 or 3) images per
 // GEMM as the thread count changes, and each row must still come out the same (the third with a
-// reduction of 864, long enough for OpenBLAS's blocking to show). The fourth runs on the direct
-// kernels where the CPU has AVX-512.
+// reduction of 864, long enough for OpenBLAS's blocking to show). The fourth runs on Winograd and
+// the direct kernels where the CPU has AVX-512. The fifth stays on the GEMM (44 tiles): it
+// changed bits with 3 threads while the GEMMs' heights followed the team. The sixth is batched
+// Winograd (132 tiles).
 TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
   for (const ConvShape& s : {conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1), conv_shape(11, 4, 4, 5, 6, 3, 3, 2, 2, 1, 1),
-                             conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1), conv_shape(11, 9, 9, 16, 32, 3, 3, 1, 1, 1, 1)})
+                             conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1), conv_shape(11, 9, 9, 16, 32, 3, 3, 1, 1, 1, 1),
+                             conv_shape(11, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1), conv_shape(33, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1)})
     expect_same_bits_for_any_thread_count(s);
 }
 
@@ -252,7 +258,11 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
+      // Rows of 4: Winograd batched over 32 images (128 tiles), not over 2 (8 tiles: the GEMM).
+      {conv_shape(32, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data,
+       "cpu winograd: forward, backward-data; im2col+sgemm: backward-filter"},
       {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
+      {conv_shape(32, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
       {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), winograd_data,
        "cpu winograd: backward-data; im2col+sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
@@ -291,7 +301,10 @@ TEST(ConvCpu, EveryKernelMatchesTheGemmPath) {
   if (!cpu::direct::available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LOCKSTEP_CPU_CONV=gemm)";
   for (const ConvShape& s : {conv_shape(4, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1), conv_shape(4, 16, 16, 32, 32, 3, 3, 1, 1, 1, 1),
                              conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 15, 9, 64, 48, 3, 3, 1, 1, 1, 1),
-                             conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1), conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3)}) {
+                             conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1), conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3),
+                             conv_shape(32, 4, 4, 256, 256, 3, 3, 1, 1, 1, 1),
+                             // 2x2 images of 512 channels: 64 per batched block, so three blocks
+                             conv_shape(129, 2, 2, 512, 512, 3, 3, 1, 1, 1, 1)}) {
     SCOPED_TRACE(s.str());
     Context ctx(Device::cpu());
     const std::vector<ConvPlan> plans = cpu_plans(ctx, s);
