@@ -16,7 +16,7 @@
 // groups are split over the OpenMP team, each thread with its own column matrices (the plan
 // reserves a group's worth per thread the team may have at plan time, and a step never uses more
 // threads than slots). Forward and backward-data rows are independent, but their groups are sized
-// by the shape alone (the batch in 4 GEMMs, or more where 256 rows cap them), not by the team:
+// by the shape alone (about 128 rows, at most half the batch), not by the team:
 // OpenBLAS's result for a row depends on the GEMM's height (its tail kernels take other orders),
 // so groups that followed the thread count changed bits with it (found with 11 4x4 images).
 // Backward-filter sums over images: the batch is cut into a number of chunks that depends on the
@@ -52,7 +52,7 @@ namespace {
 constexpr int kMaxFilterChunks = 8;
 constexpr int kFilterChunkRows = 64;  // backward-filter: no fewer output rows per chunk (unless N is)
 constexpr int kGroupRows = 256;       // output rows one GEMM may gather from several images
-constexpr int kRowGroups = 4;         // forward / backward-data: the batch in this many GEMMs (or more)
+constexpr int kGemmRows = 128;        // forward / backward-data: rows a GEMM aims for (see row_groups)
 
 bool is_pointwise(const ConvShape& s) {
   return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
@@ -176,8 +176,11 @@ int usable_threads(const Context& ctx, const Gemm& g, int items) {
 struct Groups {
   int size, count, threads;
 };
+// Images per GEMM from the shape alone: about kGemmRows rows (fewer rows stream the filter more
+// often: resnet18's 2x2 stage ran 1.25x slower at 32 rows than at 128), at most half the batch
+// (two GEMMs for two threads), at most the group the plan's scratch holds.
 Groups row_groups(const Context& ctx, const Gemm& g, int n) {
-  const int size = std::max(1, std::min(g.group_max, (n + kRowGroups - 1) / kRowGroups));
+  const int size = std::max(1, std::min({g.group_max, (n + 1) / 2, std::max(1, kGemmRows / g.pq)}));
   const int count = (n + size - 1) / size;
   return {size, count, usable_threads(ctx, g, count)};
 }
