@@ -11,7 +11,7 @@
 
 namespace lockstep::cpu::direct {
 
-// Bits of ConvPlan::cpu_direct: which passes run here, and which of those on Winograd F(2x2, 3x3)
+// Bits of ConvPlan::cpu_direct: which passes run here, and which of those on Winograd
 // (conv_winograd.h) instead of the direct tiles; a pass has at most one bit.
 enum Pass : unsigned {
   forward_pass = 1u,
@@ -31,13 +31,14 @@ bool available();
 unsigned possible(const ConvShape& s);
 
 // Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3
-// stride-1 passes with both channel counts multiples of 16 run on Winograd (forward and
-// backward-data at any size; backward-filter where its rows have 8+ pixels). Otherwise: forward and backward-filter
-// need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding below the filter
-// size; all three rows of at least 8 pixels (y's for forward and backward-filter, x's for
-// backward-data). Smaller images with more channels (ResNet's last stages) run faster on the
-// GEMM, which stacks images and keeps a filter block in cache: measured on resnet18 at 64 px,
-// direct kernels were 1.4x slower on layer3's 4x4 (flat tiles across rows included) and 1.1x on
+// stride-1 passes with both channel counts multiples of 16 run on Winograd: backward-filter where
+// its rows have 8+ pixels, forward and backward-data there too or, with shorter rows, batched
+// where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles: forward and
+// backward-filter need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding
+// below the filter size; all three rows of at least 8 pixels (y's for forward and backward-filter,
+// x's for backward-data). Smaller images with more channels (ResNet's last stages) run faster on
+// the GEMM, which stacks images and keeps a filter block in cache: measured on resnet18 at 64 px,
+// direct tiles were 1.4x slower on layer3's 4x4 (flat tiles across rows included) and 1.1x on
 // layer4's 2x2. 1x1 stride-1 unpadded convs need no column matrix and stay with the GEMM too.
 unsigned passes(const ConvShape& s);
 

@@ -10,6 +10,8 @@
 //   3. Y = A^T M A for each tile, 16 output channels per vector, stored (or added) where the
 //      tile lies inside the output.
 // V and M of a block stay in cache (16 x T x channels floats each). U is made once per call.
+// Short rows run batched instead: per block of whole images, V of all their tiles, one sgemm per
+// position (tiles x cin by cin x kout, U kept as [xi][c][k]), then the output transform.
 // Backward-filter is F(3x3, 2x2), the same identity read for the filter: dw = G^T [sum over tiles
 // of (A e A^T) (.) (B^T d B)] G, with e the 2x2 tile of dy and d the 4x4 patch of x under it. Per
 // block of whole images (about 1 MB of V and E), E of dy and V of x (as forward's) are reduced

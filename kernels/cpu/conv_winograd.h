@@ -3,8 +3,8 @@
 // 8+ outputs multiply on the direct kernels' register tile per image; shorter rows (small images,
 // usually with many channels) batch a block of images' tiles into one sgemm per position.
 // Forward, backward-data (the rotated filter, as in conv_direct.cpp) and backward-filter
-// (F(3x3, 2x2)); conv_direct.h's
-// passes() decides where it runs. Each output is a sum in an order fixed by the shape.
+// (F(3x3, 2x2)); conv_direct.h's passes() decides where it runs. Each output is a sum in an order
+// fixed by the shape.
 #pragma once
 #include <cstdint>
 
