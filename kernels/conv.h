@@ -27,6 +27,8 @@ struct ConvShape {
   Shape w_shape() const { return {k, r, s, c}; }
   Shape y_shape() const { return {n, out_h(), out_w(), k}; }
   double flops_forward() const { return 2.0 * n * out_h() * out_w() * k * r * s * c; }
+  // 1x1, stride 1, unpadded: the input is its own column matrix (the CPU GEMM needs no im2col).
+  bool pointwise() const { return r == 1 && s == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0; }
   std::string str() const;
 };
 

@@ -54,10 +54,6 @@ constexpr int kFilterChunkRows = 64;  // backward-filter: no fewer output rows p
 constexpr int kGroupRows = 256;       // output rows one GEMM may gather from several images
 constexpr int kGemmRows = 128;        // forward / backward-data: rows a GEMM aims for (see row_groups)
 
-bool is_pointwise(const ConvShape& s) {
-  return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-}
-
 int64_t col_elements(const ConvShape& s) {
   return int64_t(s.out_h()) * s.out_w() * s.r * s.s * s.c;
 }
@@ -137,7 +133,7 @@ int64_t partial_floats(const ConvShape& s) {
 
 // What the plan reserves: the partial dW of each chunk, then a group's column matrices per thread.
 size_t scratch_bytes(const ConvShape& s, int threads) {
-  const size_t slot = is_pointwise(s) ? 0 : size_t(col_elements(s)) * size_t(max_group(s));
+  const size_t slot = s.pointwise() ? 0 : size_t(col_elements(s)) * size_t(max_group(s));
   return (slot * std::max(1, threads) + size_t(partial_floats(s))) * sizeof(float);
 }
 
@@ -193,7 +189,7 @@ Gemm check_plan(const Context& ctx, const ConvPlan& plan, const char* op) {
   LS_CHECK(plan.backend == nullptr, op << ": the plan holds cuDNN state: it was made for a CUDA context");
   // The scratch size comes from the shape, not from the plan's field, so that a plan edited or
   // made elsewhere can never make im2col write past the workspace.
-  const bool pointwise = is_pointwise(s);
+  const bool pointwise = s.pointwise();
   LS_CHECK((plan.cpu_direct & ~cpu::direct::possible(s)) == 0,
            op << ": the plan asks for direct kernels (passes " << plan.cpu_direct << ") this CPU or shape "
               << s.str() << " does not have (was the plan made on another machine?)");
@@ -213,7 +209,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   ConvPlan plan;
   plan.shape = shape;
   plan.dtype = dtype;
-  const bool pointwise = is_pointwise(shape);
+  const bool pointwise = shape.pointwise();
   plan.cpu_direct = cpu::direct::passes(shape);
   plan.workspace_bytes = plan_bytes(shape, plan.cpu_direct, omp_get_max_threads());
   const std::string gemm = pointwise ? "sgemm (1x1, no im2col)" : "im2col+sgemm";
@@ -221,15 +217,8 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     plan.algorithms = "cpu " + gemm;
   } else {
     // e.g. "cpu winograd: forward, backward-data; direct avx512: backward-filter"
-    using namespace cpu::direct;
-    const struct {
-      unsigned winograd, direct;
-      const char* name;
-    } passes[] = {{winograd_forward, forward_pass, "forward"},
-                  {winograd_data, data_pass, "backward-data"},
-                  {winograd_filter, filter_pass, "backward-filter"}};
     std::string lists[3];  // Winograd, direct, GEMM
-    for (const auto& p : passes) {
+    for (const auto& p : cpu::direct::kPassKernels) {
       std::string& list = lists[plan.cpu_direct & p.winograd ? 0 : plan.cpu_direct & p.direct ? 1 : 2];
       list += (list.empty() ? "" : ", ") + std::string(p.name);
     }

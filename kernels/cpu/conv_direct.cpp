@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <utility>
 
 #include "kernels/cpu/conv_tile.h"
 #include "kernels/cpu/conv_winograd.h"
@@ -35,8 +34,6 @@ namespace lockstep::cpu::direct {
 namespace {
 
 using namespace tile;
-
-constexpr int kMinRow = 8;  // output pixels per row (see passes())
 
 // Scratch of a forward-shaped pass: the columns' zero margins (none without column padding).
 int64_t padded_floats(const Geometry& g) { return g.pw > 0 ? int64_t(g.h) * g.padded_w() * g.cin : 0; }
@@ -150,21 +147,17 @@ Mode mode() {
 bool available() { return mode() != Mode::gemm; }
 
 unsigned possible(const ConvShape& s) {
-  if (!cpu_has_avx512()) return 0;
-  const bool pointwise = s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
-  if (pointwise) return 0;
+  if (!cpu_has_avx512() || s.pointwise()) return 0;
   unsigned out = 0;
+  // Forward and backward-filter tile y's rows, 16 of its channels per vector.
+  const bool y_tiles = s.k % kLanes == 0 && s.out_w() >= kMinTileRow;
+  const bool winograd = winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k);
   // Winograd takes short rows too (batched over images, conv_winograd.h); the direct tiles do not.
-  if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k) && winograd::pays(s, false))
-    out |= winograd_forward;
-  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) out |= forward_pass;
+  if (winograd && winograd::pays(s, false)) out |= winograd_forward;
+  if (y_tiles) out |= forward_pass | filter_pass | (winograd ? winograd_filter : 0u);
   const bool data = s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.r && s.pad_w < s.s;
   if (data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c) && winograd::pays(s, true)) out |= winograd_data;
-  if (data && s.c % kLanes == 0 && s.w >= kMinRow) out |= data_pass;
-  if (s.k % kLanes == 0 && s.out_w() >= kMinRow) {
-    out |= filter_pass;
-    if (winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k)) out |= winograd_filter;
-  }
+  if (data && s.c % kLanes == 0 && s.w >= kMinTileRow) out |= data_pass;
   return out;
 }
 
@@ -173,9 +166,8 @@ unsigned passes(const ConvShape& s) {
   unsigned out = possible(s);
   // One kernel per pass: Winograd where it fits and is not switched off.
   const bool winograd = mode() == Mode::all;
-  for (const auto& [fast, plain] : {std::pair{winograd_forward, forward_pass}, std::pair{winograd_data, data_pass},
-                                   std::pair{winograd_filter, filter_pass}})
-    if (out & fast) out &= winograd ? ~unsigned(plain) : ~unsigned(fast);
+  for (const PassKernels& p : kPassKernels)
+    if (out & p.winograd) out &= winograd ? ~p.direct : ~p.winograd;
   return out;
 }
 

@@ -22,6 +22,15 @@ enum Pass : unsigned {
   winograd_filter = 32u,
 };
 
+// Each pass's two kernel bits, and its name in plans and logs.
+struct PassKernels {
+  unsigned winograd, direct;
+  const char* name;
+};
+inline constexpr PassKernels kPassKernels[] = {{winograd_forward, forward_pass, "forward"},
+                                               {winograd_data, data_pass, "backward-data"},
+                                               {winograd_filter, filter_pass, "backward-filter"}};
+
 // AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
 // the direct kernels and leaves Winograd out, for A/B measurements).
 bool available();

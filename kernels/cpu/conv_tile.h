@@ -19,6 +19,8 @@ namespace lockstep::cpu::tile {
 
 constexpr int kLanes = 16;
 constexpr int kTileRegisters = 24;  // accumulators of a tile; the rest hold filter or dy vectors
+constexpr int kMinTileRow = 8;      // output pixels a row needs for tiles along it (shorter rows
+                                    // leave T mostly empty: the GEMM or batched Winograd take them)
 
 // The geometry of a forward-shaped pass: in (h, w, cin) -> out (p, q, kout) per image.
 struct Geometry {
@@ -65,6 +67,15 @@ LS_AVX512 inline void zero(__m512 (&acc)[T][KB]) {
   for (int t = 0; t < T; ++t)
 #pragma GCC unroll 4
     for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_setzero_ps();
+}
+
+// acc[t][b] <- in + t * t_step + b * b_step
+template <int T, int KB>
+LS_AVX512 inline void load(__m512 (&acc)[T][KB], const float* in, int64_t t_step, int64_t b_step) {
+#pragma GCC unroll 32
+  for (int t = 0; t < T; ++t)
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_loadu_ps(in + t * t_step + b * b_step);
 }
 
 // out + t * t_step + b * b_step <- acc[t][b] (added to what is there with accumulate)

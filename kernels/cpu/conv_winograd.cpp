@@ -38,8 +38,6 @@ constexpr int kXi = 16;           // positions of a transformed tile
 // Backward-filter: floats of V and E a thread may hold, so that a block spans whole images and M is
 // loaded and stored once per block, not per image's tiles (resnet20's 8x8 stage has 16 tiles).
 constexpr int64_t kFilterBlockFloats = int64_t(1) << 18;
-// Rows shorter than this leave the register tile's T mostly empty: such passes run batched.
-constexpr int kMinRow = 8;
 // Batched passes: tiles in the batch below which transforming the filter costs more than it saves.
 constexpr int64_t kMinBatchedTiles = 128;
 // Batched passes: floats of V and M for a block of whole images (shared by the threads).
@@ -65,7 +63,7 @@ struct Plan {
 Plan plan_for(const Geometry& g, bool filter = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
-  p.batched = !filter && g.q < kMinRow;
+  p.batched = !filter && g.q < kMinTileRow;
   if (filter || p.batched) {
     const int64_t image = int64_t(kXi) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
     p.images = static_cast<int>(
@@ -73,6 +71,12 @@ Plan plan_for(const Geometry& g, bool filter = false) {
     p.block = p.images * p.tiles_h * p.tiles_w;
   }
   return p;
+}
+
+// Fills the row of zeros that patches in the padding read, at `zeros`; returns what follows it.
+float* fill_zeros(const Plan& p, float* zeros) {
+  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
+  return zeros + p.zero_floats();
 }
 
 // U's rows for one block of 16 input channels: g[c][tap][k] holds the block's 3x3 filters with
@@ -237,14 +241,10 @@ struct ReduceTile {
   template <int TC, int KB>
   LS_AVX512 static void run(const ReduceArgs& a) {
     __m512 acc[TC][KB];
-    if (a.first) {
+    if (a.first)
       zero(acc);
-    } else {
-#pragma GCC unroll 32
-      for (int t = 0; t < TC; ++t)
-#pragma GCC unroll 4
-        for (int b = 0; b < KB; ++b) acc[t][b] = _mm512_loadu_ps(a.m + b * a.m_block + t * kLanes);
-    }
+    else
+      load(acc, a.m, kLanes, a.m_block);
     for (int i = 0; i < a.count; ++i)
       outer_product_step(acc, a.e + int64_t(i) * a.kout, kLanes, a.v + int64_t(i) * a.cin, 1);
     store(acc, a.m, kLanes, a.m_block);
@@ -287,9 +287,8 @@ LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, in
 void run_batched(const Plan& p, const float* in, float* out, bool accumulate, float* scratch, int threads) {
   const Geometry& g = p.g;
   const float* u = scratch;
-  float* zeros = scratch + p.u_floats();
-  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
-  float* v = zeros + p.zero_floats();
+  const float* zeros = scratch + p.u_floats();
+  float* v = fill_zeros(p, scratch + p.u_floats());
   float* m = v + p.v_floats();
   const int64_t in_image = int64_t(g.h) * g.w * g.cin, out_image = int64_t(g.p) * g.q * g.kout;
   const int tiles = p.tiles_h * p.tiles_w;
@@ -320,9 +319,8 @@ void run(const Plan& p, const float* in, float* out, bool accumulate, float* scr
   }
   const Geometry& g = p.g;
   const float* u = scratch;
-  float* zeros = scratch + p.u_floats();
-  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
-  float* per_thread = zeros + p.zero_floats();
+  const float* zeros = scratch + p.u_floats();
+  float* per_thread = fill_zeros(p, scratch + p.u_floats());
   const int64_t in_image = int64_t(g.h) * g.w * g.cin, out_image = int64_t(g.p) * g.q * g.kout;
   const int tiles = p.tiles_h * p.tiles_w;
   const int kblocks = g.kout / kLanes;
@@ -395,9 +393,8 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
   const int tiles = p.tiles_h * p.tiles_w, kblocks = g.kout / kLanes, tcmax = kTileRegisters / p.kb;
   const int64_t x_image = int64_t(g.h) * g.w * g.cin, dy_image = int64_t(g.p) * g.q * g.kout;
   const int64_t m_floats = p.u_floats();  // one chunk's M[xi][k / 16][c][k % 16]
-  float* zeros = scratch + chunks * m_floats;
-  std::fill(zeros, zeros + p.zero_floats(), 0.0f);
-  float* per_thread = zeros + p.zero_floats();
+  const float* zeros = scratch + chunks * m_floats;
+  float* per_thread = fill_zeros(p, scratch + chunks * m_floats);
   const int per_chunk = (g.n + chunks - 1) / chunks;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int chunk = 0; chunk < chunks; ++chunk) {
