@@ -1,8 +1,8 @@
 // 2-D convolution, NHWC activations and KRSC filters, no bias, any stride and padding.
 // A ConvPlan is made once per shape at setup: on CUDA it holds the cuDNN descriptors and the
 // algorithms chosen for forward, backward-data and backward-filter, and reserves the context's
-// workspace; on CPU it picks, per pass, Winograd, the direct AVX-512 kernels or im2col+sgemm and
-// sizes their scratch (1x1 stride-1 convs need none).
+// workspace; on CPU it picks, per pass, Winograd, the direct AVX-512 kernels, sgemm over in-bounds
+// taps (small images) or im2col+sgemm and sizes their scratch (1x1 stride-1 convs need none).
 // All tensors of one conv share one dtype (f32, bf16 or f16 on CUDA; f32 on CPU); accumulation is
 // always fp32. The filter gradient is overwritten, not accumulated.
 #pragma once
@@ -41,7 +41,7 @@ struct ConvPlan {
   size_t workspace_bytes = 0;          // reserved on the context at plan time
   std::shared_ptr<void> backend;       // cuDNN descriptors and chosen algorithms (CUDA only)
   std::string algorithms;              // human-readable choice, for logs and `bench ops`
-  unsigned cpu_direct = 0;             // CPU only: the passes on AVX-512 kernels (cpu/conv_direct.h's Pass bits)
+  unsigned cpu_direct = 0;             // CPU only: the passes off im2col+sgemm (cpu/conv_direct.h's Pass bits)
 };
 
 // How a CUDA plan picks algorithms. CPU plans ignore it.

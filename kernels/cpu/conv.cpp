@@ -26,7 +26,9 @@
 // Direct kernels: on a CPU with AVX-512 the passes that kernels/cpu/conv_direct.h takes (convs
 // with channels in multiples of 16 and rows of 8+ pixels) run there instead, with no column
 // matrix, the 3x3 stride-1 ones on Winograd F(2x2, 3x3) (kernels/cpu/conv_winograd.h); the plan
-// records which, and the scratch covers every kind it uses.
+// records which, and the scratch covers every kind it uses. Small images (up to 8x8 outputs, and
+// strided backward-data passes) run on sgemm calls over their in-bounds taps instead
+// (kernels/cpu/conv_taps.h: no column matrix, no multiplies by the padding), on any CPU.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // f32 and the plan (made for the CPU, its scratch in the workspace) are checked here.
 #include <cblas.h>
@@ -43,6 +45,7 @@
 #include "kernels/args.h"
 #include "kernels/conv.h"
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_taps.h"
 #include "kernels/cpu/conv_winograd.h"
 
 namespace lockstep::cpu {
@@ -139,9 +142,8 @@ size_t scratch_bytes(const ConvShape& s, int threads) {
 
 // The plan's scratch: the GEMM path's where any pass uses it, the direct kernels' where any does.
 size_t plan_bytes(const ConvShape& s, unsigned direct, int threads) {
-  using namespace cpu::direct;
-  const bool all = (direct & (forward_pass | winograd_forward)) && (direct & (data_pass | winograd_data)) &&
-                   (direct & (filter_pass | winograd_filter));
+  bool all = true;  // every pass off the GEMM: no column matrices
+  for (const auto& p : cpu::direct::kPassKernels) all = all && (direct & (p.winograd | p.direct | p.taps));
   const size_t gemm = all ? 0 : scratch_bytes(s, threads);
   const size_t own = size_t(cpu::direct::scratch_floats(s, direct, threads, filter_chunks(s))) * sizeof(float);
   return std::max(gemm, own);
@@ -217,13 +219,14 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     plan.algorithms = "cpu " + gemm;
   } else {
     // e.g. "cpu winograd: forward, backward-data; direct avx512: backward-filter"
-    std::string lists[3];  // Winograd, direct, GEMM
+    std::string lists[4];  // Winograd, direct, tap GEMMs, im2col GEMM
     for (const auto& p : cpu::direct::kPassKernels) {
-      std::string& list = lists[plan.cpu_direct & p.winograd ? 0 : plan.cpu_direct & p.direct ? 1 : 2];
+      const unsigned d = plan.cpu_direct;
+      std::string& list = lists[d & p.winograd ? 0 : d & p.direct ? 1 : d & p.taps ? 2 : 3];
       list += (list.empty() ? "" : ", ") + std::string(p.name);
     }
-    const std::string names[3] = {"winograd", "direct avx512", gemm};
-    for (int i = 0; i < 3; ++i)
+    const std::string names[4] = {"winograd", "direct avx512", "in-bounds-tap sgemm", gemm};
+    for (int i = 0; i < 4; ++i)
       if (!lists[i].empty())
         plan.algorithms += (plan.algorithms.empty() ? "cpu " : "; ") + names[i] + ": " + lists[i];
   }
@@ -247,6 +250,10 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   if (plan.cpu_direct & cpu::direct::forward_pass) {
     cpu::direct::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), static_cast<float*>(ctx.workspace()),
                          direct_threads(ctx, s, cpu::direct::forward_pass, s.n));
+    return;
+  }
+  if (plan.cpu_direct & cpu::direct::taps_forward) {
+    cpu::taps::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), omp_get_max_threads());
     return;
   }
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
@@ -281,6 +288,10 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
                                static_cast<float*>(ctx.workspace()), direct_threads(ctx, s, cpu::direct::data_pass, s.n));
     return;
   }
+  if (plan.cpu_direct & cpu::direct::taps_data) {
+    cpu::taps::backward_data(s, dy.data<float>(), w.data<float>(), dx.data<float>(), accumulate, omp_get_max_threads());
+    return;
+  }
   float* scratch = static_cast<float*>(ctx.workspace()) + g.partials;
   const Groups gr = row_groups(ctx, g, s.n);
 #pragma omp parallel for schedule(static) num_threads(gr.threads)
@@ -313,6 +324,10 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
     cpu::direct::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(),
                                  static_cast<float*>(ctx.workspace()), g.chunks,
                                  direct_threads(ctx, s, cpu::direct::filter_pass, g.chunks));
+    return;
+  }
+  if (plan.cpu_direct & cpu::direct::taps_filter) {
+    cpu::taps::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(), omp_get_max_threads());
     return;
   }
   float* partials = static_cast<float*>(ctx.workspace());

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/cpu/conv_taps.h"
 #include "kernels/cpu/conv_tile.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/error.h"
@@ -138,17 +139,17 @@ Mode mode_from_environment() {
 }
 
 Mode mode() {
-  static const Mode m = cpu_has_avx512() ? mode_from_environment() : Mode::gemm;
+  static const Mode m = mode_from_environment();
   return m;
 }
 
 }  // namespace
 
-bool available() { return mode() != Mode::gemm; }
+bool available() { return cpu_has_avx512() && mode() != Mode::gemm; }
 
 unsigned possible(const ConvShape& s) {
-  if (!cpu_has_avx512() || s.pointwise()) return 0;
-  unsigned out = 0;
+  unsigned out = taps::fits(s) ? taps_forward | taps_data | taps_filter : 0u;
+  if (!cpu_has_avx512() || s.pointwise()) return out;
   // Forward and backward-filter tile y's rows, 16 of its channels per vector.
   const bool y_tiles = s.k % kLanes == 0 && s.out_w() >= kMinTileRow;
   const bool winograd = winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k);
@@ -164,10 +165,15 @@ unsigned possible(const ConvShape& s) {
 unsigned passes(const ConvShape& s) {
   if (mode() == Mode::gemm) return 0;
   unsigned out = possible(s);
-  // One kernel per pass: Winograd where it fits and is not switched off.
-  const bool winograd = mode() == Mode::all;
-  for (const PassKernels& p : kPassKernels)
-    if (out & p.winograd) out &= winograd ? ~p.direct : ~p.winograd;
+  if (!taps::pays_forward(s)) out &= ~unsigned(taps_forward);
+  if (!taps::pays_data(s)) out &= ~unsigned(taps_data);
+  if (!taps::pays_filter(s)) out &= ~unsigned(taps_filter);
+  if (mode() != Mode::all) out &= ~unsigned(winograd_forward | winograd_data | winograd_filter);
+  // One kernel per pass: the first of Winograd, direct tiles, tap GEMMs that is left.
+  for (const PassKernels& p : kPassKernels) {
+    if (out & p.winograd) out &= ~(p.direct | p.taps);
+    if (out & p.direct) out &= ~p.taps;
+  }
   return out;
 }
 

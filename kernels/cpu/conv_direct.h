@@ -20,35 +20,42 @@ enum Pass : unsigned {
   winograd_forward = 8u,
   winograd_data = 16u,
   winograd_filter = 32u,
+  // sgemm over in-bounds taps only (conv_taps.h; plain C++ and OpenBLAS, any CPU)
+  taps_forward = 64u,
+  taps_data = 128u,
+  taps_filter = 256u,
 };
 
-// Each pass's two kernel bits, and its name in plans and logs.
+// Each pass's kernel bits, in the order passes() prefers them, and its name in plans and logs.
 struct PassKernels {
-  unsigned winograd, direct;
+  unsigned winograd, direct, taps;
   const char* name;
 };
-inline constexpr PassKernels kPassKernels[] = {{winograd_forward, forward_pass, "forward"},
-                                               {winograd_data, data_pass, "backward-data"},
-                                               {winograd_filter, filter_pass, "backward-filter"}};
+inline constexpr PassKernels kPassKernels[] = {{winograd_forward, forward_pass, taps_forward, "forward"},
+                                               {winograd_data, data_pass, taps_data, "backward-data"},
+                                               {winograd_filter, filter_pass, taps_filter, "backward-filter"}};
 
 // AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
 // the direct kernels and leaves Winograd out, for A/B measurements).
 bool available();
 
 // Every kernel bit that can compute this shape on this CPU, whatever LOCKSTEP_CPU_CONV says (a
-// plan may hold any of them; both kernels of a pass may be listed).
+// plan may hold any of them; several kernels of a pass may be listed): the tap GEMMs on any CPU.
 unsigned possible(const ConvShape& s);
 
-// Which passes of a conv these kernels take, one bit per pass (0 where !available()). 3x3
-// stride-1 passes with both channel counts multiples of 16 run on Winograd: backward-filter where
-// its rows have 8+ pixels, forward and backward-data there too or, with shorter rows, batched
-// where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles: forward and
-// backward-filter need K a multiple of 16, backward-data stride 1, C a multiple of 16 and padding
-// below the filter size; all three rows of at least 8 pixels (y's for forward and backward-filter,
-// x's for backward-data). Smaller images with more channels (ResNet's last stages) run faster on
-// the GEMM, which stacks images and keeps a filter block in cache: measured on resnet18 at 64 px,
-// direct tiles were 1.4x slower on layer3's 4x4 (flat tiles across rows included) and 1.1x on
-// layer4's 2x2. 1x1 stride-1 unpadded convs need no column matrix and stay with the GEMM too.
+// Which passes of a conv leave the im2col+sgemm path, one bit per pass (0 under
+// LOCKSTEP_CPU_CONV=gemm), preferring Winograd, then the direct tiles, then the tap GEMMs.
+// 3x3 stride-1 passes with both channel counts multiples of 16 run on Winograd: backward-filter
+// where its rows have 8+ pixels, forward and backward-data there too or, with shorter rows,
+// batched where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles:
+// forward and backward-filter need K a multiple of 16, backward-data stride 1, C a multiple of 16
+// and padding below the filter size; all three rows of at least 8 pixels (y's for forward and
+// backward-filter, x's for backward-data). Smaller images with more channels (ResNet's last
+// stages) ran faster on GEMMs, which stack images and keep a filter block in cache: measured on
+// resnet18 at 64 px, direct tiles were 1.4x slower on layer3's 4x4 (flat tiles across rows
+// included) and 1.1x on layer4's 2x2. There the tap GEMMs take the passes where they pay
+// (taps::pays_*: most of the taps in the padding, or a strided backward-data's col2im). 1x1
+// stride-1 unpadded convs need no column matrix and stay with the GEMM.
 unsigned passes(const ConvShape& s);
 
 // Floats of scratch the passes need with `threads` threads and `chunks` filter chunks.

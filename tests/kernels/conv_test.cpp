@@ -65,6 +65,13 @@ std::vector<Case> cpu_cases() {
       {"winograd odd 7x11, 16 -> 32", conv_shape(2, 7, 11, 16, 32, 3, 3, 1, 1, 1, 1)},
       {"winograd 25 tiles of 6, 32 -> 64", conv_shape(1, 9, 10, 32, 64, 3, 3, 1, 1, 1, 1)},
       {"winograd pad 2", conv_shape(1, 6, 9, 16, 16, 3, 3, 1, 1, 2, 2)},
+      // The in-bounds-tap GEMMs' (conv_taps.h; every case above runs them too): 2x2 images (5/9
+      // of the taps in the padding) in blocks of 16, 16 and 1 images; stride 2 into 2x2; blocks of
+      // 64 and 16 input channels (one GEMM per tap) and of 64 and 16 output channels in the filter
+      // gradient, 32, 32 and 16 in the forward.
+      {"taps 2x2, 33 images", conv_shape(33, 2, 2, 4, 5, 3, 3, 1, 1, 1, 1)},
+      {"taps 4x4 s2 -> 2x2", conv_shape(3, 4, 4, 16, 32, 3, 3, 2, 2, 1, 1)},
+      {"taps 2x2, 80 -> 80 channels", conv_shape(2, 2, 2, 80, 80, 3, 3, 1, 1, 1, 1)},
   };
 }
 
@@ -161,11 +168,12 @@ TEST(ConvPlan, CpuScratchIsAGroupsColumnMatricesPerThreadAndTheFilterPartials) {
   ConvPlan p1 = plan_conv2d(ctx, conv_shape(4, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
   EXPECT_EQ(p1.workspace_bytes, size_t(4) * 32 * 16 * 4);
   EXPECT_FALSE(p1.algorithms.empty());
-  // 4x4 outputs: a GEMM may stack all 8 images (128 rows), so each thread's slot holds 8 column
-  // matrices (16 x 144); 128 rows in all make 2 backward-filter chunks of at least 64 rows.
-  ConvShape s = conv_shape(8, 8, 8, 16, 32, 3, 3, 2, 2, 1, 1);
+  // 4x4 outputs of a 1x1 stride-2 conv (forward and backward-filter on im2col): a GEMM may stack
+  // all 8 images (128 rows), so each thread's slot holds 8 column matrices (16 x 16); 128 rows in
+  // all make 2 backward-filter chunks of at least 64 rows.
+  ConvShape s = conv_shape(8, 8, 8, 16, 32, 1, 1, 2, 2, 0, 0);
   ConvPlan p3 = plan_conv2d(ctx, s, DType::f32);
-  EXPECT_EQ(p3.workspace_bytes, (size_t(8) * 16 * 3 * 3 * 16 * threads + size_t(2) * 32 * 3 * 3 * 16) * 4);
+  EXPECT_EQ(p3.workspace_bytes, (size_t(8) * 16 * 16 * threads + size_t(2) * 32 * 16) * 4);
   EXPECT_GE(ctx.workspace_bytes(), p3.workspace_bytes);
   // One image: one chunk writes dW itself, no partials.
   ConvPlan one = plan_conv2d(ctx, conv_shape(1, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0), DType::f32);
@@ -173,54 +181,69 @@ TEST(ConvPlan, CpuScratchIsAGroupsColumnMatricesPerThreadAndTheFilterPartials) {
   EXPECT_THROW(plan_conv2d(ctx, s, DType::bf16), Error);  // the CPU backend is f32 only
 }
 
+std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s);
+
+// Every kernel choice of s (cpu_plans) gives the same bits with 1, 2 and 3 threads.
 void expect_same_bits_for_any_thread_count(const ConvShape& s) {
   SCOPED_TRACE(s.x_shape().str());
   const std::vector<float> xv = test::random_floats(s.x_shape().numel(), 3), wv = test::random_floats(s.w_shape().numel(), 4),
                            dyv = test::random_floats(s.y_shape().numel(), 5);
-  std::vector<std::vector<float>> first;
+  std::vector<std::vector<std::vector<float>>> first;  // per kernel choice: y, dx, dw
   const int saved = omp_get_max_threads();
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
     Context ctx(Device::cpu());
-    ConvPlan plan = plan_conv2d(ctx, s, DType::f32);
+    const std::vector<ConvPlan> plans = cpu_plans(ctx, s);
     OwnedTensor x = test::host_tensor(s.x_shape(), xv), w = test::host_tensor(s.w_shape(), wv),
                 dy = test::host_tensor(s.y_shape(), dyv);
-    OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32),
-        dw(Device::cpu(), s.w_shape(), DType::f32);
-    conv2d_forward(ctx, plan, x, w, y);
-    conv2d_backward_data(ctx, plan, dy, w, dx);
-    conv2d_backward_filter(ctx, plan, x, dy, dw);
-    std::vector<std::vector<float>> got{test::host_values(y), test::host_values(dx), test::host_values(dw)};
+    std::vector<std::vector<std::vector<float>>> got;
+    for (const ConvPlan& plan : plans) {
+      OwnedTensor y(Device::cpu(), s.y_shape(), DType::f32), dx(Device::cpu(), s.x_shape(), DType::f32),
+          dw(Device::cpu(), s.w_shape(), DType::f32);
+      conv2d_forward(ctx, plan, x, w, y);
+      conv2d_backward_data(ctx, plan, dy, w, dx);
+      conv2d_backward_filter(ctx, plan, x, dy, dw);
+      got.push_back({test::host_values(y), test::host_values(dx), test::host_values(dw)});
+    }
     if (first.empty()) first = got;
-    else EXPECT_EQ(got, first) << threads << " threads";
+    ASSERT_EQ(got.size(), first.size());
+    for (size_t v = 0; v < got.size(); ++v)
+      EXPECT_EQ(got[v], first[v]) << plans[v].algorithms << ", " << threads << " threads";
   }
   omp_set_num_threads(saved);
 }
 
 // The images are split over the OpenMP team; backward-filter's sum is cut into chunks and groups
-// fixed by the shape, so every result is the same bits with 1, 2 or 3 threads. The second shape
-// and third have 2x2 outputs: forward and backward-data stack 11, 6 or 4 (7, 4 or 3) images per
-// GEMM as the thread count changes, and each row must still come out the same (the third with a
-// reduction of 864, long enough for OpenBLAS's blocking to show). The fourth runs on Winograd and
-// the direct kernels where the CPU has AVX-512. The fifth stays on the GEMM (44 tiles): it
-// changed bits with 3 threads while the GEMMs' heights followed the team. The sixth is batched
-// Winograd (132 tiles).
+// fixed by the shape, so every result of every kernel choice is the same bits with 1, 2 or 3
+// threads. The second shape and third have 2x2 outputs: on the im2col GEMM, forward and
+// backward-data stack 11, 6 or 4 (7, 4 or 3) images per GEMM as the thread count changes, and each
+// row must still come out the same (the third with a reduction of 864, long enough for OpenBLAS's
+// blocking to show). The fourth runs on Winograd and the direct kernels where the CPU has AVX-512.
+// The fifth changed bits on the GEMM with 3 threads while the GEMMs' heights followed the team.
+// The sixth is batched Winograd (132 tiles). The last runs the tap GEMMs on blocks of 16, 16 and
+// 1 images and 32 and 16 output channels.
 TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
   for (const ConvShape& s : {conv_shape(11, 9, 7, 5, 6, 3, 3, 1, 1, 1, 1), conv_shape(11, 4, 4, 5, 6, 3, 3, 2, 2, 1, 1),
                              conv_shape(7, 4, 4, 96, 40, 3, 3, 2, 2, 1, 1), conv_shape(11, 9, 9, 16, 32, 3, 3, 1, 1, 1, 1),
-                             conv_shape(11, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1), conv_shape(33, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1)})
+                             conv_shape(11, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1),
+                             conv_shape(33, 4, 4, 32, 16, 3, 3, 1, 1, 1, 1),
+                             conv_shape(33, 2, 2, 32, 48, 3, 3, 1, 1, 1, 1)})
     expect_same_bits_for_any_thread_count(s);
 }
 
 // The default CPU plan for s, then each other kernel choice a plan may hold for it (the direct
-// tiles where the default has Winograd, then the GEMM alone), so that the exact checks below run
-// every kernel. Each is a plan the ops accept; the context's workspace is made to cover them all.
+// tiles where the default has Winograd, the in-bounds-tap GEMMs, then the im2col GEMM alone), so
+// that the exact checks below run every kernel. Each is a plan the ops accept; the context's
+// workspace is made to cover them all.
 std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s) {
   using namespace cpu::direct;
   std::vector<ConvPlan> plans{plan_conv2d(ctx, s, DType::f32)};
   const unsigned direct_tiles = possible(s) & (forward_pass | data_pass | filter_pass);
-  for (const auto& [bits, name] : {std::pair{direct_tiles, "direct tiles"}, std::pair{0u, "im2col+sgemm"}}) {
-    bool seen = false;
+  const unsigned tap_gemms = possible(s) & (taps_forward | taps_data | taps_filter);
+  // The GEMM alone last (where the default is not it already); no variant twice.
+  for (const auto& [bits, name] : {std::pair{direct_tiles, "direct tiles"}, std::pair{tap_gemms, "in-bounds-tap sgemm"},
+                                   std::pair{0u, "im2col+sgemm"}}) {
+    bool seen = bits == 0 && name != std::string("im2col+sgemm");
     for (const ConvPlan& p : plans) seen = seen || p.cpu_direct == bits;
     if (seen) continue;
     ConvPlan p = plans.front();
@@ -228,7 +251,7 @@ std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s) {
     p.algorithms = name;
     plans.push_back(p);
   }
-  ctx.reserve_workspace(size_t(64) << 20);
+  ctx.reserve_workspace(size_t(128) << 20);  // im2col alone for 129 2x2 images of 512 channels: 80 MB
   return plans;
 }
 
@@ -254,21 +277,41 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
        "cpu winograd: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 5, 5, 1, 1, 2, 2), forward_pass | data_pass | filter_pass,
        "cpu direct avx512: forward, backward-data, backward-filter"},
-      {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | filter_pass,
+      {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | taps_data | filter_pass,
+       "cpu direct avx512: forward, backward-filter; in-bounds-tap sgemm: backward-data"},
+      {conv_shape(2, 9, 9, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
-      {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | filter_pass,
-       "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
+      {conv_shape(2, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1), forward_pass | taps_data | filter_pass,
+       "cpu direct avx512: forward, backward-filter; in-bounds-tap sgemm: backward-data"},
       // Rows of 4: Winograd batched over 32 images (128 tiles), not over 2 (8 tiles: the GEMM).
-      {conv_shape(32, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data,
-       "cpu winograd: forward, backward-data; im2col+sgemm: backward-filter"},
-      {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
-      {conv_shape(32, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
-      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), winograd_data,
-       "cpu winograd: backward-data; im2col+sgemm: forward, backward-filter"},
-      {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), data_pass,
-       "cpu direct avx512: backward-data; im2col+sgemm: forward, backward-filter"},
+      // Their filter gradient, and every pass of the rest of 4x4 images with a 3x3 filter (31% of
+      // whose taps read padding), on the in-bounds-tap GEMMs.
+      {conv_shape(32, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | taps_filter,
+       "cpu winograd: forward, backward-data; in-bounds-tap sgemm: backward-filter"},
+      {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
+       "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
+      {conv_shape(32, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
+       "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
+      {conv_shape(32, 2, 2, 512, 512, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
+       "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
+      // Up to 8x8 outputs, the tap GEMMs wherever the filter is larger than 1x1; a 1x1 stride-2
+      // conv's backward-data only (no col2im), and up to 32x32 outputs with at most 64 channels.
+      {conv_shape(32, 8, 8, 128, 256, 3, 3, 2, 2, 1, 1), taps_forward | taps_data | taps_filter,
+       "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
+      {conv_shape(32, 8, 8, 128, 256, 1, 1, 2, 2, 0, 0), taps_data,
+       "cpu in-bounds-tap sgemm: backward-data; im2col+sgemm: forward, backward-filter"},
+      {conv_shape(32, 32, 32, 16, 32, 1, 1, 2, 2, 0, 0), forward_pass | taps_data | filter_pass,
+       "cpu direct avx512: forward, backward-filter; in-bounds-tap sgemm: backward-data"},
+      {conv_shape(32, 32, 32, 128, 32, 1, 1, 2, 2, 0, 0), forward_pass | filter_pass,
+       "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
+      {conv_shape(2, 9, 9, 15, 17, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
+      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), taps_forward | winograd_data | taps_filter,
+       "cpu winograd: backward-data; in-bounds-tap sgemm: forward, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), taps_forward | data_pass | taps_filter,
+       "cpu direct avx512: backward-data; in-bounds-tap sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
-      {conv_shape(2, 8, 8, 15, 17, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
+      {conv_shape(2, 8, 8, 15, 17, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
+       "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.s.str());
@@ -303,6 +346,9 @@ TEST(ConvCpu, EveryKernelMatchesTheGemmPath) {
                              conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 15, 9, 64, 48, 3, 3, 1, 1, 1, 1),
                              conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1), conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3),
                              conv_shape(32, 4, 4, 256, 256, 3, 3, 1, 1, 1, 1),
+                             // the tap GEMMs' at 224 px (7x7, stride 2 into 7x7) and a 1x1 stride 2
+                             conv_shape(4, 7, 7, 64, 80, 3, 3, 1, 1, 1, 1), conv_shape(4, 14, 14, 96, 64, 3, 3, 2, 2, 1, 1),
+                             conv_shape(4, 8, 8, 128, 64, 1, 1, 2, 2, 0, 0),
                              // 2x2 images of 512 channels: 64 per batched block, so three blocks
                              conv_shape(129, 2, 2, 512, 512, 3, 3, 1, 1, 1, 1)}) {
     SCOPED_TRACE(s.str());
@@ -455,9 +501,14 @@ TEST(ConvCpu, WrongTensorsThrow) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("y must have shape (2, 6, 5, 4)"), std::string::npos) << e.what();
   }
-  // A plan used on a context whose workspace is too small for it.
+  // A plan used on a context whose workspace is too small for it (12x11 outputs: im2col's).
+  const ConvShape big = conv_shape(2, 12, 11, 3, 4, 3, 3, 1, 1, 1, 1);
+  const ConvPlan im2col = plan_conv2d(ctx, big, DType::f32);
+  ASSERT_GT(im2col.workspace_bytes, 0u) << im2col.algorithms;
+  OwnedTensor bx(Device::cpu(), big.x_shape(), DType::f32), bw(Device::cpu(), big.w_shape(), DType::f32),
+      by(Device::cpu(), big.y_shape(), DType::f32);
   Context other(Device::cpu());
-  EXPECT_THROW(conv2d_forward(other, plan, x, w, y), Error);
+  EXPECT_THROW(conv2d_forward(other, im2col, bx, bw, by), Error);
 }
 
 // ---- CUDA against the CPU oracle ----
