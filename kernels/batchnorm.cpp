@@ -92,6 +92,7 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
   const char* op = "batchnorm_forward_train";
   check_forward(ctx, plan, args, x, residual, gamma, beta, running_mean, running_var, y, op);
   check_channels(ctx, x, op, {{save_mean, "save_mean"}, {save_invstd, "save_invstd"}});
+  LS_CHECK(y.raw() != x.raw(), op << ": y must not overwrite x: the backward reads x");
   LS_DISPATCH(ctx, batchnorm_forward_train, ctx, plan, args, x, residual, gamma, beta, running_mean,
               running_var, save_mean, save_invstd, y);
 }

@@ -45,8 +45,8 @@ struct BatchNormArgs {
   bool relu = false;      // apply ReLU after (BN + residual)
 };
 
-// Training forward. residual may be null. save_mean, save_invstd: f32 (C), written. y may alias x
-// only when a residual is passed: without one, the backward recomputes the ReLU mask from x.
+// Training forward. residual may be null. save_mean, save_invstd: f32 (C), written. y may alias
+// the residual, never x: the backward reads x (for x-hat, and without a residual for the ReLU mask).
 void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args, const Tensor& x,
                              const Tensor* residual, const Tensor& gamma, const Tensor& beta,
                              Tensor& running_mean, Tensor& running_var, Tensor& save_mean,

@@ -18,7 +18,8 @@ ChannelRows channel_rows(const Tensor& narrow, const Tensor& wide, const char* o
   r.narrow = a[a.rank() - 1];
   r.wide = b[b.rank() - 1];
   LS_CHECK(r.narrow <= r.wide, op << ": " << r.narrow << " channels do not fit in " << r.wide);
-  r.rows = r.narrow > 0 ? narrow.numel() / r.narrow : 0;
+  r.rows = 1;  // from the leading dimensions: with 0 narrow channels the wide rows still count
+  for (int d = 0; d + 1 < a.rank(); ++d) r.rows *= a[d];
   return r;
 }
 

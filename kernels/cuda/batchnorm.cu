@@ -148,7 +148,8 @@ __global__ void __launch_bounds__(kTileC * kBnFinalizeLanes) finalize_moments_ke
 }
 
 // kInfer: `stat` holds the running variance (invstd computed here); else the saved invstd.
-// y may alias x or residual: each element is read, then written by the same thread.
+// y may alias x or residual: each element is read, then written by the same thread (inference
+// only for x: a training forward keeps x for its backward, batchnorm.h).
 template <typename T, bool kInfer>
 __global__ void __launch_bounds__(kThreads) apply_kernel(
     const T* x, const T* residual, T* y, int64_t rows, int64_t channels, int64_t rows_per_chunk,

@@ -70,6 +70,9 @@ void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->bn));
   CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(c->bn, c->x, kMode));
   CUDNN_CHECK(cudnnCreateActivationDescriptor(&c->relu));
+  // cuDNN's ReLU turns a NaN into 0 here, where lockstep's kernels pass it on; left as is until a
+  // GPU run shows the fused op takes CUDNN_PROPAGATE_NAN (a NaN still reaches the loss through
+  // the batch statistics it poisons).
   CUDNN_CHECK(cudnnSetActivationDescriptor(c->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
 
   cudnnHandle_t h = handle(ctx);

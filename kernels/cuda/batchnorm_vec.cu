@@ -8,8 +8,8 @@
 // so the sums stay of the order of the spread), turns them into (n, mean, m2) and merges the
 // row lanes with Chan's formula; no division per element as Welford would need.
 // Element kernels handle two rows per iteration, loading both before storing either: dx may
-// alias dy and y may alias x or residual, which is safe because every element is read and then
-// written by the same thread.
+// alias dy and y may alias x (inference only: training keeps x for the backward) or residual,
+// which is safe because every element is read and then written by the same thread.
 #include "kernels/batchnorm_math.h"
 #include "kernels/cuda/batchnorm_geometry.h"
 #include "kernels/cuda/vec.cuh"

@@ -445,6 +445,10 @@ TEST(BatchNormCpu, ArgumentErrorsThrow) {
   EXPECT_THROW(batchnorm_forward_train(ctx, plan, a, x, nullptr, gamma, beta, rm, c5, sm, si, y), Error);
   EXPECT_THROW(batchnorm_forward_train(ctx, plan, a, x, nullptr, gamma, beta, rm, rv, sm, c5, y), Error);
   EXPECT_THROW(batchnorm_forward_train(ctx, plan, a, x, nullptr, gamma, beta, rm, rv, sm, si, bf), Error);
+  // Training must keep x for the backward: y over x is refused, y over the residual is not.
+  EXPECT_THROW(batchnorm_forward_train(ctx, plan, a, x, &res.view(), gamma, beta, rm, rv, sm, si, x), Error);
+  EXPECT_NO_THROW(batchnorm_forward_train(ctx, plan, a, x, &res.view(), gamma, beta, rm, rv, sm, si, res));
+  EXPECT_NO_THROW(batchnorm_forward_infer(ctx, plan, a, x, nullptr, gamma, beta, rm, rv, x));
   EXPECT_THROW(batchnorm_forward_infer(ctx, plan, a, x, nullptr, gamma, beta, rm, rv, wrong), Error);
   EXPECT_THROW(batchnorm_forward_infer(ctx, plan, a, x, nullptr, gamma, c5, rm, rv, y), Error);
   BatchNormArgs bad = a;

@@ -24,6 +24,16 @@ TEST(Channels, PadThenSliceOnTheCpu) {
   EXPECT_EQ(test::host_values(back), v);
 }
 
+// No channels at all padded to 4: every row of dst is zeros (the rows come from the leading
+// dimensions, as the CUDA kernel's do from dst's size).
+TEST(Channels, PaddingZeroChannelsWritesZeroRows) {
+  Context ctx(Device::cpu());
+  OwnedTensor empty(Device::cpu(), {2, 3, 0}, DType::f32), wide(Device::cpu(), {2, 3, 4}, DType::f32);
+  fill_bytes(ctx, wide, 0xFF);
+  pad_channels(ctx, empty, wide);
+  EXPECT_EQ(test::host_values(wide), std::vector<float>(24, 0.0f));
+}
+
 TEST(Channels, ShapesThatDoNotFitAreRefused) {
   Context ctx(Device::cpu());
   OwnedTensor a(Device::cpu(), {4, 3}, DType::f32), b(Device::cpu(), {5, 8}, DType::f32),
