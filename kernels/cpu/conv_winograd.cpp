@@ -130,42 +130,52 @@ void transform_filter(const Plan& p, Filter filter, bool k_fastest, float* u, in
   }
 }
 
-// V[xi][t][c] = (B^T d B)[xi] for the 4x4 patch whose pixel (i, j) is at src[i][j] (a zero row
-// where it lies in the padding), 16 input channels per vector.
-LS_AVX512 inline void transform_patch(const float* const (&src)[4][4], int cin, int64_t xi_stride, float* v) {
-  for (int c = 0; c < cin; c += kLanes) {
-    __m512 d[4][4], b[4][4];
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) d[i][j] = _mm512_loadu_ps(src[i][j] + c);
-    for (int j = 0; j < 4; ++j) {  // b = B^T d
-      b[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-      b[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-      b[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-      b[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
-    }
-    for (int i = 0; i < 4; ++i) {  // V = b B
-      const __m512 out[4] = {_mm512_sub_ps(b[i][0], b[i][2]), _mm512_add_ps(b[i][1], b[i][2]),
-                             _mm512_sub_ps(b[i][2], b[i][1]), _mm512_sub_ps(b[i][1], b[i][3])};
-      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(v + (4 * i + j) * xi_stride + c, out[j]);
-    }
-  }
+// b[.][J] = B^T d for column J of a 4x4 patch, 16 input channels at c: pixel(i) is the patch's
+// pixel (i, J) (a zero row where it lies in the padding). J is a constant so that b stays in
+// registers.
+template <int J, typename Pixel>
+LS_AVX512 inline void transform_column(Pixel pixel, int c, __m512 (&b)[4][4]) {
+  __m512 d[4];
+  for (int i = 0; i < 4; ++i) d[i] = _mm512_loadu_ps(pixel(i) + c);
+  b[0][J] = _mm512_sub_ps(d[0], d[2]);
+  b[1][J] = _mm512_add_ps(d[1], d[2]);
+  b[2][J] = _mm512_sub_ps(d[2], d[1]);
+  b[3][J] = _mm512_sub_ps(d[1], d[3]);
 }
 
-// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi]; `zeros`
-// holds at least cin zeros.
+// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi] of the 4x4
+// patch under each tile, 16 input channels per vector; `zeros` holds at least cin zeros for the
+// parts of a patch in the padding. Neighbouring tiles of a row share two columns of their
+// patches, so the right half of B^T d carries over as the next tile's left half: half the
+// loads and column sums (the same values, so the same bits).
 LS_AVX512 void transform_input(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
   const Geometry& g = p.g;
   const int64_t xi_stride = int64_t(p.block) * g.cin;
-  for (int t = 0; t < count; ++t) {
-    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const int ih = 2 * ti - g.ph, iw = 2 * tj - g.pw;  // the patch's first input row and column
-    const float* src[4][4];
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) {
-        const bool in = ih + i >= 0 && ih + i < g.h && iw + j >= 0 && iw + j < g.w;
-        src[i][j] = in ? image + (int64_t(ih + i) * g.w + iw + j) * g.cin : zeros;
+  const auto pixel = [&](int ih, int iw) {
+    return ih >= 0 && ih < g.h && iw >= 0 && iw < g.w ? image + (int64_t(ih) * g.w + iw) * g.cin : zeros;
+  };
+  for (int c = 0; c < g.cin; c += kLanes) {
+    __m512 b[4][4];
+    for (int t = 0; t < count; ++t) {
+      const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
+      const int ih = 2 * ti - g.ph, iw = 2 * tj - g.pw;  // the patch's first input row and column
+      const auto column = [&](int j) { return [&, j](int i) { return pixel(ih + i, iw + j); }; };
+      if (t > 0 && tj > 0) {  // the previous tile is this one's left neighbour
+        for (int i = 0; i < 4; ++i) b[i][0] = b[i][2], b[i][1] = b[i][3];
+      } else {
+        transform_column<0>(column(0), c, b);
+        transform_column<1>(column(1), c, b);
       }
-    transform_patch(src, g.cin, xi_stride, v + int64_t(t) * g.cin);
+      transform_column<2>(column(2), c, b);
+      transform_column<3>(column(3), c, b);
+      float* out = v + int64_t(t) * g.cin + c;
+      for (int i = 0; i < 4; ++i) {  // V = b B
+        _mm512_storeu_ps(out + (4 * i + 0) * xi_stride, _mm512_sub_ps(b[i][0], b[i][2]));
+        _mm512_storeu_ps(out + (4 * i + 1) * xi_stride, _mm512_add_ps(b[i][1], b[i][2]));
+        _mm512_storeu_ps(out + (4 * i + 2) * xi_stride, _mm512_sub_ps(b[i][2], b[i][1]));
+        _mm512_storeu_ps(out + (4 * i + 3) * xi_stride, _mm512_sub_ps(b[i][1], b[i][3]));
+      }
+    }
   }
 }
 
