@@ -1,9 +1,10 @@
-// CPU batch normalization over NHWC, f32: the oracle. Per-channel sums run in double, in two
-// passes (mean, then squared deviations), scanning rows in memory order with C accumulators
-// taken from the workspace the plan reserved; the element math is the shared
-// kernels/batchnorm_math.h that the CUDA kernels use too. Backward's gradient sums run over a
-// fixed number of row chunks in parallel (the count depends on the shape alone), each into its
-// own partial sums, added in chunk order: the same bits whatever the thread count.
+// CPU batch normalization over NHWC, f32: the oracle. The statistics take one pass: per chunk of
+// rows, sums of x - shift (the chunk's first row) and its square, in f32 blocks of 32 rows into
+// double, the chunks' moments merged in double; the element math is the shared
+// kernels/batchnorm_math.h that the CUDA kernels use too. Forward's and backward's sums run over
+// a fixed number of row chunks in parallel (the count depends on the shape alone), each into its
+// own partial sums, merged in chunk order: the same bits whatever the thread count. The loops are
+// built for AVX-512, AVX2 and the baseline (target_clones), the CPU picking at load time.
 // The dispatcher (kernels/batchnorm.cpp) has checked args, devices, dtypes and shapes; only f32
 // and the workspace are checked here.
 #include "kernels/batchnorm.h"
@@ -16,6 +17,8 @@
 
 namespace lockstep::cpu {
 
+// The element and sum loops, vectorized for the widest unit this CPU has (GCC picks at load time).
+#define LS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 namespace {
 constexpr int64_t kMaxSumChunks = 8;
 constexpr int64_t kBlockRows = 32;
@@ -34,7 +37,7 @@ size_t scratch_bytes(const Shape& x) {
 // kC > 0: the channel count as a constant (the loops unroll and keep their sums in registers:
 // CIFAR nets' 16-64 channels make the per-row loop short); 0: c_n at run time.
 template <bool kRelu, int kC>
-void add_grad_sums(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
+LS_CLONES void add_grad_sums(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
                    int64_t r0, int64_t r1, int64_t channels, float* block, double* pg_sum, double* pgx_sum) {
   const int64_t c_n = kC > 0 ? kC : channels;
   float* bg = block;
@@ -58,6 +61,32 @@ void add_grad_sums(const float* px, const float* py, const float* pdy, const flo
   }
 }
 
+// Adds rows [r0, r1) of d = x - shift and d^2 (shift: row r0 of x) into s1 and s2, kBlockRows
+// rows at a time in f32 (block holds 2 C floats). kC as add_grad_sums's.
+template <int kC>
+LS_CLONES void add_moments(const float* px, int64_t r0, int64_t r1, int64_t channels, float* block, double* s1,
+                           double* s2) {
+  const int64_t c_n = kC > 0 ? kC : channels;
+  const float* shift = px + r0 * c_n;
+  float* b1 = block;
+  float* b2 = block + c_n;
+  for (int64_t b = r0; b < r1; b += kBlockRows) {
+    std::fill(block, block + 2 * c_n, 0.f);
+    for (int64_t r = b; r < std::min(r1, b + kBlockRows); ++r) {
+      const float* xr = px + r * c_n;
+      for (int64_t c = 0; c < c_n; ++c) {
+        const float d = xr[c] - shift[c];
+        b1[c] += d;
+        b2[c] += d * d;
+      }
+    }
+    for (int64_t c = 0; c < c_n; ++c) {
+      s1[c] += b1[c];
+      s2[c] += b2[c];
+    }
+  }
+}
+
 // Per-channel backward coefficients as separate arrays (unit-stride loads in the element loop).
 struct CoefArrays {
   float* scale;
@@ -68,7 +97,7 @@ struct CoefArrays {
 // dx (and dresidual = g) of rows [r0, r1). dx may be dy itself: element i is read, then written,
 // and no element is read after another is written, so the loop carries no dependence (ivdep).
 template <bool kRelu, bool kResidual, int kC>
-void grad_elements(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
+LS_CLONES void grad_elements(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
                    const CoefArrays& k, int64_t r0, int64_t r1, int64_t channels, float* pdx, float* pdr) {
   const int64_t c_n = kC > 0 ? kC : channels;
   for (int64_t r = r0; r < r1; ++r) {
@@ -87,7 +116,7 @@ void grad_elements(const float* px, const float* py, const float* pdy, const flo
 // y = relu?(gamma * xhat + beta + residual?) over m rows, specialised per case so that the loop
 // vectorizes. y may be x or the residual itself (each element is read, then written: ivdep).
 template <bool kResidual, bool kRelu>
-void apply_rows_as(const float* px, const float* pr, const float* mean, const float* invstd, const float* pg,
+LS_CLONES void apply_rows_as(const float* px, const float* pr, const float* mean, const float* invstd, const float* pg,
                    const float* pb, int64_t m, int64_t c_n, float* py) {
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < m; ++r) {
@@ -145,29 +174,38 @@ void batchnorm_forward_train(Context& ctx, const BatchNormPlan& plan, const Batc
   double* m2 = mean + c_n;
   const float* px = x.data<float>();
 
-  // Two passes in double (the mean, then squared deviations from it), each over fixed row chunks
-  // in parallel whose partial sums are added in chunk order: the same bits for any thread count.
+  // One pass over fixed row chunks in parallel: each chunk sums x - shift and its square (shift:
+  // the chunk's first row, so the sums stay of the order of the spread) in f32 blocks into double
+  // partials; the chunks' (count, mean, m2) merge in chunk order (Chan et al.): the same bits for
+  // any thread count.
   const int64_t chunks = sum_chunks(x.shape()), per_chunk = (m + chunks - 1) / chunks;
-  double* partial = m2 + c_n;  // chunk k's sums at [k C, k C + C)
-  auto chunked_sum = [&](double* out, auto&& term) {
+  double* partial = m2 + c_n;  // chunk k: sums of d at [2k C, 2k C + C), of d^2 after
+  float* blocks = reinterpret_cast<float*>(partial + 2 * chunks * c_n);  // chunk k's at 2k C
 #pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < chunks; ++k) {
+    double* s1 = partial + 2 * k * c_n;
+    std::fill(s1, s1 + 2 * c_n, 0.0);
+    const int64_t r0 = std::min(m, k * per_chunk), r1 = std::min(m, (k + 1) * per_chunk);
+    if (r0 < r1)
+      with_channels(c_n, [&](auto kc) {
+        add_moments<decltype(kc)::value>(px, r0, r1, c_n, blocks + 2 * k * c_n, s1, s1 + c_n);
+      });
+  }
+  for (int64_t c = 0; c < c_n; ++c) {
+    double n = 0, mu = 0, q = 0;
     for (int64_t k = 0; k < chunks; ++k) {
-      double* acc = partial + k * c_n;
-      std::fill(acc, acc + c_n, 0.0);
-      const int64_t r1 = std::min(m, (k + 1) * per_chunk);
-      for (int64_t r = std::min(m, k * per_chunk); r < r1; ++r)
-        for (int64_t c = 0; c < c_n; ++c) acc[c] += term(px[r * c_n + c], c);
+      const int64_t r0 = std::min(m, k * per_chunk), r1 = std::min(m, (k + 1) * per_chunk);
+      if (r0 >= r1) continue;
+      const double nk = double(r1 - r0), s1 = partial[2 * k * c_n + c], s2 = partial[2 * k * c_n + c_n + c];
+      const double mean_k = px[r0 * c_n + c] + s1 / nk, m2_k = std::max(0.0, s2 - s1 * s1 / nk);
+      const double total = n + nk, delta = mean_k - mu;
+      mu += delta * nk / total;
+      q += m2_k + delta * delta * n * nk / total;
+      n = total;
     }
-    std::fill(out, out + c_n, 0.0);
-    for (int64_t k = 0; k < chunks; ++k)
-      for (int64_t c = 0; c < c_n; ++c) out[c] += partial[k * c_n + c];
-  };
-  chunked_sum(mean, [](float v, int64_t) { return static_cast<double>(v); });
-  for (int64_t c = 0; c < c_n; ++c) mean[c] /= static_cast<double>(m);
-  chunked_sum(m2, [&](float v, int64_t c) {
-    const double d = v - mean[c];
-    return d * d;
-  });
+    mean[c] = mu;
+    m2[c] = q;
+  }
   float* sm = save_mean.data<float>();
   float* si = save_invstd.data<float>();
   float* rm = running_mean.data<float>();
