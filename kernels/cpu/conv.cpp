@@ -143,7 +143,8 @@ size_t scratch_bytes(const ConvShape& s, int threads) {
 // The plan's scratch: the GEMM path's where any pass uses it, the direct kernels' where any does.
 size_t plan_bytes(const ConvShape& s, unsigned direct, int threads) {
   bool all = true;  // every pass off the GEMM: no column matrices
-  for (const auto& p : cpu::direct::kPassKernels) all = all && (direct & (p.winograd | p.direct | p.taps));
+  for (const auto& p : cpu::direct::kPassKernels)
+    all = all && (direct & (p.winograd4 | p.winograd | p.direct | p.taps));
   const size_t gemm = all ? 0 : scratch_bytes(s, threads);
   const size_t own = size_t(cpu::direct::scratch_floats(s, direct, threads, filter_chunks(s))) * sizeof(float);
   return std::max(gemm, own);
@@ -219,14 +220,14 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     plan.algorithms = "cpu " + gemm;
   } else {
     // e.g. "cpu winograd: forward, backward-data; direct avx512: backward-filter"
-    std::string lists[4];  // Winograd, direct, tap GEMMs, im2col GEMM
+    std::string lists[5];  // Winograd 4x4, 2x2, direct, tap GEMMs, im2col GEMM
     for (const auto& p : cpu::direct::kPassKernels) {
       const unsigned d = plan.cpu_direct;
-      std::string& list = lists[d & p.winograd ? 0 : d & p.direct ? 1 : d & p.taps ? 2 : 3];
+      std::string& list = lists[d & p.winograd4 ? 0 : d & p.winograd ? 1 : d & p.direct ? 2 : d & p.taps ? 3 : 4];
       list += (list.empty() ? "" : ", ") + std::string(p.name);
     }
-    const std::string names[4] = {"winograd", "direct avx512", "in-bounds-tap sgemm", gemm};
-    for (int i = 0; i < 4; ++i)
+    const std::string names[5] = {"winograd 4x4", "winograd", "direct avx512", "in-bounds-tap sgemm", gemm};
+    for (int i = 0; i < 5; ++i)
       if (!lists[i].empty())
         plan.algorithms += (plan.algorithms.empty() ? "cpu " : "; ") + names[i] + ": " + lists[i];
   }
@@ -242,9 +243,9 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
   const char* op = "conv2d_forward";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &w, &y}, op);
-  if (plan.cpu_direct & cpu::direct::winograd_forward) {
+  if (const unsigned bits = plan.cpu_direct & (cpu::direct::winograd_forward | cpu::direct::winograd4_forward)) {
     cpu::winograd::forward(s, x.data<float>(), w.data<float>(), y.data<float>(), static_cast<float*>(ctx.workspace()),
-                           direct_threads(ctx, s, cpu::direct::winograd_forward, s.n));
+                           direct_threads(ctx, s, bits, s.n), bits == cpu::direct::winograd4_forward);
     return;
   }
   if (plan.cpu_direct & cpu::direct::forward_pass) {
@@ -277,10 +278,10 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
   const char* op = "conv2d_backward_data";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&dy, &w, &dx}, op);
-  if (plan.cpu_direct & cpu::direct::winograd_data) {
+  if (const unsigned bits = plan.cpu_direct & (cpu::direct::winograd_data | cpu::direct::winograd4_data)) {
     cpu::winograd::backward_data(s, dy.data<float>(), w.data<float>(), dx.data<float>(), accumulate,
-                                 static_cast<float*>(ctx.workspace()),
-                                 direct_threads(ctx, s, cpu::direct::winograd_data, s.n));
+                                 static_cast<float*>(ctx.workspace()), direct_threads(ctx, s, bits, s.n),
+                                 bits == cpu::direct::winograd4_data);
     return;
   }
   if (plan.cpu_direct & cpu::direct::data_pass) {

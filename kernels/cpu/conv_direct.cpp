@@ -126,15 +126,17 @@ bool cpu_has_avx512() {
   return yes;
 }
 
-// LOCKSTEP_CPU_CONV: auto (every kernel where it fits), direct (no Winograd) or gemm (none).
-enum class Mode { gemm, direct, all };
+// LOCKSTEP_CPU_CONV: auto (every kernel where it fits), winograd2 (no F(4x4, 3x3)), direct (no
+// Winograd) or gemm (none).
+enum class Mode { gemm, direct, winograd2, all };
 Mode mode_from_environment() {
   const char* v = std::getenv("LOCKSTEP_CPU_CONV");
   const std::string text = v == nullptr ? "" : v;
   if (text.empty() || text == "auto") return Mode::all;
   if (text == "direct") return Mode::direct;
-  LS_CHECK(text == "gemm", "LOCKSTEP_CPU_CONV must be auto, direct (no Winograd) or gemm (the im2col+sgemm path "
-                           "alone), got '" << text << "'");
+  if (text == "winograd2") return Mode::winograd2;
+  LS_CHECK(text == "gemm", "LOCKSTEP_CPU_CONV must be auto, winograd2 (Winograd F(2x2,3x3) only), direct (no "
+                           "Winograd) or gemm (the im2col+sgemm path alone), got '" << text << "'");
   return Mode::gemm;
 }
 
@@ -155,9 +157,12 @@ unsigned possible(const ConvShape& s) {
   const bool winograd = winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k);
   // Winograd takes short rows too (batched over images, conv_winograd.h); the direct tiles do not.
   if (winograd && winograd::pays(s, false)) out |= winograd_forward;
+  if (winograd && winograd::register_tile(s, false)) out |= winograd4_forward;
   if (y_tiles) out |= forward_pass | filter_pass | (winograd ? winograd_filter : 0u);
   const bool data = s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.r && s.pad_w < s.s;
-  if (data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c) && winograd::pays(s, true)) out |= winograd_data;
+  const bool data_winograd = data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c);
+  if (data_winograd && winograd::pays(s, true)) out |= winograd_data;
+  if (data_winograd && winograd::register_tile(s, true)) out |= winograd4_data;
   if (data && s.c % kLanes == 0 && s.w >= kMinTileRow) out |= data_pass;
   return out;
 }
@@ -168,9 +173,12 @@ unsigned passes(const ConvShape& s) {
   if (!taps::pays_forward(s)) out &= ~unsigned(taps_forward);
   if (!taps::pays_data(s)) out &= ~unsigned(taps_data);
   if (!taps::pays_filter(s)) out &= ~unsigned(taps_filter);
-  if (mode() != Mode::all) out &= ~unsigned(winograd_forward | winograd_data | winograd_filter);
-  // One kernel per pass: the first of Winograd, direct tiles, tap GEMMs that is left.
+  if (mode() != Mode::all) out &= ~unsigned(winograd4_forward | winograd4_data);
+  if (mode() != Mode::all && mode() != Mode::winograd2)
+    out &= ~unsigned(winograd_forward | winograd_data | winograd_filter);
+  // One kernel per pass: the first of Winograd F(4x4), F(2x2), direct tiles, tap GEMMs left.
   for (const PassKernels& p : kPassKernels) {
+    if (out & p.winograd4) out &= ~(p.winograd | p.direct | p.taps);
     if (out & p.winograd) out &= ~(p.direct | p.taps);
     if (out & p.direct) out &= ~p.taps;
   }
@@ -185,6 +193,8 @@ int64_t scratch_floats(const ConvShape& s, unsigned which, int threads, int chun
   if (which & filter_pass) need = std::max(need, chunks * filter);
   if (which & winograd_forward) need = std::max(need, winograd::scratch_floats(s, false, threads));
   if (which & winograd_data) need = std::max(need, winograd::scratch_floats(s, true, threads));
+  if (which & winograd4_forward) need = std::max(need, winograd::scratch_floats(s, false, threads, true));
+  if (which & winograd4_data) need = std::max(need, winograd::scratch_floats(s, true, threads, true));
   if (which & winograd_filter) need = std::max(need, winograd::filter_scratch_floats(s, threads, chunks));
   return need;
 }

@@ -24,19 +24,24 @@ enum Pass : unsigned {
   taps_forward = 64u,
   taps_data = 128u,
   taps_filter = 256u,
+  // Winograd F(4x4, 3x3) for the passes on the register tile (conv_winograd.h)
+  winograd4_forward = 512u,
+  winograd4_data = 1024u,
 };
 
 // Each pass's kernel bits, in the order passes() prefers them, and its name in plans and logs.
 struct PassKernels {
-  unsigned winograd, direct, taps;
+  unsigned winograd4, winograd, direct, taps;
   const char* name;
 };
-inline constexpr PassKernels kPassKernels[] = {{winograd_forward, forward_pass, taps_forward, "forward"},
-                                               {winograd_data, data_pass, taps_data, "backward-data"},
-                                               {winograd_filter, filter_pass, taps_filter, "backward-filter"}};
+inline constexpr PassKernels kPassKernels[] = {
+    {winograd4_forward, winograd_forward, forward_pass, taps_forward, "forward"},
+    {winograd4_data, winograd_data, data_pass, taps_data, "backward-data"},
+    {0u, winograd_filter, filter_pass, taps_filter, "backward-filter"}};
 
 // AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
-// the direct kernels and leaves Winograd out, for A/B measurements).
+// the direct kernels and leaves Winograd out, "winograd2" leaves F(4x4, 3x3) out, for A/B
+// measurements).
 bool available();
 
 // Every kernel bit that can compute this shape on this CPU, whatever LOCKSTEP_CPU_CONV says (a
@@ -46,8 +51,8 @@ unsigned possible(const ConvShape& s);
 // Which passes of a conv leave the im2col+sgemm path, one bit per pass (0 under
 // LOCKSTEP_CPU_CONV=gemm), preferring Winograd, then the direct tiles, then the tap GEMMs.
 // 3x3 stride-1 passes with both channel counts multiples of 16 run on Winograd: backward-filter
-// where its rows have 8+ pixels, forward and backward-data there too or, with shorter rows,
-// batched where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles:
+// (F(3x3, 2x2)) where its rows have 8+ pixels, forward and backward-data there too on F(4x4, 3x3)
+// or, with shorter rows, F(2x2, 3x3) batched where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles:
 // forward and backward-filter need K a multiple of 16, backward-data stride 1, C a multiple of 16
 // and padding below the filter size; all three rows of at least 8 pixels (y's for forward and
 // backward-filter, x's for backward-data). Smaller images with more channels (ResNet's last

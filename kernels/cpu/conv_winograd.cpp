@@ -10,6 +10,12 @@
 //   3. Y = A^T M A for each tile, 16 output channels per vector, stored (or added) where the
 //      tile lies inside the output.
 // V and M of a block stay in cache (16 x T x channels floats each). U is made once per call.
+// On the register tile, F(4x4, 3x3) takes the place of F(2x2, 3x3) (Lavin and Gray's B, G and A
+// for the points 0, +-1, +-2): 6x6 patches, 36 positions, 36 multiplies per 16 outputs instead
+// of 64. Its G has fractions (1/4, 1/6, 1/12, 1/24), so U is taken with 24 G, in integers, and
+// the output divided by 576; with B and A's small integers, small-integer convolutions stay exact
+// (the tests' cases do) as long as the products' sums stay below 2^24.
+// Neighbouring tiles of a row share two patch columns (both sizes), whose B^T d carries over.
 // Short rows run batched instead: per block of whole images, V of all their tiles, one sgemm per
 // position (tiles x cin by cin x kout, U kept as [xi][c][k]), then the output transform.
 // Backward-filter is F(3x3, 2x2), the same identity read for the filter: dw = G^T [sum over tiles
@@ -34,7 +40,9 @@ namespace {
 
 using namespace tile;
 
-constexpr int kXi = 16;           // positions of a transformed tile
+constexpr int kXi = 16;           // positions of a transformed tile, F(2x2, 3x3)
+constexpr int kXi4 = 36;          // F(4x4, 3x3)
+constexpr float kScale4 = 576.0f; // F(4x4, 3x3)'s filter transform is taken times 24 x 24
 // Backward-filter: floats of V and E a thread may hold, so that a block spans whole images and M is
 // loaded and stored once per block, not per image's tiles (resnet20's 8x8 stage has 16 tiles).
 constexpr int64_t kFilterBlockFloats = int64_t(1) << 18;
@@ -52,18 +60,25 @@ struct Plan {
   // Batched (short rows, forward and backward-data): per position xi, one sgemm of the block's
   // tiles x cin by cin x kout, U in [xi][c][k] order; V and M are shared, not per thread.
   bool batched = false;
+  // F(4x4, 3x3) instead of F(2x2, 3x3) (register-tile passes only): tiles of 4x4 outputs, 36
+  // positions.
+  bool f4 = false;
+  int tile() const { return f4 ? 4 : 2; }
+  int positions() const { return f4 ? kXi4 : kXi; }
   // Per thread: V of a block, and M (forward) or E (backward-filter) of a block.
-  int64_t v_floats() const { return int64_t(kXi) * block * g.cin; }
-  int64_t m_floats() const { return int64_t(kXi) * block * g.kout; }
+  int64_t v_floats() const { return int64_t(positions()) * block * g.cin; }
+  int64_t m_floats() const { return int64_t(positions()) * block * g.kout; }
   int64_t thread_floats() const { return v_floats() + m_floats(); }
-  int64_t u_floats() const { return int64_t(kXi) * g.cin * g.kout; }
+  int64_t u_floats() const { return int64_t(positions()) * g.cin * g.kout; }
   int64_t zero_floats() const { return std::max(g.cin, g.kout); }  // a row of zeros for the padding
 };
 
-Plan plan_for(const Geometry& g, bool filter = false) {
+// f4: F(4x4, 3x3) where the pass runs on the register tile (rows of kMinTileRow+).
+Plan plan_for(const Geometry& g, bool filter = false, bool f4 = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
   p.batched = !filter && g.q < kMinTileRow;
+  if (f4 && !filter && !p.batched) p.f4 = true, p.tiles_h = (g.p + 3) / 4, p.tiles_w = (g.q + 3) / 4;
   if (filter || p.batched) {
     const int64_t image = int64_t(kXi) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
     p.images = static_cast<int>(
@@ -104,6 +119,43 @@ LS_AVX512 inline void transform_filter_block(const float (&g)[kLanes][9][kLanes]
   }
 }
 
+// F(4x4, 3x3)'s U times 576 for one block of 16 input channels, as transform_filter_block:
+// U' = G' g G'^T with G' = 24 G = [6 0 0; -4 -4 -4; -4 4 -4; 1 2 4; 1 -2 4; 0 0 24], integers, so
+// that small-integer filters transform exactly (the output transform divides by 576).
+// out = G' f for one column f of three values, G' as below.
+LS_AVX512 inline void filter_rows4(const __m512 (&f)[3], __m512 (&out)[6]) {
+  const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
+  const __m512 ends = _mm512_add_ps(f[0], f[2]);
+  out[0] = _mm512_mul_ps(_mm512_set1_ps(6.0f), f[0]);
+  out[1] = _mm512_mul_ps(four, _mm512_sub_ps(_mm512_setzero_ps(), _mm512_add_ps(ends, f[1])));
+  out[2] = _mm512_mul_ps(four, _mm512_sub_ps(f[1], ends));
+  const __m512 a = _mm512_fmadd_ps(four, f[2], f[0]), b = _mm512_mul_ps(two, f[1]);
+  out[3] = _mm512_add_ps(a, b);
+  out[4] = _mm512_sub_ps(a, b);
+  out[5] = _mm512_mul_ps(_mm512_set1_ps(24.0f), f[2]);
+}
+
+// F(4x4, 3x3)'s U times 576 for one block of 16 input channels, as transform_filter_block:
+// U' = G' g G'^T with G' = 24 G = [6 0 0; -4 -4 -4; -4 4 -4; 1 2 4; 1 -2 4; 0 0 24], integers, so
+// that small-integer filters transform exactly (the output transform divides by 576).
+template <typename Dst>
+LS_AVX512 inline void transform_filter_block4(const float (&g)[kLanes][9][kLanes], Dst dst) {
+  for (int cc = 0; cc < kLanes; ++cc) {
+    __m512 t[6][3];
+    for (int j = 0; j < 3; ++j) {  // t = G' f, column by column
+      const __m512 col[3] = {_mm512_loadu_ps(g[cc][j]), _mm512_loadu_ps(g[cc][3 + j]), _mm512_loadu_ps(g[cc][6 + j])};
+      __m512 out[6];
+      filter_rows4(col, out);
+      for (int i = 0; i < 6; ++i) t[i][j] = out[i];
+    }
+    for (int i = 0; i < 6; ++i) {  // U' = t G'^T, row by row
+      __m512 out[6];
+      filter_rows4(t[i], out);
+      for (int j = 0; j < 6; ++j) _mm512_storeu_ps(dst(6 * i + j, cc), out[j]);
+    }
+  }
+}
+
 // U[xi][k / 16][c][k % 16] = (G g G^T)[xi] for g(r, s) = filter(k, r, s, c); batched plans
 // keep it as U[xi][c][k], each position a row-major cin x kout matrix for sgemm. Blocks of 16
 // output x 16 input channels go through a local buffer, so that both the filter (read along its
@@ -123,10 +175,14 @@ void transform_filter(const Plan& p, Filter filter, bool k_fastest, float* u, in
           const int kk = k_fastest ? b : a, cc = k_fastest ? a : b;
           g[cc][tap][kk] = filter(k0 + kk, tap / 3, tap % 3, c0 + cc);
         }
-    transform_filter_block(g, [&](int xi, int cc) {
+    const auto dst = [&](int xi, int cc) {
       return p.batched ? u + (int64_t(xi) * cin + c0 + cc) * kout + k0
                        : u + ((int64_t(xi) * kblocks + k0 / kLanes) * cin + c0 + cc) * kLanes;
-    });
+    };
+    if (p.f4)
+      transform_filter_block4(g, dst);
+    else
+      transform_filter_block(g, dst);
   }
 }
 
@@ -198,6 +254,104 @@ LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count
         for (int j = 0; j < cols; ++j) {
           float* o = y + ((int64_t(2 * ti + i) * p.g.q) + 2 * tj + j) * kout + k;
           _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), out[j]) : out[j]);
+        }
+      }
+    }
+  }
+}
+
+// F(4x4, 3x3): b[.][J] = B^T d for column J of a 6x6 patch, 16 input channels at c, with
+// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
+// out = B^T v for six values v (a column, or a row read as one).
+LS_AVX512 inline void input_rows4(const __m512 (&v)[6], __m512 (&out)[6]) {
+  const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f);
+  out[0] = _mm512_fnmadd_ps(five, v[2], _mm512_fmadd_ps(four, v[0], v[4]));
+  const __m512 p = _mm512_fnmadd_ps(four, v[2], v[4]), q = _mm512_fnmadd_ps(four, v[1], v[3]);
+  out[1] = _mm512_add_ps(p, q);
+  out[2] = _mm512_sub_ps(p, q);
+  const __m512 r = _mm512_sub_ps(v[4], v[2]), t = _mm512_mul_ps(two, _mm512_sub_ps(v[3], v[1]));
+  out[3] = _mm512_add_ps(r, t);
+  out[4] = _mm512_sub_ps(r, t);
+  out[5] = _mm512_fnmadd_ps(five, v[3], _mm512_fmadd_ps(four, v[1], v[5]));
+}
+
+// F(4x4, 3x3): b[.][J] = B^T d for column J of a 6x6 patch, 16 input channels at c, with
+// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
+template <int J, typename Pixel>
+LS_AVX512 inline void transform_column4(Pixel pixel, int c, __m512 (&b)[6][6]) {
+  __m512 d[6], out[6];
+  for (int i = 0; i < 6; ++i) d[i] = _mm512_loadu_ps(pixel(i) + c);
+  input_rows4(d, out);
+  for (int i = 0; i < 6; ++i) b[i][J] = out[i];
+}
+
+// V[xi][t][c] = (B^T d B)[xi] for F(4x4, 3x3) tiles, as transform_input; neighbouring tiles share
+// two patch columns, which carry over.
+LS_AVX512 void transform_input4(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
+  const Geometry& g = p.g;
+  const int64_t xi_stride = int64_t(p.block) * g.cin;
+  const auto pixel = [&](int ih, int iw) {
+    return ih >= 0 && ih < g.h && iw >= 0 && iw < g.w ? image + (int64_t(ih) * g.w + iw) * g.cin : zeros;
+  };
+  for (int c = 0; c < g.cin; c += kLanes) {
+    __m512 b[6][6];
+    for (int t = 0; t < count; ++t) {
+      const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
+      const int ih = 4 * ti - g.ph, iw = 4 * tj - g.pw;  // the patch's first input row and column
+      const auto column = [&](int j) { return [&, j](int i) { return pixel(ih + i, iw + j); }; };
+      if (t > 0 && tj > 0) {  // the previous tile is this one's left neighbour
+        for (int i = 0; i < 6; ++i) b[i][0] = b[i][4], b[i][1] = b[i][5];
+      } else {
+        transform_column4<0>(column(0), c, b);
+        transform_column4<1>(column(1), c, b);
+      }
+      transform_column4<2>(column(2), c, b);
+      transform_column4<3>(column(3), c, b);
+      transform_column4<4>(column(4), c, b);
+      transform_column4<5>(column(5), c, b);
+      float* out = v + int64_t(t) * g.cin + c;
+      for (int i = 0; i < 6; ++i) {  // V = b B: row i of b through B^T's rows
+        __m512 row[6];
+        input_rows4(b[i], row);
+        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(out + (6 * i + j) * xi_stride, row[j]);
+      }
+    }
+  }
+}
+
+// out = A^T a for six values a, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+LS_AVX512 inline void output_rows4(const __m512 (&a)[6], __m512 (&out)[4]) {
+  const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
+  const __m512 s34 = _mm512_add_ps(a[3], a[4]), d34 = _mm512_sub_ps(a[3], a[4]);
+  out[0] = _mm512_add_ps(_mm512_add_ps(a[0], s12), s34);
+  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34, d12);
+  out[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34, s12);
+  out[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), a[5]);
+}
+
+// y (p, q, kout) at the `count` F(4x4, 3x3) tiles from t0 = A^T M A / 576 (added to y with
+// accumulate). The division (not a multiply by 1/576) keeps small-integer results exact.
+LS_AVX512 void transform_output4(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
+  const int kout = p.g.kout;
+  const __m512 scale = _mm512_set1_ps(kScale4);
+  for (int t = 0; t < count; ++t) {
+    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
+    const int rows = std::min(4, p.g.p - 4 * ti), cols = std::min(4, p.g.q - 4 * tj);
+    for (int k = 0; k < kout; k += kLanes) {
+      __m512 b[4][6];
+      for (int j = 0; j < 6; ++j) {  // b = A^T a, column by column
+        __m512 a[6], out[4];
+        for (int i = 0; i < 6; ++i) a[i] = _mm512_loadu_ps(m + (int64_t(6 * i + j) * p.block + t) * kout + k);
+        output_rows4(a, out);
+        for (int i = 0; i < 4; ++i) b[i][j] = out[i];
+      }
+      for (int i = 0; i < rows; ++i) {  // Y = b A
+        __m512 out[4];
+        output_rows4(b[i], out);
+        for (int j = 0; j < cols; ++j) {
+          float* o = y + ((int64_t(4 * ti + i) * p.g.q) + 4 * tj + j) * kout + k;
+          const __m512 v = _mm512_div_ps(out[j], scale);
+          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
         }
       }
     }
@@ -343,16 +497,22 @@ void run(const Plan& p, const float* in, float* out, bool accumulate, float* scr
     a.wp_block = int64_t(g.cin) * kLanes, a.y_step = g.kout, a.accumulate = false;
     for (int t0 = 0; t0 < tiles; t0 += p.block) {
       const int count = std::min(p.block, tiles - t0);
-      transform_input(p, in + n * in_image, zeros, t0, count, v);
+      if (p.f4)
+        transform_input4(p, in + n * in_image, zeros, t0, count, v);
+      else
+        transform_input(p, in + n * in_image, zeros, t0, count, v);
       const auto multiply = kernel_for<ForwardTile>(count, p.kb);
-      for (int xi = 0; xi < kXi; ++xi)
+      for (int xi = 0; xi < p.positions(); ++xi)
         for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes) {
           a.x = v + int64_t(xi) * p.block * g.cin;
           a.wp = u + (int64_t(xi) * kblocks + k0 / kLanes) * g.cin * kLanes;
           a.y = m + int64_t(xi) * p.block * g.kout + k0;
           multiply(a);
         }
-      transform_output(p, m, t0, count, out + n * out_image, accumulate);
+      if (p.f4)
+        transform_output4(p, m, t0, count, out + n * out_image, accumulate);
+      else
+        transform_output(p, m, t0, count, out + n * out_image, accumulate);
     }
   }
 }
@@ -368,13 +528,17 @@ bool pays(const ConvShape& s, bool data) {
   return !p.batched || int64_t(p.g.n) * p.tiles_h * p.tiles_w >= kMinBatchedTiles;
 }
 
-int64_t scratch_floats(const ConvShape& s, bool data, int threads) {
-  const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s));
+bool register_tile(const ConvShape& s, bool data) {
+  return !plan_for(data ? data_geometry(s) : forward_geometry(s)).batched;
+}
+
+int64_t scratch_floats(const ConvShape& s, bool data, int threads, bool f4) {
+  const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s), false, f4);
   return p.u_floats() + p.zero_floats() + (p.batched ? 1 : threads) * p.thread_floats();
 }
 
-void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads) {
-  const Plan p = plan_for(forward_geometry(s));
+void forward(const ConvShape& s, const float* x, const float* w, float* y, float* scratch, int threads, bool f4) {
+  const Plan p = plan_for(forward_geometry(s), false, f4);
   const int64_t rsc = 9 * int64_t(s.c);
   transform_filter(p, [&](int k, int r, int t, int c) { return w[k * rsc + (r * 3 + t) * s.c + c]; }, false,
                    scratch, threads);
@@ -382,8 +546,8 @@ void forward(const ConvShape& s, const float* x, const float* w, float* y, float
 }
 
 void backward_data(const ConvShape& s, const float* dy, const float* w, float* dx, bool accumulate,
-                   float* scratch, int threads) {
-  const Plan p = plan_for(data_geometry(s));
+                   float* scratch, int threads, bool f4) {
+  const Plan p = plan_for(data_geometry(s), false, f4);
   const int64_t rsc = 9 * int64_t(s.c);
   // Output channel c, input channel k of the rotated filter: w(k, 2 - r, 2 - t, c).
   transform_filter(p, [&](int c, int r, int t, int k) { return w[k * rsc + ((2 - r) * 3 + (2 - t)) * s.c + c]; },

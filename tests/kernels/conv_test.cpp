@@ -231,18 +231,24 @@ TEST(ConvCpu, ResultsDoNotDependOnTheThreadCount) {
     expect_same_bits_for_any_thread_count(s);
 }
 
-// The default CPU plan for s, then each other kernel choice a plan may hold for it (the direct
-// tiles where the default has Winograd, the in-bounds-tap GEMMs, then the im2col GEMM alone), so
-// that the exact checks below run every kernel. Each is a plan the ops accept; the context's
+// The default CPU plan for s, then each other kernel choice a plan may hold for it (Winograd
+// F(2x2, 3x3) where the default has F(4x4, 3x3), the direct tiles where it has Winograd, the
+// in-bounds-tap GEMMs, then the im2col GEMM alone), so that the exact checks below run every
+// kernel. Each is a plan the ops accept; the context's
 // workspace is made to cover them all.
 std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s) {
   using namespace cpu::direct;
   std::vector<ConvPlan> plans{plan_conv2d(ctx, s, DType::f32)};
   const unsigned direct_tiles = possible(s) & (forward_pass | data_pass | filter_pass);
   const unsigned tap_gemms = possible(s) & (taps_forward | taps_data | taps_filter);
+  // F(2x2, 3x3) on the register tile where the default has F(4x4, 3x3).
+  const unsigned f4 = plans.front().cpu_direct & (winograd4_forward | winograd4_data);
+  const unsigned winograd2 = f4 == 0 ? 0u
+                                     : (plans.front().cpu_direct & ~f4) | (f4 & winograd4_forward ? winograd_forward : 0u) |
+                                           (f4 & winograd4_data ? winograd_data : 0u);
   // The GEMM alone last (where the default is not it already); no variant twice.
-  for (const auto& [bits, name] : {std::pair{direct_tiles, "direct tiles"}, std::pair{tap_gemms, "in-bounds-tap sgemm"},
-                                   std::pair{0u, "im2col+sgemm"}}) {
+  for (const auto& [bits, name] : {std::pair{winograd2, "winograd 2x2"}, std::pair{direct_tiles, "direct tiles"},
+                                   std::pair{tap_gemms, "in-bounds-tap sgemm"}, std::pair{0u, "im2col+sgemm"}}) {
     bool seen = bits == 0 && name != std::string("im2col+sgemm");
     for (const ConvPlan& p : plans) seen = seen || p.cpu_direct == bits;
     if (seen) continue;
@@ -271,10 +277,10 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
     unsigned passes;
     const char* name;
   } cases[] = {
-      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | winograd_filter,
-       "cpu winograd: forward, backward-data, backward-filter"},
-      {conv_shape(2, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | winograd_filter,
-       "cpu winograd: forward, backward-data, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd_filter,
+       "cpu winograd 4x4: forward, backward-data; winograd: backward-filter"},
+      {conv_shape(2, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd_filter,
+       "cpu winograd 4x4: forward, backward-data; winograd: backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 5, 5, 1, 1, 2, 2), forward_pass | data_pass | filter_pass,
        "cpu direct avx512: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | taps_data | filter_pass,
@@ -305,8 +311,8 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
       {conv_shape(32, 32, 32, 128, 32, 1, 1, 2, 2, 0, 0), forward_pass | filter_pass,
        "cpu direct avx512: forward, backward-filter; im2col+sgemm: backward-data"},
       {conv_shape(2, 9, 9, 15, 17, 3, 3, 1, 1, 1, 1), 0, "cpu im2col+sgemm"},
-      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), taps_forward | winograd_data | taps_filter,
-       "cpu winograd: backward-data; in-bounds-tap sgemm: forward, backward-filter"},
+      {conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0), taps_forward | winograd4_data | taps_filter,
+       "cpu winograd 4x4: backward-data; in-bounds-tap sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 24, 3, 3, 1, 1, 1, 1), taps_forward | data_pass | taps_filter,
        "cpu direct avx512: backward-data; in-bounds-tap sgemm: forward, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 1, 1, 1, 1, 0, 0), 0, "cpu sgemm (1x1, no im2col)"},
