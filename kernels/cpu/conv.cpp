@@ -315,10 +315,10 @@ void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x,
   const char* op = "conv2d_backward_filter";
   const Gemm g = check_plan(ctx, plan, op);
   expect_cpu_f32({&x, &dy, &dw}, op);
-  if (plan.cpu_direct & cpu::direct::winograd_filter) {
+  if (const unsigned bits = plan.cpu_direct & (cpu::direct::winograd_filter | cpu::direct::winograd4_filter)) {
     cpu::winograd::backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>(),
-                                   static_cast<float*>(ctx.workspace()), g.chunks,
-                                   direct_threads(ctx, s, cpu::direct::winograd_filter, g.chunks));
+                                   static_cast<float*>(ctx.workspace()), g.chunks, direct_threads(ctx, s, bits, g.chunks),
+                                   bits == cpu::direct::winograd4_filter);
     return;
   }
   if (plan.cpu_direct & cpu::direct::filter_pass) {

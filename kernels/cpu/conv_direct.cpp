@@ -158,7 +158,7 @@ unsigned possible(const ConvShape& s) {
   // Winograd takes short rows too (batched over images, conv_winograd.h); the direct tiles do not.
   if (winograd && winograd::pays(s, false)) out |= winograd_forward;
   if (winograd && winograd::register_tile(s, false)) out |= winograd4_forward;
-  if (y_tiles) out |= forward_pass | filter_pass | (winograd ? winograd_filter : 0u);
+  if (y_tiles) out |= forward_pass | filter_pass | (winograd ? winograd_filter | winograd4_filter : 0u);
   const bool data = s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.r && s.pad_w < s.s;
   const bool data_winograd = data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c);
   if (data_winograd && winograd::pays(s, true)) out |= winograd_data;
@@ -173,7 +173,7 @@ unsigned passes(const ConvShape& s) {
   if (!taps::pays_forward(s)) out &= ~unsigned(taps_forward);
   if (!taps::pays_data(s)) out &= ~unsigned(taps_data);
   if (!taps::pays_filter(s)) out &= ~unsigned(taps_filter);
-  if (mode() != Mode::all) out &= ~unsigned(winograd4_forward | winograd4_data);
+  if (mode() != Mode::all) out &= ~unsigned(winograd4_forward | winograd4_data | winograd4_filter);
   if (mode() != Mode::all && mode() != Mode::winograd2)
     out &= ~unsigned(winograd_forward | winograd_data | winograd_filter);
   // One kernel per pass: the first of Winograd F(4x4), F(2x2), direct tiles, tap GEMMs left.
@@ -196,6 +196,7 @@ int64_t scratch_floats(const ConvShape& s, unsigned which, int threads, int chun
   if (which & winograd4_forward) need = std::max(need, winograd::scratch_floats(s, false, threads, true));
   if (which & winograd4_data) need = std::max(need, winograd::scratch_floats(s, true, threads, true));
   if (which & winograd_filter) need = std::max(need, winograd::filter_scratch_floats(s, threads, chunks));
+  if (which & winograd4_filter) need = std::max(need, winograd::filter_scratch_floats(s, threads, chunks, true));
   return need;
 }
 

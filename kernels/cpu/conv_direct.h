@@ -27,6 +27,7 @@ enum Pass : unsigned {
   // Winograd F(4x4, 3x3) for the passes on the register tile (conv_winograd.h)
   winograd4_forward = 512u,
   winograd4_data = 1024u,
+  winograd4_filter = 2048u,  // F(3x3, 4x4)
 };
 
 // Each pass's kernel bits, in the order passes() prefers them, and its name in plans and logs.
@@ -37,7 +38,7 @@ struct PassKernels {
 inline constexpr PassKernels kPassKernels[] = {
     {winograd4_forward, winograd_forward, forward_pass, taps_forward, "forward"},
     {winograd4_data, winograd_data, data_pass, taps_data, "backward-data"},
-    {0u, winograd_filter, filter_pass, taps_filter, "backward-filter"}};
+    {winograd4_filter, winograd_filter, filter_pass, taps_filter, "backward-filter"}};
 
 // AVX-512F on this CPU, and LOCKSTEP_CPU_CONV not "gemm" (read once per process; "direct" keeps
 // the direct kernels and leaves Winograd out, "winograd2" leaves F(4x4, 3x3) out, for A/B

@@ -73,14 +73,15 @@ struct Plan {
   int64_t zero_floats() const { return std::max(g.cin, g.kout); }  // a row of zeros for the padding
 };
 
-// f4: F(4x4, 3x3) where the pass runs on the register tile (rows of kMinTileRow+).
+// f4: F(4x4, 3x3) (F(3x3, 4x4) for the filter) where the pass runs on the register tile (rows
+// of kMinTileRow+).
 Plan plan_for(const Geometry& g, bool filter = false, bool f4 = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
   p.batched = !filter && g.q < kMinTileRow;
-  if (f4 && !filter && !p.batched) p.f4 = true, p.tiles_h = (g.p + 3) / 4, p.tiles_w = (g.q + 3) / 4;
+  if (f4 && !p.batched) p.f4 = true, p.tiles_h = (g.p + 3) / 4, p.tiles_w = (g.q + 3) / 4;
   if (filter || p.batched) {
-    const int64_t image = int64_t(kXi) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
+    const int64_t image = int64_t(p.positions()) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
     p.images = static_cast<int>(
         std::clamp<int64_t>((filter ? kFilterBlockFloats : kBatchedBlockFloats) / image, 1, g.n));
     p.block = p.images * p.tiles_h * p.tiles_w;
@@ -445,6 +446,86 @@ LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, in
   }
 }
 
+// out = A4 v for a column v of a 4x4 dy tile, A4 = A^T's transpose (6x4).
+LS_AVX512 inline void dy_rows4(const __m512 (&v)[4], __m512 (&out)[6]) {
+  const __m512 s02 = _mm512_add_ps(v[0], v[2]), s13 = _mm512_add_ps(v[1], v[3]);
+  const __m512 t02 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), v[2], v[0]);
+  const __m512 t13 = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_fmadd_ps(_mm512_set1_ps(4.0f), v[3], v[1]));
+  out[0] = v[0];
+  out[1] = _mm512_add_ps(s02, s13);
+  out[2] = _mm512_sub_ps(s02, s13);
+  out[3] = _mm512_add_ps(t02, t13);
+  out[4] = _mm512_sub_ps(t02, t13);
+  out[5] = v[3];
+}
+
+// F(3x3, 4x4): E[xi][t][k] = (A4 e A4^T)[xi] for the 4x4 dy tile e of each of `count` tiles
+// from t0 (zero past the output's edge), 16 output channels per vector.
+LS_AVX512 void transform_dy4(const Plan& p, const float* dy, const float* zeros, int t0, int count, float* e) {
+  const int kout = p.g.kout;
+  for (int t = 0; t < count; ++t) {
+    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
+    const float* src[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j)
+        src[i][j] = 4 * ti + i < p.g.p && 4 * tj + j < p.g.q
+                        ? dy + ((int64_t(4 * ti + i) * p.g.q) + 4 * tj + j) * kout
+                        : zeros;
+    for (int k = 0; k < kout; k += kLanes) {
+      __m512 a[6][4];
+      for (int j = 0; j < 4; ++j) {  // a = A4 d, column by column
+        __m512 d[4], out[6];
+        for (int i = 0; i < 4; ++i) d[i] = _mm512_loadu_ps(src[i][j] + k);
+        dy_rows4(d, out);
+        for (int i = 0; i < 6; ++i) a[i][j] = out[i];
+      }
+      for (int i = 0; i < 6; ++i) {  // E = a A4^T, row by row
+        __m512 out[6];
+        dy_rows4(a[i], out);
+        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(e + (int64_t(6 * i + j) * p.block + t) * kout + k, out[j]);
+      }
+    }
+  }
+}
+
+// out = G'^T v for six values v, G' = 24 G as in transform_filter_block4 (3x6: [6 -4 -4 1 1 0;
+// 0 -4 4 2 -2 0; 0 -4 -4 4 4 24]).
+LS_AVX512 inline void filter_cols4(const __m512 (&v)[6], __m512 (&out)[3]) {
+  const __m512 four = _mm512_set1_ps(4.0f);
+  const __m512 s12 = _mm512_add_ps(v[1], v[2]), s34 = _mm512_add_ps(v[3], v[4]);
+  out[0] = _mm512_add_ps(_mm512_fnmadd_ps(four, s12, _mm512_mul_ps(_mm512_set1_ps(6.0f), v[0])), s34);
+  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(v[3], v[4]), _mm512_mul_ps(four, _mm512_sub_ps(v[2], v[1])));
+  out[2] = _mm512_fmadd_ps(_mm512_set1_ps(24.0f), v[5], _mm512_mul_ps(four, _mm512_sub_ps(s34, s12)));
+}
+
+// F(3x3, 4x4)'s dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the
+// chunks' M added in order, then G'^T M G' / 576, as filter_output.
+LS_AVX512 void filter_output4(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
+  const int cin = p.g.cin, kblocks = p.g.kout / kLanes;
+  __m512 mm[6][6], t[3][6];
+  for (int xi = 0; xi < kXi4; ++xi) {
+    const float* at = m + ((int64_t(xi) * kblocks + kb) * cin + c) * kLanes;
+    __m512 sum = _mm512_loadu_ps(at);
+    for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
+    mm[xi / 6][xi % 6] = sum;
+  }
+  for (int j = 0; j < 6; ++j) {  // t = G'^T mm, column by column
+    const __m512 col[6] = {mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j]};
+    __m512 out[3];
+    filter_cols4(col, out);
+    for (int i = 0; i < 3; ++i) t[i][j] = out[i];
+  }
+  const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(9 * cin));
+  const __m512 scale = _mm512_set1_ps(kScale4);
+  float* base = dw + (int64_t(kb) * kLanes * 9) * cin + c;
+  for (int r = 0; r < 3; ++r) {  // dw = t G' / 576
+    __m512 out[3];
+    filter_cols4(t[r], out);
+    for (int s = 0; s < 3; ++s) _mm512_i32scatter_ps(base + (r * 3 + s) * cin, lanes, _mm512_div_ps(out[s], scale), 4);
+  }
+}
+
 // A batched pass: per block of whole images, V of every tile (threads over images), 16 sgemms
 // M[xi] = V[xi] U[xi] (threads over positions; each sgemm single-threaded, so its sums keep one
 // order), then the output transform (threads over images). scratch holds U, a row of zeros, V, M.
@@ -555,14 +636,14 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
   run(p, dy, dx, accumulate, scratch, threads);
 }
 
-int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks) {
-  const Plan p = plan_for(forward_geometry(s), true);
+int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks, bool f4) {
+  const Plan p = plan_for(forward_geometry(s), true, f4);
   return chunks * p.u_floats() + p.zero_floats() + threads * p.thread_floats();
 }
 
 void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* scratch, int chunks,
-                     int threads) {
-  const Plan p = plan_for(forward_geometry(s), true);
+                     int threads, bool f4) {
+  const Plan p = plan_for(forward_geometry(s), true, f4);
   const Geometry& g = p.g;
   const int tiles = p.tiles_h * p.tiles_w, kblocks = g.kout / kLanes, tcmax = kTileRegisters / p.kb;
   const int64_t x_image = int64_t(g.h) * g.w * g.cin, dy_image = int64_t(g.p) * g.q * g.kout;
@@ -581,13 +662,20 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
       // V and E of the block's images, image j's tiles at j * tiles.
       const int images = std::min(p.images, n1 - n);
       for (int j = 0; j < images; ++j) {
-        transform_input(p, x + (n + j) * x_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
-        transform_dy(p, dy + (n + j) * dy_image, zeros, 0, tiles, e + int64_t(j) * tiles * g.kout);
+        float* vj = v + int64_t(j) * tiles * g.cin;
+        float* ej = e + int64_t(j) * tiles * g.kout;
+        if (p.f4) {
+          transform_input4(p, x + (n + j) * x_image, zeros, 0, tiles, vj);
+          transform_dy4(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
+        } else {
+          transform_input(p, x + (n + j) * x_image, zeros, 0, tiles, vj);
+          transform_dy(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
+        }
       }
       ReduceArgs a{};
       a.count = images * tiles, a.cin = g.cin, a.kout = g.kout, a.m_block = int64_t(g.cin) * kLanes;
       a.first = n == n0;
-      for (int xi = 0; xi < kXi; ++xi)
+      for (int xi = 0; xi < p.positions(); ++xi)
         for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes)
           for (int c0 = 0; c0 < g.cin; c0 += tcmax) {
             a.e = e + int64_t(xi) * p.block * g.kout + k0;
@@ -600,7 +688,12 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
   // dw(k, r, s, c) = (G^T M G)(r, s), M summed over the chunks in order.
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int kb = 0; kb < kblocks; ++kb)
-    for (int c = 0; c < g.cin; ++c) filter_output(p, scratch, m_floats, chunks, kb, c, dw);
+    for (int c = 0; c < g.cin; ++c) {
+      if (p.f4)
+        filter_output4(p, scratch, m_floats, chunks, kb, c, dw);
+      else
+        filter_output(p, scratch, m_floats, chunks, kb, c, dw);
+    }
 }
 
 }  // namespace lockstep::cpu::winograd

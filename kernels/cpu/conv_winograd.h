@@ -40,8 +40,10 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
 
 // Backward-filter, F(3x3, 2x2): the batch cut into `chunks` (each its own partial sum, added in
 // order), so the result does not depend on the thread count.
-int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks);
+// f4: F(3x3, 4x4) (4x4 tiles of dy against 6x6 patches of x, 36 positions; the same 24 G and
+// division by 576 as forward's F(4x4, 3x3)).
+int64_t filter_scratch_floats(const ConvShape& s, int threads, int chunks, bool f4 = false);
 void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, float* scratch, int chunks,
-                     int threads);
+                     int threads, bool f4 = false);
 
 }  // namespace lockstep::cpu::winograd

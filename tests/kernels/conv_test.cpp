@@ -242,10 +242,11 @@ std::vector<ConvPlan> cpu_plans(Context& ctx, const ConvShape& s) {
   const unsigned direct_tiles = possible(s) & (forward_pass | data_pass | filter_pass);
   const unsigned tap_gemms = possible(s) & (taps_forward | taps_data | taps_filter);
   // F(2x2, 3x3) on the register tile where the default has F(4x4, 3x3).
-  const unsigned f4 = plans.front().cpu_direct & (winograd4_forward | winograd4_data);
+  const unsigned f4 = plans.front().cpu_direct & (winograd4_forward | winograd4_data | winograd4_filter);
   const unsigned winograd2 = f4 == 0 ? 0u
                                      : (plans.front().cpu_direct & ~f4) | (f4 & winograd4_forward ? winograd_forward : 0u) |
-                                           (f4 & winograd4_data ? winograd_data : 0u);
+                                           (f4 & winograd4_data ? winograd_data : 0u) |
+                                           (f4 & winograd4_filter ? winograd_filter : 0u);
   // The GEMM alone last (where the default is not it already); no variant twice.
   for (const auto& [bits, name] : {std::pair{winograd2, "winograd 2x2"}, std::pair{direct_tiles, "direct tiles"},
                                    std::pair{tap_gemms, "in-bounds-tap sgemm"}, std::pair{0u, "im2col+sgemm"}}) {
@@ -277,10 +278,10 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
     unsigned passes;
     const char* name;
   } cases[] = {
-      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd_filter,
-       "cpu winograd 4x4: forward, backward-data; winograd: backward-filter"},
-      {conv_shape(2, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd_filter,
-       "cpu winograd 4x4: forward, backward-data; winograd: backward-filter"},
+      {conv_shape(2, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd4_filter,
+       "cpu winograd 4x4: forward, backward-data, backward-filter"},
+      {conv_shape(2, 8, 8, 16, 32, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | winograd4_filter,
+       "cpu winograd 4x4: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 16, 16, 5, 5, 1, 1, 2, 2), forward_pass | data_pass | filter_pass,
        "cpu direct avx512: forward, backward-data, backward-filter"},
       {conv_shape(2, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1), forward_pass | taps_data | filter_pass,
