@@ -10,7 +10,8 @@
 // order, so each output's sum has one order for the shape.
 // Blocks: the work is cut into independent parts by the shape alone, each part's outputs its own
 // (so no partial sums and no scratch): forward by images and output channels, backward-data by
-// images and input channels, backward-filter by output and input channels over the whole batch.
+// images and input channels, backward-filter by output (16-64 a block, 4+ blocks where K has
+// them) and input channels over the whole batch.
 // The GEMMs stay small (16 images x 32 channels x the span, say): measured single-threaded on
 // the 2-core VM, 2x2 images of 512 channels ran 1.3x (forward) and 1.5x (backward-data) faster
 // in such blocks than in whole-span GEMMs of 16-32 images, where OpenBLAS packs every operand.
@@ -28,7 +29,7 @@ namespace {
 
 constexpr int kImages = 16;          // forward / backward-data: images per block
 constexpr int kOutputChannels = 32;  // forward: output channels per block
-constexpr int kFilterRows = 64;      // backward-filter: output channels per block
+constexpr int kFilterRows = 64;      // backward-filter: output channels per block at most
 constexpr int kChannels = 64;        // backward-data / -filter: input channels per block
 constexpr int kMaxTaps = 256;        // R*S at most: backward-filter tracks which taps it has written
 constexpr int kSmallOutput = 64;     // output pixels (8x8) where the tap GEMMs pay whatever the padding
@@ -176,7 +177,10 @@ void backward_data(const ConvShape& s, const float* dy, const float* w, float* d
 
 void backward_filter(const ConvShape& s, const float* x, const float* dy, float* dw, int threads) {
   const Strides st = strides(s);
-  const Blocks kb = blocks(s.k, kFilterRows), cb = channel_blocks(s);
+  // Blocks of at most 64 output channels, at least 16 and at least 4 blocks where K allows: with
+  // one block of 64 (resnet20's last stage), one thread of two did the pass alone.
+  const int rows = std::clamp(s.k / 4 / 16 * 16, 16, kFilterRows);
+  const Blocks kb = blocks(s.k, rows), cb = channel_blocks(s);
 #pragma omp parallel for schedule(static) num_threads(team(threads, kb.count * cb.count))
   for (int part = 0; part < kb.count * cb.count; ++part) {
     const int bk = part / cb.count, b = part % cb.count;
