@@ -32,59 +32,51 @@ size_t scratch_bytes(const Shape& x) {
   return 2 * c * (1 + chunks) * sizeof(double) + 2 * c * chunks * sizeof(float);
 }
 
-// Adds rows [r0, r1) of g = relu_grad(dy) and g * xhat into the chunk's double partials, kBlockRows
-// rows at a time in f32 (block holds 2 C floats).
+// Adds two per-channel sums of rows [r0, r1) into the chunk's double partials s1 and s2,
+// kBlockRows rows at a time in f32 (block holds 2 C floats): terms(r, c, t1, t2) sets row r's
+// terms of channel c.
 // kC > 0: the channel count as a constant (the loops unroll and keep their sums in registers:
 // CIFAR nets' 16-64 channels make the per-row loop short); 0: c_n at run time.
-template <bool kRelu, int kC>
-LS_CLONES void add_grad_sums(const float* px, const float* py, const float* pdy, const float* sm, const float* si,
-                   int64_t r0, int64_t r1, int64_t channels, float* block, double* pg_sum, double* pgx_sum) {
+template <int kC, typename Terms>
+LS_CLONES void add_block_sums(int64_t r0, int64_t r1, int64_t channels, float* block, double* s1, double* s2,
+                              Terms terms) {
   const int64_t c_n = kC > 0 ? kC : channels;
-  float* bg = block;
-  float* bgx = block + c_n;
-  for (int64_t b = r0; b < r1; b += kBlockRows) {
-    std::fill(block, block + 2 * c_n, 0.f);
-    for (int64_t r = b; r < std::min(r1, b + kBlockRows); ++r) {
-      const float* xr = px + r * c_n;
-      const float* dr = pdy + r * c_n;
-      const float* yr = kRelu ? py + r * c_n : nullptr;
-      for (int64_t c = 0; c < c_n; ++c) {
-        const float g = bn::relu_grad(dr[c], kRelu ? yr[c] : 0.f, kRelu);
-        bg[c] += g;
-        bgx[c] += g * bn::xhat_of(xr[c], sm[c], si[c]);
-      }
-    }
-    for (int64_t c = 0; c < c_n; ++c) {
-      pg_sum[c] += bg[c];
-      pgx_sum[c] += bgx[c];
-    }
-  }
-}
-
-// Adds rows [r0, r1) of d = x - shift and d^2 (shift: row r0 of x) into s1 and s2, kBlockRows
-// rows at a time in f32 (block holds 2 C floats). kC as add_grad_sums's.
-template <int kC>
-LS_CLONES void add_moments(const float* px, int64_t r0, int64_t r1, int64_t channels, float* block, double* s1,
-                           double* s2) {
-  const int64_t c_n = kC > 0 ? kC : channels;
-  const float* shift = px + r0 * c_n;
   float* b1 = block;
   float* b2 = block + c_n;
   for (int64_t b = r0; b < r1; b += kBlockRows) {
     std::fill(block, block + 2 * c_n, 0.f);
-    for (int64_t r = b; r < std::min(r1, b + kBlockRows); ++r) {
-      const float* xr = px + r * c_n;
+    for (int64_t r = b; r < std::min(r1, b + kBlockRows); ++r)
       for (int64_t c = 0; c < c_n; ++c) {
-        const float d = xr[c] - shift[c];
-        b1[c] += d;
-        b2[c] += d * d;
+        float t1, t2;
+        terms(r * c_n + c, c, t1, t2);
+        b1[c] += t1;
+        b2[c] += t2;
       }
-    }
     for (int64_t c = 0; c < c_n; ++c) {
       s1[c] += b1[c];
       s2[c] += b2[c];
     }
   }
+}
+
+// Backward's sums of g = relu_grad(dy) and g * xhat over rows [r0, r1).
+template <bool kRelu, int kC>
+void add_grad_sums(const float* px, const float* py, const float* pdy, const float* sm, const float* si, int64_t r0,
+                   int64_t r1, int64_t channels, float* block, double* pg_sum, double* pgx_sum) {
+  add_block_sums<kC>(r0, r1, channels, block, pg_sum, pgx_sum, [=](int64_t i, int64_t c, float& g, float& gx) {
+    g = bn::relu_grad(pdy[i], kRelu ? py[i] : 0.f, kRelu);
+    gx = g * bn::xhat_of(px[i], sm[c], si[c]);
+  });
+}
+
+// Forward's sums of d = x - shift and d^2 over rows [r0, r1), shift: row r0 of x.
+template <int kC>
+void add_moments(const float* px, int64_t r0, int64_t r1, int64_t channels, float* block, double* s1, double* s2) {
+  const float* shift = px + r0 * (kC > 0 ? kC : channels);
+  add_block_sums<kC>(r0, r1, channels, block, s1, s2, [=](int64_t i, int64_t c, float& d, float& d2) {
+    d = px[i] - shift[c];
+    d2 = d * d;
+  });
 }
 
 // Per-channel backward coefficients as separate arrays (unit-stride loads in the element loop).

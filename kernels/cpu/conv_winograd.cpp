@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "kernels/cpu/conv_tile.h"
 
@@ -187,55 +188,6 @@ void transform_filter(const Plan& p, Filter filter, bool k_fastest, float* u, in
   }
 }
 
-// b[.][J] = B^T d for column J of a 4x4 patch, 16 input channels at c: pixel(i) is the patch's
-// pixel (i, J) (a zero row where it lies in the padding). J is a constant so that b stays in
-// registers.
-template <int J, typename Pixel>
-LS_AVX512 inline void transform_column(Pixel pixel, int c, __m512 (&b)[4][4]) {
-  __m512 d[4];
-  for (int i = 0; i < 4; ++i) d[i] = _mm512_loadu_ps(pixel(i) + c);
-  b[0][J] = _mm512_sub_ps(d[0], d[2]);
-  b[1][J] = _mm512_add_ps(d[1], d[2]);
-  b[2][J] = _mm512_sub_ps(d[2], d[1]);
-  b[3][J] = _mm512_sub_ps(d[1], d[3]);
-}
-
-// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi] of the 4x4
-// patch under each tile, 16 input channels per vector; `zeros` holds at least cin zeros for the
-// parts of a patch in the padding. Neighbouring tiles of a row share two columns of their
-// patches, so the right half of B^T d carries over as the next tile's left half: half the
-// loads and column sums (the same values, so the same bits).
-LS_AVX512 void transform_input(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
-  const Geometry& g = p.g;
-  const int64_t xi_stride = int64_t(p.block) * g.cin;
-  const auto pixel = [&](int ih, int iw) {
-    return ih >= 0 && ih < g.h && iw >= 0 && iw < g.w ? image + (int64_t(ih) * g.w + iw) * g.cin : zeros;
-  };
-  for (int c = 0; c < g.cin; c += kLanes) {
-    __m512 b[4][4];
-    for (int t = 0; t < count; ++t) {
-      const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-      const int ih = 2 * ti - g.ph, iw = 2 * tj - g.pw;  // the patch's first input row and column
-      const auto column = [&](int j) { return [&, j](int i) { return pixel(ih + i, iw + j); }; };
-      if (t > 0 && tj > 0) {  // the previous tile is this one's left neighbour
-        for (int i = 0; i < 4; ++i) b[i][0] = b[i][2], b[i][1] = b[i][3];
-      } else {
-        transform_column<0>(column(0), c, b);
-        transform_column<1>(column(1), c, b);
-      }
-      transform_column<2>(column(2), c, b);
-      transform_column<3>(column(3), c, b);
-      float* out = v + int64_t(t) * g.cin + c;
-      for (int i = 0; i < 4; ++i) {  // V = b B
-        _mm512_storeu_ps(out + (4 * i + 0) * xi_stride, _mm512_sub_ps(b[i][0], b[i][2]));
-        _mm512_storeu_ps(out + (4 * i + 1) * xi_stride, _mm512_add_ps(b[i][1], b[i][2]));
-        _mm512_storeu_ps(out + (4 * i + 2) * xi_stride, _mm512_sub_ps(b[i][2], b[i][1]));
-        _mm512_storeu_ps(out + (4 * i + 3) * xi_stride, _mm512_sub_ps(b[i][1], b[i][3]));
-      }
-    }
-  }
-}
-
 // y (p, q, kout) at the `count` tiles from t0 = A^T M A (added to y with accumulate).
 LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
   const int kout = p.g.kout;
@@ -263,8 +215,16 @@ LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count
 
 // F(4x4, 3x3): b[.][J] = B^T d for column J of a 6x6 patch, 16 input channels at c, with
 // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
-// out = B^T v for six values v (a column, or a row read as one).
-LS_AVX512 inline void input_rows4(const __m512 (&v)[6], __m512 (&out)[6]) {
+// out = B^T v for the N values v of a patch's column (or row, read as one), N = 4 for F(2x2, 3x3)
+// (B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]) and 6 for F(4x4, 3x3) (B^T = [4 0 -5 0 1 0;
+// 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]).
+LS_AVX512 inline void input_rows(const __m512 (&v)[4], __m512 (&out)[4]) {
+  out[0] = _mm512_sub_ps(v[0], v[2]);
+  out[1] = _mm512_add_ps(v[1], v[2]);
+  out[2] = _mm512_sub_ps(v[2], v[1]);
+  out[3] = _mm512_sub_ps(v[1], v[3]);
+}
+LS_AVX512 inline void input_rows(const __m512 (&v)[6], __m512 (&out)[6]) {
   const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f);
   out[0] = _mm512_fnmadd_ps(five, v[2], _mm512_fmadd_ps(four, v[0], v[4]));
   const __m512 p = _mm512_fnmadd_ps(four, v[2], v[4]), q = _mm512_fnmadd_ps(four, v[1], v[3]);
@@ -276,48 +236,60 @@ LS_AVX512 inline void input_rows4(const __m512 (&v)[6], __m512 (&out)[6]) {
   out[5] = _mm512_fnmadd_ps(five, v[3], _mm512_fmadd_ps(four, v[1], v[5]));
 }
 
-// F(4x4, 3x3): b[.][J] = B^T d for column J of a 6x6 patch, 16 input channels at c, with
-// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
-template <int J, typename Pixel>
-LS_AVX512 inline void transform_column4(Pixel pixel, int c, __m512 (&b)[6][6]) {
-  __m512 d[6], out[6];
-  for (int i = 0; i < 6; ++i) d[i] = _mm512_loadu_ps(pixel(i) + c);
-  input_rows4(d, out);
-  for (int i = 0; i < 6; ++i) b[i][J] = out[i];
+// b[.][J] = B^T d for column J of an N x N patch, 16 input channels at c: pixel(i) is the patch's
+// pixel (i, J) (a zero row where it lies in the padding). J is a constant so that b stays in
+// registers.
+template <int N, int J, typename Pixel>
+LS_AVX512 inline void transform_column(Pixel pixel, int c, __m512 (&b)[N][N]) {
+  __m512 d[N], out[N];
+  for (int i = 0; i < N; ++i) d[i] = _mm512_loadu_ps(pixel(i) + c);
+  input_rows(d, out);
+  for (int i = 0; i < N; ++i) b[i][J] = out[i];
 }
 
-// V[xi][t][c] = (B^T d B)[xi] for F(4x4, 3x3) tiles, as transform_input; neighbouring tiles share
-// two patch columns, which carry over.
-LS_AVX512 void transform_input4(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
+// V for `count` tiles from tile index t0 (raster order): V[xi][t][c] = (B^T d B)[xi] of the N x N
+// patch under each tile (N = 4: F(2x2, 3x3), 6: F(4x4, 3x3)), 16 input channels per vector;
+// `zeros` holds at least cin zeros for the parts of a patch in the padding. Neighbouring tiles
+// of a row share two columns of their patches, so the right two columns of B^T d carry over as
+// the next tile's left two: fewer loads and column sums (the same values, so the same bits).
+template <int N>
+LS_AVX512 void transform_input(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
   const Geometry& g = p.g;
   const int64_t xi_stride = int64_t(p.block) * g.cin;
   const auto pixel = [&](int ih, int iw) {
     return ih >= 0 && ih < g.h && iw >= 0 && iw < g.w ? image + (int64_t(ih) * g.w + iw) * g.cin : zeros;
   };
   for (int c = 0; c < g.cin; c += kLanes) {
-    __m512 b[6][6];
+    __m512 b[N][N];
     for (int t = 0; t < count; ++t) {
       const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-      const int ih = 4 * ti - g.ph, iw = 4 * tj - g.pw;  // the patch's first input row and column
+      const int ih = (N - 2) * ti - g.ph, iw = (N - 2) * tj - g.pw;  // the patch's first row and column
       const auto column = [&](int j) { return [&, j](int i) { return pixel(ih + i, iw + j); }; };
       if (t > 0 && tj > 0) {  // the previous tile is this one's left neighbour
-        for (int i = 0; i < 6; ++i) b[i][0] = b[i][4], b[i][1] = b[i][5];
+        for (int i = 0; i < N; ++i) b[i][0] = b[i][N - 2], b[i][1] = b[i][N - 1];
       } else {
-        transform_column4<0>(column(0), c, b);
-        transform_column4<1>(column(1), c, b);
+        transform_column<N, 0>(column(0), c, b);
+        transform_column<N, 1>(column(1), c, b);
       }
-      transform_column4<2>(column(2), c, b);
-      transform_column4<3>(column(3), c, b);
-      transform_column4<4>(column(4), c, b);
-      transform_column4<5>(column(5), c, b);
+      [&]<int... J>(std::integer_sequence<int, J...>) {
+        (transform_column<N, J + 2>(column(J + 2), c, b), ...);
+      }(std::make_integer_sequence<int, N - 2>{});
       float* out = v + int64_t(t) * g.cin + c;
-      for (int i = 0; i < 6; ++i) {  // V = b B: row i of b through B^T's rows
-        __m512 row[6];
-        input_rows4(b[i], row);
-        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(out + (6 * i + j) * xi_stride, row[j]);
+      for (int i = 0; i < N; ++i) {  // V = b B: row i of b through B^T's rows
+        __m512 row[N];
+        input_rows(b[i], row);
+        for (int j = 0; j < N; ++j) _mm512_storeu_ps(out + (N * i + j) * xi_stride, row[j]);
       }
     }
   }
+}
+
+// The plan's input transform: F(4x4, 3x3)'s 6x6 patches or F(2x2, 3x3)'s 4x4.
+void transform_patches(const Plan& p, const float* image, const float* zeros, int t0, int count, float* v) {
+  if (p.f4)
+    transform_input<6>(p, image, zeros, t0, count, v);
+  else
+    transform_input<4>(p, image, zeros, t0, count, v);
 }
 
 // out = A^T a for six values a, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
@@ -359,37 +331,6 @@ LS_AVX512 void transform_output4(const Plan& p, const float* m, int t0, int coun
   }
 }
 
-// E[xi][t][k] = (A e A^T)[xi] for the dy tile e of each of `count` tiles from t0 (zero past the
-// output's edge), 16 output channels per vector: the weight gradient's transform of dy.
-LS_AVX512 void transform_dy(const Plan& p, const float* dy, const float* zeros, int t0, int count, float* e) {
-  const int kout = p.g.kout;
-  for (int t = 0; t < count; ++t) {
-    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const float* src[2][2];
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j)
-        src[i][j] = 2 * ti + i < p.g.p && 2 * tj + j < p.g.q
-                        ? dy + ((int64_t(2 * ti + i) * p.g.q) + 2 * tj + j) * kout
-                        : zeros;
-    for (int k = 0; k < kout; k += kLanes) {
-      __m512 d[2][2], a[4][2];
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) d[i][j] = _mm512_loadu_ps(src[i][j] + k);
-      for (int j = 0; j < 2; ++j) {  // a = A d, A = [1 0; 1 1; 1 -1; 0 -1]
-        a[0][j] = d[0][j];
-        a[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
-        a[2][j] = _mm512_sub_ps(d[0][j], d[1][j]);
-        a[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
-      }
-      for (int i = 0; i < 4; ++i) {  // E = a A^T
-        const __m512 out[4] = {a[i][0], _mm512_add_ps(a[i][0], a[i][1]), _mm512_sub_ps(a[i][0], a[i][1]),
-                               _mm512_sub_ps(_mm512_setzero_ps(), a[i][1])};
-        for (int j = 0; j < 4; ++j) _mm512_storeu_ps(e + (int64_t(4 * i + j) * p.block + t) * kout + k, out[j]);
-      }
-    }
-  }
-}
-
 // M[kb][c][16] += sum over the block's tiles t of E[t][k] V[t][c] for one position xi, TC input
 // channels x KB vectors of output channels in registers.
 struct ReduceArgs {
@@ -416,18 +357,27 @@ struct ReduceTile {
   }
 };
 
+// mm = the chunks' M, added in order, at every position of output channel block kb and input
+// channel c (N x N positions).
+template <int N>
+LS_AVX512 inline void chunk_sums(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c,
+                                 __m512 (&mm)[N][N]) {
+  const int64_t kblocks = p.g.kout / kLanes;
+  for (int xi = 0; xi < N * N; ++xi) {
+    const float* at = m + ((xi * kblocks + kb) * p.g.cin + c) * kLanes;
+    __m512 sum = _mm512_loadu_ps(at);
+    for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
+    mm[xi / N][xi % N] = sum;
+  }
+}
+
 // dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the chunks' M added
 // in order, then G^T M G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], one lane per output channel.
 LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
-  const int cin = p.g.cin, kblocks = p.g.kout / kLanes;
+  const int cin = p.g.cin;
   const __m512 half = _mm512_set1_ps(0.5f);
   __m512 mm[4][4], t[3][4];
-  for (int xi = 0; xi < kXi; ++xi) {
-    const float* at = m + ((int64_t(xi) * kblocks + kb) * cin + c) * kLanes;
-    __m512 sum = _mm512_loadu_ps(at);
-    for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
-    mm[xi / 4][xi % 4] = sum;
-  }
+  chunk_sums(p, m, m_floats, chunks, kb, c, mm);
   for (int j = 0; j < 4; ++j) {  // t = G^T mm
     const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(mm[1][j], mm[2][j]));
     t[0][j] = _mm512_add_ps(mm[0][j], mid);
@@ -446,8 +396,16 @@ LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, in
   }
 }
 
-// out = A4 v for a column v of a 4x4 dy tile, A4 = A^T's transpose (6x4).
-LS_AVX512 inline void dy_rows4(const __m512 (&v)[4], __m512 (&out)[6]) {
+// out = A v for the M values v of a dy tile's column (or row, read as one), A being the output
+// transform's transpose: M = 2 for F(3x3, 2x2) (A = [1 0; 1 1; 1 -1; 0 -1]) and 4 for F(3x3, 4x4)
+// (A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1]).
+LS_AVX512 inline void dy_rows(const __m512 (&v)[2], __m512 (&out)[4]) {
+  out[0] = v[0];
+  out[1] = _mm512_add_ps(v[0], v[1]);
+  out[2] = _mm512_sub_ps(v[0], v[1]);
+  out[3] = _mm512_sub_ps(_mm512_setzero_ps(), v[1]);
+}
+LS_AVX512 inline void dy_rows(const __m512 (&v)[4], __m512 (&out)[6]) {
   const __m512 s02 = _mm512_add_ps(v[0], v[2]), s13 = _mm512_add_ps(v[1], v[3]);
   const __m512 t02 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), v[2], v[0]);
   const __m512 t13 = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_fmadd_ps(_mm512_set1_ps(4.0f), v[3], v[1]));
@@ -459,30 +417,32 @@ LS_AVX512 inline void dy_rows4(const __m512 (&v)[4], __m512 (&out)[6]) {
   out[5] = v[3];
 }
 
-// F(3x3, 4x4): E[xi][t][k] = (A4 e A4^T)[xi] for the 4x4 dy tile e of each of `count` tiles
-// from t0 (zero past the output's edge), 16 output channels per vector.
-LS_AVX512 void transform_dy4(const Plan& p, const float* dy, const float* zeros, int t0, int count, float* e) {
+// E[xi][t][k] = (A e A^T)[xi] for the M x M dy tile e of each of `count` tiles from t0 (zero past
+// the output's edge), 16 output channels per vector: the weight gradient's transform of dy.
+template <int M>
+LS_AVX512 void transform_dy(const Plan& p, const float* dy, const float* zeros, int t0, int count, float* e) {
+  constexpr int N = M + 2;
   const int kout = p.g.kout;
   for (int t = 0; t < count; ++t) {
     const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const float* src[4][4];
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j)
-        src[i][j] = 4 * ti + i < p.g.p && 4 * tj + j < p.g.q
-                        ? dy + ((int64_t(4 * ti + i) * p.g.q) + 4 * tj + j) * kout
+    const float* src[M][M];
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < M; ++j)
+        src[i][j] = M * ti + i < p.g.p && M * tj + j < p.g.q
+                        ? dy + ((int64_t(M * ti + i) * p.g.q) + M * tj + j) * kout
                         : zeros;
     for (int k = 0; k < kout; k += kLanes) {
-      __m512 a[6][4];
-      for (int j = 0; j < 4; ++j) {  // a = A4 d, column by column
-        __m512 d[4], out[6];
-        for (int i = 0; i < 4; ++i) d[i] = _mm512_loadu_ps(src[i][j] + k);
-        dy_rows4(d, out);
-        for (int i = 0; i < 6; ++i) a[i][j] = out[i];
+      __m512 a[N][M];
+      for (int j = 0; j < M; ++j) {  // a = A d, column by column
+        __m512 d[M], out[N];
+        for (int i = 0; i < M; ++i) d[i] = _mm512_loadu_ps(src[i][j] + k);
+        dy_rows(d, out);
+        for (int i = 0; i < N; ++i) a[i][j] = out[i];
       }
-      for (int i = 0; i < 6; ++i) {  // E = a A4^T, row by row
-        __m512 out[6];
-        dy_rows4(a[i], out);
-        for (int j = 0; j < 6; ++j) _mm512_storeu_ps(e + (int64_t(6 * i + j) * p.block + t) * kout + k, out[j]);
+      for (int i = 0; i < N; ++i) {  // E = a A^T, row by row
+        __m512 out[N];
+        dy_rows(a[i], out);
+        for (int j = 0; j < N; ++j) _mm512_storeu_ps(e + (int64_t(N * i + j) * p.block + t) * kout + k, out[j]);
       }
     }
   }
@@ -501,14 +461,9 @@ LS_AVX512 inline void filter_cols4(const __m512 (&v)[6], __m512 (&out)[3]) {
 // F(3x3, 4x4)'s dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the
 // chunks' M added in order, then G'^T M G' / 576, as filter_output.
 LS_AVX512 void filter_output4(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
-  const int cin = p.g.cin, kblocks = p.g.kout / kLanes;
+  const int cin = p.g.cin;
   __m512 mm[6][6], t[3][6];
-  for (int xi = 0; xi < kXi4; ++xi) {
-    const float* at = m + ((int64_t(xi) * kblocks + kb) * cin + c) * kLanes;
-    __m512 sum = _mm512_loadu_ps(at);
-    for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
-    mm[xi / 6][xi % 6] = sum;
-  }
+  chunk_sums(p, m, m_floats, chunks, kb, c, mm);
   for (int j = 0; j < 6; ++j) {  // t = G'^T mm, column by column
     const __m512 col[6] = {mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j]};
     __m512 out[3];
@@ -543,7 +498,7 @@ void run_batched(const Plan& p, const float* in, float* out, bool accumulate, fl
     {
 #pragma omp for schedule(static)
       for (int j = 0; j < images; ++j)
-        transform_input(p, in + (n0 + j) * in_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
+        transform_patches(p, in + (n0 + j) * in_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
 #pragma omp for schedule(static)
       for (int xi = 0; xi < kXi; ++xi)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, images * tiles, g.kout, g.cin, 1.0f,
@@ -578,10 +533,7 @@ void run(const Plan& p, const float* in, float* out, bool accumulate, float* scr
     a.wp_block = int64_t(g.cin) * kLanes, a.y_step = g.kout, a.accumulate = false;
     for (int t0 = 0; t0 < tiles; t0 += p.block) {
       const int count = std::min(p.block, tiles - t0);
-      if (p.f4)
-        transform_input4(p, in + n * in_image, zeros, t0, count, v);
-      else
-        transform_input(p, in + n * in_image, zeros, t0, count, v);
+      transform_patches(p, in + n * in_image, zeros, t0, count, v);
       const auto multiply = kernel_for<ForwardTile>(count, p.kb);
       for (int xi = 0; xi < p.positions(); ++xi)
         for (int k0 = 0; k0 < g.kout; k0 += p.kb * kLanes) {
@@ -664,13 +616,11 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
       for (int j = 0; j < images; ++j) {
         float* vj = v + int64_t(j) * tiles * g.cin;
         float* ej = e + int64_t(j) * tiles * g.kout;
-        if (p.f4) {
-          transform_input4(p, x + (n + j) * x_image, zeros, 0, tiles, vj);
-          transform_dy4(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
-        } else {
-          transform_input(p, x + (n + j) * x_image, zeros, 0, tiles, vj);
-          transform_dy(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
-        }
+        transform_patches(p, x + (n + j) * x_image, zeros, 0, tiles, vj);
+        if (p.f4)
+          transform_dy<4>(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
+        else
+          transform_dy<2>(p, dy + (n + j) * dy_image, zeros, 0, tiles, ej);
       }
       ReduceArgs a{};
       a.count = images * tiles, a.cin = g.cin, a.kout = g.kout, a.m_block = int64_t(g.cin) * kLanes;
