@@ -25,7 +25,7 @@
 // thread count or on scheduling.
 // Direct kernels: on a CPU with AVX-512 the passes that kernels/cpu/conv_direct.h takes (convs
 // with channels in multiples of 16 and rows of 8+ pixels) run there instead, with no column
-// matrix, the 3x3 stride-1 ones on Winograd F(2x2, 3x3) (kernels/cpu/conv_winograd.h); the plan
+// matrix, the 3x3 stride-1 ones on Winograd (kernels/cpu/conv_winograd.h); the plan
 // records which, and the scratch covers every kind it uses. Small images (up to 8x8 outputs, and
 // strided backward-data passes) run on sgemm calls over their in-bounds taps instead
 // (kernels/cpu/conv_taps.h: no column matrix, no multiplies by the padding), on any CPU.

@@ -51,10 +51,11 @@ unsigned possible(const ConvShape& s);
 
 // Which passes of a conv leave the im2col+sgemm path, one bit per pass (0 under
 // LOCKSTEP_CPU_CONV=gemm), preferring Winograd, then the direct tiles, then the tap GEMMs.
-// 3x3 stride-1 passes with both channel counts multiples of 16 run on Winograd: backward-filter
-// (F(3x3, 2x2)) where its rows have 8+ pixels, forward and backward-data there too on F(4x4, 3x3)
-// or, with shorter rows, F(2x2, 3x3) batched where the batch has 128+ tiles (winograd::pays). Otherwise, on the direct tiles:
-// forward and backward-filter need K a multiple of 16, backward-data stride 1, C a multiple of 16
+// 3x3 stride-1 passes with both channel counts multiples of 16 run on Winograd: where their rows
+// have 8+ pixels on F(4x4, 3x3) (backward-filter F(3x3, 4x4)), forward and backward-data with
+// shorter rows on F(2x2, 3x3) batched where the batch has 128+ tiles (winograd::pays).
+// Otherwise, on the direct tiles: forward and backward-filter need K a multiple of 16,
+// backward-data stride 1, C a multiple of 16
 // and padding below the filter size; all three rows of at least 8 pixels (y's for forward and
 // backward-filter, x's for backward-data). Smaller images with more channels (ResNet's last
 // stages) ran faster on GEMMs, which stack images and keep a filter block in cache: measured on

@@ -1,10 +1,11 @@
-// Winograd F(2x2, 3x3) convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with
-// channels in multiples of 16 computed with 16 multiplies per 2x2 outputs instead of 36. Rows of
-// 8+ outputs multiply on the direct kernels' register tile per image; shorter rows (small images,
-// usually with many channels) batch a block of images' tiles into one sgemm per position.
-// Forward, backward-data (the rotated filter, as in conv_direct.cpp) and backward-filter
-// (F(3x3, 2x2)); conv_direct.h's passes() decides where it runs. Each output is a sum in an order
-// fixed by the shape.
+// Winograd convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with channels in
+// multiples of 16. Rows of 8+ outputs multiply on the direct kernels' register tile per image,
+// F(4x4, 3x3) (36 multiplies per 4x4 outputs instead of 144) or F(2x2, 3x3) (16 per 2x2 instead
+// of 36); shorter rows (small images, usually with many channels) batch a block of images' F(2x2,
+// 3x3) tiles into one sgemm per position. Forward, backward-data (the rotated filter, as in
+// conv_direct.cpp) and backward-filter (F(3x3, 4x4) or F(3x3, 2x2), register tile only);
+// conv_direct.h's passes() decides where each runs. Each output is a sum in an order fixed by the
+// shape.
 #pragma once
 #include <cstdint>
 
