@@ -344,6 +344,14 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
   }
 }
 
+// F(4x4, 3x3)'s transforms multiply values by up to 8 and 24 before its products, so it rounds
+// 10-20x more than the other kernels: measured up to 1.3e-5 of the largest output (y and dx at 256
+// channels, dw over 32 images of 32x32), against at most 1e-6 for F(2x2, 3x3).
+double bound(const ConvPlan& p) {
+  using namespace cpu::direct;
+  return p.cpu_direct & (winograd4_forward | winograd4_data | winograd4_filter) ? 2e-5 : 1e-5;
+}
+
 // Every kernel choice against the im2col+sgemm path, on random floats at ResNet-like sizes (the
 // exact checks below use small integers and small shapes): the sums run in other orders (and
 // Winograd's through its transforms), so they agree to rounding.
@@ -353,6 +361,8 @@ TEST(ConvCpu, EveryKernelMatchesTheGemmPath) {
                              conv_shape(4, 8, 8, 64, 64, 3, 3, 1, 1, 1, 1), conv_shape(4, 15, 9, 64, 48, 3, 3, 1, 1, 1, 1),
                              conv_shape(4, 32, 32, 16, 32, 3, 3, 2, 2, 1, 1), conv_shape(2, 64, 64, 3, 64, 7, 7, 2, 2, 3, 3),
                              conv_shape(32, 4, 4, 256, 256, 3, 3, 1, 1, 1, 1),
+                             // F(4x4)'s widest errors: 256 channels, and a filter gradient over 32 images
+                             conv_shape(4, 8, 8, 256, 256, 3, 3, 1, 1, 1, 1), conv_shape(32, 32, 32, 16, 16, 3, 3, 1, 1, 1, 1),
                              // the tap GEMMs' at 224 px (7x7, stride 2 into 7x7) and a 1x1 stride 2
                              conv_shape(4, 7, 7, 64, 80, 3, 3, 1, 1, 1, 1), conv_shape(4, 14, 14, 96, 64, 3, 3, 2, 2, 1, 1),
                              conv_shape(4, 8, 8, 128, 64, 1, 1, 2, 2, 0, 0),
@@ -384,7 +394,7 @@ TEST(ConvCpu, EveryKernelMatchesTheGemmPath) {
           worst = std::max(worst, double(std::fabs(a[i] - b[i])));
           scale = std::max(scale, double(std::fabs(b[i])));
         }
-        EXPECT_LE(worst, 1e-5 * std::max(1.0, scale))
+        EXPECT_LE(worst, bound(plans[v]) * std::max(1.0, scale))
             << plans[v].algorithms << ", " << names[t] << ": largest difference " << worst << " of " << scale;
       }
   }
