@@ -157,12 +157,12 @@ unsigned possible(const ConvShape& s) {
   const bool winograd = winograd::fits(s.r, s.s, s.stride_h, s.stride_w, s.c, s.k);
   // Winograd takes short rows too (batched over images, conv_winograd.h); the direct tiles do not.
   if (winograd && winograd::pays(s, false)) out |= winograd_forward;
-  if (winograd && winograd::register_tile(s, false)) out |= winograd4_forward;
+  if (winograd && winograd::pays(s, false, true)) out |= winograd4_forward;
   if (y_tiles) out |= forward_pass | filter_pass | (winograd ? winograd_filter | winograd4_filter : 0u);
   const bool data = s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.r && s.pad_w < s.s;
   const bool data_winograd = data && winograd::fits(s.r, s.s, 1, 1, s.k, s.c);
   if (data_winograd && winograd::pays(s, true)) out |= winograd_data;
-  if (data_winograd && winograd::register_tile(s, true)) out |= winograd4_data;
+  if (data_winograd && winograd::pays(s, true, true)) out |= winograd4_data;
   if (data && s.c % kLanes == 0 && s.w >= kMinTileRow) out |= data_pass;
   return out;
 }

@@ -53,7 +53,8 @@ unsigned possible(const ConvShape& s);
 // LOCKSTEP_CPU_CONV=gemm), preferring Winograd, then the direct tiles, then the tap GEMMs.
 // 3x3 stride-1 passes with both channel counts multiples of 16 run on Winograd: where their rows
 // have 8+ pixels on F(4x4, 3x3) (backward-filter F(3x3, 4x4)), forward and backward-data with
-// shorter rows on F(2x2, 3x3) batched where the batch has 128+ tiles (winograd::pays).
+// shorter rows batched where the batch has 128+ tiles (winograd::pays), of F(4x4, 3x3) if it
+// has that many of them, else of F(2x2, 3x3).
 // Otherwise, on the direct tiles: forward and backward-filter need K a multiple of 16,
 // backward-data stride 1, C a multiple of 16
 // and padding below the filter size; all three rows of at least 8 pixels (y's for forward and

@@ -17,7 +17,8 @@
 // (the tests' cases do) as long as the products' sums stay below 2^24.
 // Neighbouring tiles of a row share two patch columns (both sizes), whose B^T d carries over.
 // Short rows run batched instead: per block of whole images, V of all their tiles, one sgemm per
-// position (tiles x cin by cin x kout, U kept as [xi][c][k]), then the output transform.
+// position (tiles x cin by cin x kout, U kept as [xi][c][k]), then the output transform; F(4x4,
+// 3x3) where the batch has 128 such tiles (conv_winograd.h's pays), else F(2x2, 3x3).
 // Backward-filter is F(3x3, 2x2), the same identity read for the filter: dw = G^T [sum over tiles
 // of (A e A^T) (.) (B^T d B)] G, with e the 2x2 tile of dy and d the 4x4 patch of x under it. Per
 // block of whole images (about 1 MB of V and E), E of dy and V of x (as forward's) are reduced
@@ -80,7 +81,7 @@ Plan plan_for(const Geometry& g, bool filter = false, bool f4 = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
   p.batched = !filter && g.q < kMinTileRow;
-  if (f4 && !p.batched) p.f4 = true, p.tiles_h = (g.p + 3) / 4, p.tiles_w = (g.q + 3) / 4;
+  if (f4) p.f4 = true, p.tiles_h = (g.p + 3) / 4, p.tiles_w = (g.q + 3) / 4;
   if (filter || p.batched) {
     const int64_t image = int64_t(p.positions()) * p.tiles_h * p.tiles_w * (g.cin + g.kout);
     p.images = static_cast<int>(
@@ -500,13 +501,16 @@ void run_batched(const Plan& p, const float* in, float* out, bool accumulate, fl
       for (int j = 0; j < images; ++j)
         transform_patches(p, in + (n0 + j) * in_image, zeros, 0, tiles, v + int64_t(j) * tiles * g.cin);
 #pragma omp for schedule(static)
-      for (int xi = 0; xi < kXi; ++xi)
+      for (int xi = 0; xi < p.positions(); ++xi)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, images * tiles, g.kout, g.cin, 1.0f,
                     v + int64_t(xi) * p.block * g.cin, g.cin, u + int64_t(xi) * g.cin * g.kout, g.kout, 0.0f,
                     m + int64_t(xi) * p.block * g.kout, g.kout);
 #pragma omp for schedule(static)
       for (int j = 0; j < images; ++j)
-        transform_output(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
+        if (p.f4)
+          transform_output4(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
+        else
+          transform_output(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
     }
   }
 }
@@ -556,13 +560,9 @@ bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout) {
   return r == 3 && s == 3 && stride_h == 1 && stride_w == 1 && cin % kLanes == 0 && kout % kLanes == 0;
 }
 
-bool pays(const ConvShape& s, bool data) {
-  const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s));
+bool pays(const ConvShape& s, bool data, bool f4) {
+  const Plan p = plan_for(data ? data_geometry(s) : forward_geometry(s), false, f4);
   return !p.batched || int64_t(p.g.n) * p.tiles_h * p.tiles_w >= kMinBatchedTiles;
-}
-
-bool register_tile(const ConvShape& s, bool data) {
-  return !plan_for(data ? data_geometry(s) : forward_geometry(s)).batched;
 }
 
 int64_t scratch_floats(const ConvShape& s, bool data, int threads, bool f4) {

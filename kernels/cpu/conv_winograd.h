@@ -1,8 +1,8 @@
 // Winograd convolution on AVX-512 for the CPU backend: 3x3 stride-1 convolutions with channels in
 // multiples of 16. Rows of 8+ outputs multiply on the direct kernels' register tile per image,
 // F(4x4, 3x3) (36 multiplies per 4x4 outputs instead of 144) or F(2x2, 3x3) (16 per 2x2 instead
-// of 36); shorter rows (small images, usually with many channels) batch a block of images' F(2x2,
-// 3x3) tiles into one sgemm per position. Forward, backward-data (the rotated filter, as in
+// of 36); shorter rows (small images, usually with many channels) batch a block of images' tiles
+// (F(4x4, 3x3) where the batch has 128 of them, else F(2x2, 3x3)) into one sgemm per position. Forward, backward-data (the rotated filter, as in
 // conv_direct.cpp) and backward-filter (F(3x3, 4x4) or F(3x3, 2x2), register tile only);
 // conv_direct.h's passes() decides where each runs. Each output is a sum in an order fixed by the
 // shape.
@@ -19,14 +19,12 @@ bool fits(int r, int s, int stride_h, int stride_w, int cin, int kout);
 
 // Whether the pass (forward, or backward-data with data = true) has the 8+ pixel rows of the
 // register tile, or else enough tiles in the batch for the batched form to pay for transforming
-// the filter (16 x cin x kout floats each call): 128 tiles, measured on resnet18 at 64 px, where
-// its 4x4 stage (32 images x 4 tiles) ran 1.2x faster than the GEMM and its 2x2 stage (32 x 1)
-// 2x slower.
-bool pays(const ConvShape& s, bool data);
-
-// Whether the pass (forward, or backward-data with data = true) runs on the register tile (rows
-// of 8+ outputs), where F(4x4, 3x3) may replace F(2x2, 3x3); else it is batched.
-bool register_tile(const ConvShape& s, bool data);
+// the filter (16 or, f4, 36 x cin x kout floats each call): 128 tiles, measured on resnet18 at
+// 64 px, where its 4x4 stage (32 images x 4 F(2x2) tiles) ran 1.2x faster than the GEMM and its
+// 2x2 stage (32 x 1) 2x slower; F(4x4) tiles are counted as such (resnet20's 7x7 stage at 28 px,
+// 64 images x 4 tiles, ran 1.5x faster on it than on F(2x2); resnet18's 4x4 stage, 32 x 1, no
+// faster).
+bool pays(const ConvShape& s, bool data, bool f4 = false);
 
 // Floats of scratch for forward (data = false) or backward-data with `threads` threads; f4:
 // F(4x4, 3x3) on the register tile (36 multiplies per 4x4 outputs instead of 4 x 16: 1.78x fewer;

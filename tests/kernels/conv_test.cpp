@@ -59,6 +59,7 @@ std::vector<Case> cpu_cases() {
       {"rows of 4, few images (GEMM)", conv_shape(3, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
       {"rows of 4, 128 tiles (batched Winograd, filter on the GEMM)", conv_shape(32, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1)},
       {"rows of 3 and 1, 128 tiles (batched Winograd)", conv_shape(64, 3, 1, 32, 16, 3, 3, 1, 1, 1, 1)},
+      {"rows of 7, 128 F(4x4) tiles (batched F(4x4))", conv_shape(32, 7, 7, 16, 16, 3, 3, 1, 1, 1, 1)},
       {"rows of 4, 16 -> 24 (GEMM)", conv_shape(2, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1)},
       {"direct data only: unpadded, rows of 9 to 7", conv_shape(2, 6, 9, 16, 16, 3, 3, 1, 1, 0, 0)},
       // Winograd's: odd output sizes (tiles past the edge), a last block of one tile, padding 2.
@@ -297,6 +298,11 @@ TEST(ConvCpu, EachPassGetsTheKernelItsShapeFits) {
        "cpu winograd: forward, backward-data; in-bounds-tap sgemm: backward-filter"},
       {conv_shape(2, 4, 4, 16, 16, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
        "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
+      // Rows of 7: batched F(4x4) with 128 of its tiles (32 images x 4), F(2x2) with 16 images.
+      {conv_shape(32, 7, 7, 64, 64, 3, 3, 1, 1, 1, 1), winograd4_forward | winograd4_data | taps_filter,
+       "cpu winograd 4x4: forward, backward-data; in-bounds-tap sgemm: backward-filter"},
+      {conv_shape(16, 7, 7, 64, 64, 3, 3, 1, 1, 1, 1), winograd_forward | winograd_data | taps_filter,
+       "cpu winograd: forward, backward-data; in-bounds-tap sgemm: backward-filter"},
       {conv_shape(32, 4, 4, 16, 24, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
        "cpu in-bounds-tap sgemm: forward, backward-data, backward-filter"},
       {conv_shape(32, 2, 2, 512, 512, 3, 3, 1, 1, 1, 1), taps_forward | taps_data | taps_filter,
