@@ -1,4 +1,4 @@
-// Winograd F(2x2, 3x3) (Lavin and Gray, 2015) on AVX-512: see conv_winograd.h.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) (Lavin and Gray, 2015) on AVX-512: see conv_winograd.h.
 //
 // A 2x2 block of outputs is Y = A^T [U (.) V] A, with U = G g G^T the 4x4 transform of a 3x3
 // filter and V = B^T d B that of the 4x4 input patch under the block. Per image, the output's
@@ -10,8 +10,8 @@
 //   3. Y = A^T M A for each tile, 16 output channels per vector, stored (or added) where the
 //      tile lies inside the output.
 // V and M of a block stay in cache (16 x T x channels floats each). U is made once per call.
-// On the register tile, F(4x4, 3x3) takes the place of F(2x2, 3x3) (Lavin and Gray's B, G and A
-// for the points 0, +-1, +-2): 6x6 patches, 36 positions, 36 multiplies per 16 outputs instead
+// F(4x4, 3x3) takes the place of F(2x2, 3x3) where conv_direct.h's passes() says (Lavin and
+// Gray's B, G and A for the points 0, +-1, +-2): 6x6 patches, 36 positions, 36 multiplies per 16 outputs instead
 // of 64. Its G has fractions (1/4, 1/6, 1/12, 1/24), so U is taken with 24 G, in integers, and
 // the output divided by 576; with B and A's small integers, small-integer convolutions stay exact
 // (the tests' cases do) as long as the products' sums stay below 2^24.
@@ -19,12 +19,14 @@
 // Short rows run batched instead: per block of whole images, V of all their tiles, one sgemm per
 // position (tiles x cin by cin x kout, U kept as [xi][c][k]), then the output transform; F(4x4,
 // 3x3) where the batch has 128 such tiles (conv_winograd.h's pays), else F(2x2, 3x3).
-// Backward-filter is F(3x3, 2x2), the same identity read for the filter: dw = G^T [sum over tiles
-// of (A e A^T) (.) (B^T d B)] G, with e the 2x2 tile of dy and d the 4x4 patch of x under it. Per
+// Backward-filter is F(3x3, 2x2) (or F(3x3, 4x4) with F(4x4, 3x3)'s matrices: 4x4 tiles of dy,
+// 6x6 patches), the same identity read for the filter: dw = G^T [sum over tiles of (A e A^T) (.)
+// (B^T d B)] G, with e the 2x2 tile of dy and d the 4x4 patch of x under it. Per
 // block of whole images (about 1 MB of V and E), E of dy and V of x (as forward's) are reduced
 // into M[xi][k][c] by a register tile of input channels x output channel vectors; each chunk of
 // images has its own M, the chunks are added in order and G^T M G is taken once at the end.
-// The transforms only add, subtract and halve, so on small integers the result is exact.
+// F(2x2)'s transforms only add, subtract and halve, F(4x4)'s multiply by small integers and
+// divide by 576 once, so on small integers the result is exact.
 #include "kernels/cpu/conv_winograd.h"
 
 #include <cblas.h>
@@ -56,16 +58,15 @@ constexpr int64_t kBatchedBlockFloats = int64_t(1) << 20;
 // The per-image layout of a forward-shaped pass.
 struct Plan {
   Geometry g;
-  int tiles_h, tiles_w;  // 2x2 output tiles per column and row
+  int tiles_h, tiles_w;  // output tiles (2x2, or 4x4 with f4) per column and row
   int kb, block;         // vectors per register tile, tiles per block
   int images = 1;        // backward-filter, batched: whole images per block (block = images x tiles)
   // Batched (short rows, forward and backward-data): per position xi, one sgemm of the block's
   // tiles x cin by cin x kout, U in [xi][c][k] order; V and M are shared, not per thread.
   bool batched = false;
-  // F(4x4, 3x3) instead of F(2x2, 3x3) (register-tile passes only): tiles of 4x4 outputs, 36
+  // F(4x4, 3x3) (F(3x3, 4x4) for the filter) instead of F(2x2, 3x3): tiles of 4x4 outputs, 36
   // positions.
   bool f4 = false;
-  int tile() const { return f4 ? 4 : 2; }
   int positions() const { return f4 ? kXi4 : kXi; }
   // Per thread: V of a block, and M (forward) or E (backward-filter) of a block.
   int64_t v_floats() const { return int64_t(positions()) * block * g.cin; }
@@ -75,8 +76,7 @@ struct Plan {
   int64_t zero_floats() const { return std::max(g.cin, g.kout); }  // a row of zeros for the padding
 };
 
-// f4: F(4x4, 3x3) (F(3x3, 4x4) for the filter) where the pass runs on the register tile (rows
-// of kMinTileRow+).
+// f4: F(4x4, 3x3) (F(3x3, 4x4) for the filter) instead of F(2x2, 3x3).
 Plan plan_for(const Geometry& g, bool filter = false, bool f4 = false) {
   Plan p{g, (g.p + 1) / 2, (g.q + 1) / 2, vectors_per_tile(g.kout), 0};
   p.block = kTileRegisters / p.kb;
@@ -122,9 +122,6 @@ LS_AVX512 inline void transform_filter_block(const float (&g)[kLanes][9][kLanes]
   }
 }
 
-// F(4x4, 3x3)'s U times 576 for one block of 16 input channels, as transform_filter_block:
-// U' = G' g G'^T with G' = 24 G = [6 0 0; -4 -4 -4; -4 4 -4; 1 2 4; 1 -2 4; 0 0 24], integers, so
-// that small-integer filters transform exactly (the output transform divides by 576).
 // out = G' f for one column f of three values, G' as below.
 LS_AVX512 inline void filter_rows4(const __m512 (&f)[3], __m512 (&out)[6]) {
   const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f);
@@ -189,33 +186,6 @@ void transform_filter(const Plan& p, Filter filter, bool k_fastest, float* u, in
   }
 }
 
-// y (p, q, kout) at the `count` tiles from t0 = A^T M A (added to y with accumulate).
-LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
-  const int kout = p.g.kout;
-  for (int t = 0; t < count; ++t) {
-    const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const int rows = std::min(2, p.g.p - 2 * ti), cols = std::min(2, p.g.q - 2 * tj);
-    for (int k = 0; k < kout; k += kLanes) {
-      __m512 a[4][4], b[2][4];
-      for (int xi = 0; xi < kXi; ++xi) a[xi / 4][xi % 4] = _mm512_loadu_ps(m + (int64_t(xi) * p.block + t) * kout + k);
-      for (int j = 0; j < 4; ++j) {  // b = A^T a
-        b[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
-        b[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
-      }
-      for (int i = 0; i < rows; ++i) {  // Y = b A
-        const __m512 out[2] = {_mm512_add_ps(_mm512_add_ps(b[i][0], b[i][1]), b[i][2]),
-                               _mm512_sub_ps(_mm512_sub_ps(b[i][1], b[i][2]), b[i][3])};
-        for (int j = 0; j < cols; ++j) {
-          float* o = y + ((int64_t(2 * ti + i) * p.g.q) + 2 * tj + j) * kout + k;
-          _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), out[j]) : out[j]);
-        }
-      }
-    }
-  }
-}
-
-// F(4x4, 3x3): b[.][J] = B^T d for column J of a 6x6 patch, 16 input channels at c, with
-// B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1].
 // out = B^T v for the N values v of a patch's column (or row, read as one), N = 4 for F(2x2, 3x3)
 // (B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]) and 6 for F(4x4, 3x3) (B^T = [4 0 -5 0 1 0;
 // 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]).
@@ -293,8 +263,14 @@ void transform_patches(const Plan& p, const float* image, const float* zeros, in
     transform_input<4>(p, image, zeros, t0, count, v);
 }
 
-// out = A^T a for six values a, A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
-LS_AVX512 inline void output_rows4(const __m512 (&a)[6], __m512 (&out)[4]) {
+// out = A^T a for the M + 2 values a of a column (or row, read as one) of M: M = 2 for F(2x2,
+// 3x3) (A^T = [1 1 1 0; 0 1 -1 -1]) and 4 for F(4x4, 3x3) (A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
+// 0 1 1 4 4 0; 0 1 -1 8 -8 1]).
+LS_AVX512 inline void output_rows(const __m512 (&a)[4], __m512 (&out)[2]) {
+  out[0] = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]);
+  out[1] = _mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]);
+}
+LS_AVX512 inline void output_rows(const __m512 (&a)[6], __m512 (&out)[4]) {
   const __m512 s12 = _mm512_add_ps(a[1], a[2]), d12 = _mm512_sub_ps(a[1], a[2]);
   const __m512 s34 = _mm512_add_ps(a[3], a[4]), d34 = _mm512_sub_ps(a[3], a[4]);
   out[0] = _mm512_add_ps(_mm512_add_ps(a[0], s12), s34);
@@ -303,33 +279,44 @@ LS_AVX512 inline void output_rows4(const __m512 (&a)[6], __m512 (&out)[4]) {
   out[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), a[5]);
 }
 
-// y (p, q, kout) at the `count` F(4x4, 3x3) tiles from t0 = A^T M A / 576 (added to y with
-// accumulate). The division (not a multiply by 1/576) keeps small-integer results exact.
-LS_AVX512 void transform_output4(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
+// y (p, q, kout) at the `count` M x M tiles from t0 = A^T M A (added to y with accumulate);
+// F(4x4, 3x3)'s divided by 576 (a division, not a multiply by 1/576, keeps small-integer results
+// exact).
+template <int M>
+LS_AVX512 void transform_output(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
+  constexpr int N = M + 2;
   const int kout = p.g.kout;
   const __m512 scale = _mm512_set1_ps(kScale4);
   for (int t = 0; t < count; ++t) {
     const int ti = (t0 + t) / p.tiles_w, tj = (t0 + t) % p.tiles_w;
-    const int rows = std::min(4, p.g.p - 4 * ti), cols = std::min(4, p.g.q - 4 * tj);
+    const int rows = std::min(M, p.g.p - M * ti), cols = std::min(M, p.g.q - M * tj);
     for (int k = 0; k < kout; k += kLanes) {
-      __m512 b[4][6];
-      for (int j = 0; j < 6; ++j) {  // b = A^T a, column by column
-        __m512 a[6], out[4];
-        for (int i = 0; i < 6; ++i) a[i] = _mm512_loadu_ps(m + (int64_t(6 * i + j) * p.block + t) * kout + k);
-        output_rows4(a, out);
-        for (int i = 0; i < 4; ++i) b[i][j] = out[i];
+      __m512 b[M][N];
+      for (int j = 0; j < N; ++j) {  // b = A^T a, column by column
+        __m512 a[N], out[M];
+        for (int i = 0; i < N; ++i) a[i] = _mm512_loadu_ps(m + (int64_t(N * i + j) * p.block + t) * kout + k);
+        output_rows(a, out);
+        for (int i = 0; i < M; ++i) b[i][j] = out[i];
       }
       for (int i = 0; i < rows; ++i) {  // Y = b A
-        __m512 out[4];
-        output_rows4(b[i], out);
+        __m512 out[M];
+        output_rows(b[i], out);
         for (int j = 0; j < cols; ++j) {
-          float* o = y + ((int64_t(4 * ti + i) * p.g.q) + 4 * tj + j) * kout + k;
-          const __m512 v = _mm512_div_ps(out[j], scale);
+          float* o = y + ((int64_t(M * ti + i) * p.g.q) + M * tj + j) * kout + k;
+          const __m512 v = M == 4 ? _mm512_div_ps(out[j], scale) : out[j];
           _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), v) : v);
         }
       }
     }
   }
+}
+
+// The plan's output transform.
+void transform_outputs(const Plan& p, const float* m, int t0, int count, float* y, bool accumulate) {
+  if (p.f4)
+    transform_output<4>(p, m, t0, count, y, accumulate);
+  else
+    transform_output<2>(p, m, t0, count, y, accumulate);
 }
 
 // M[kb][c][16] += sum over the block's tiles t of E[t][k] V[t][c] for one position xi, TC input
@@ -369,31 +356,6 @@ LS_AVX512 inline void chunk_sums(const Plan& p, const float* m, int64_t m_floats
     __m512 sum = _mm512_loadu_ps(at);
     for (int chunk = 1; chunk < chunks; ++chunk) sum = _mm512_add_ps(sum, _mm512_loadu_ps(at + chunk * m_floats));
     mm[xi / N][xi % N] = sum;
-  }
-}
-
-// dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the chunks' M added
-// in order, then G^T M G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1], one lane per output channel.
-LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
-  const int cin = p.g.cin;
-  const __m512 half = _mm512_set1_ps(0.5f);
-  __m512 mm[4][4], t[3][4];
-  chunk_sums(p, m, m_floats, chunks, kb, c, mm);
-  for (int j = 0; j < 4; ++j) {  // t = G^T mm
-    const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(mm[1][j], mm[2][j]));
-    t[0][j] = _mm512_add_ps(mm[0][j], mid);
-    t[1][j] = _mm512_mul_ps(half, _mm512_sub_ps(mm[1][j], mm[2][j]));
-    t[2][j] = _mm512_add_ps(mid, mm[3][j]);
-  }
-  // Lane l is output channel 16 kb + l, whose (r, s) element lies 9 * cin floats after lane l-1's.
-  const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32(9 * cin));
-  float* base = dw + (int64_t(kb) * kLanes * 9) * cin + c;
-  for (int r = 0; r < 3; ++r) {  // dw = t G
-    const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(t[r][1], t[r][2]));
-    const __m512 out[3] = {_mm512_add_ps(t[r][0], mid), _mm512_mul_ps(half, _mm512_sub_ps(t[r][1], t[r][2])),
-                           _mm512_add_ps(mid, t[r][3])};
-    for (int s = 0; s < 3; ++s) _mm512_i32scatter_ps(base + (r * 3 + s) * cin, lanes, out[s], 4);
   }
 }
 
@@ -449,36 +411,49 @@ LS_AVX512 void transform_dy(const Plan& p, const float* dy, const float* zeros, 
   }
 }
 
-// out = G'^T v for six values v, G' = 24 G as in transform_filter_block4 (3x6: [6 -4 -4 1 1 0;
-// 0 -4 4 2 -2 0; 0 -4 -4 4 4 24]).
-LS_AVX512 inline void filter_cols4(const __m512 (&v)[6], __m512 (&out)[3]) {
+// out = G^T v for the N values v of a column (or row, read as one) of M: N = 4 for F(3x3, 2x2)
+// (G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]) and 6 for F(3x3, 4x4), there with G' = 24 G as in
+// transform_filter_block4 (G'^T = [6 -4 -4 1 1 0; 0 -4 4 2 -2 0; 0 -4 -4 4 4 24]).
+LS_AVX512 inline void filter_cols(const __m512 (&v)[4], __m512 (&out)[3]) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 mid = _mm512_mul_ps(half, _mm512_add_ps(v[1], v[2]));
+  out[0] = _mm512_add_ps(v[0], mid);
+  out[1] = _mm512_mul_ps(half, _mm512_sub_ps(v[1], v[2]));
+  out[2] = _mm512_add_ps(mid, v[3]);
+}
+LS_AVX512 inline void filter_cols(const __m512 (&v)[6], __m512 (&out)[3]) {
   const __m512 four = _mm512_set1_ps(4.0f);
   const __m512 s12 = _mm512_add_ps(v[1], v[2]), s34 = _mm512_add_ps(v[3], v[4]);
   out[0] = _mm512_add_ps(_mm512_fnmadd_ps(four, s12, _mm512_mul_ps(_mm512_set1_ps(6.0f), v[0])), s34);
-  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(v[3], v[4]), _mm512_mul_ps(four, _mm512_sub_ps(v[2], v[1])));
+  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(v[3], v[4]),
+                           _mm512_mul_ps(four, _mm512_sub_ps(v[2], v[1])));
   out[2] = _mm512_fmadd_ps(_mm512_set1_ps(24.0f), v[5], _mm512_mul_ps(four, _mm512_sub_ps(s34, s12)));
 }
 
-// F(3x3, 4x4)'s dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the
-// chunks' M added in order, then G'^T M G' / 576, as filter_output.
-LS_AVX512 void filter_output4(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
+// dw(k, r, s, c) for the 16 output channels of block kb and input channel c: the chunks' M (N x N
+// positions) added in order, then G^T M G (F(3x3, 4x4)'s divided by 576), one lane per output
+// channel.
+template <int N>
+LS_AVX512 void filter_output(const Plan& p, const float* m, int64_t m_floats, int chunks, int kb, int c, float* dw) {
   const int cin = p.g.cin;
-  __m512 mm[6][6], t[3][6];
+  __m512 mm[N][N], t[3][N];
   chunk_sums(p, m, m_floats, chunks, kb, c, mm);
-  for (int j = 0; j < 6; ++j) {  // t = G'^T mm, column by column
-    const __m512 col[6] = {mm[0][j], mm[1][j], mm[2][j], mm[3][j], mm[4][j], mm[5][j]};
-    __m512 out[3];
-    filter_cols4(col, out);
+  for (int j = 0; j < N; ++j) {  // t = G^T mm, column by column
+    __m512 col[N], out[3];
+    for (int i = 0; i < N; ++i) col[i] = mm[i][j];
+    filter_cols(col, out);
     for (int i = 0; i < 3; ++i) t[i][j] = out[i];
   }
+  // Lane l is output channel 16 kb + l, whose (r, s) element lies 9 * cin floats after lane l-1's.
   const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                            _mm512_set1_epi32(9 * cin));
   const __m512 scale = _mm512_set1_ps(kScale4);
   float* base = dw + (int64_t(kb) * kLanes * 9) * cin + c;
-  for (int r = 0; r < 3; ++r) {  // dw = t G' / 576
+  for (int r = 0; r < 3; ++r) {  // dw = t G
     __m512 out[3];
-    filter_cols4(t[r], out);
-    for (int s = 0; s < 3; ++s) _mm512_i32scatter_ps(base + (r * 3 + s) * cin, lanes, _mm512_div_ps(out[s], scale), 4);
+    filter_cols(t[r], out);
+    for (int s = 0; s < 3; ++s)
+      _mm512_i32scatter_ps(base + (r * 3 + s) * cin, lanes, N == 6 ? _mm512_div_ps(out[s], scale) : out[s], 4);
   }
 }
 
@@ -507,10 +482,7 @@ void run_batched(const Plan& p, const float* in, float* out, bool accumulate, fl
                     m + int64_t(xi) * p.block * g.kout, g.kout);
 #pragma omp for schedule(static)
       for (int j = 0; j < images; ++j)
-        if (p.f4)
-          transform_output4(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
-        else
-          transform_output(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
+        transform_outputs(p, m + int64_t(j) * tiles * g.kout, 0, tiles, out + (n0 + j) * out_image, accumulate);
     }
   }
 }
@@ -546,10 +518,7 @@ void run(const Plan& p, const float* in, float* out, bool accumulate, float* scr
           a.y = m + int64_t(xi) * p.block * g.kout + k0;
           multiply(a);
         }
-      if (p.f4)
-        transform_output4(p, m, t0, count, out + n * out_image, accumulate);
-      else
-        transform_output(p, m, t0, count, out + n * out_image, accumulate);
+      transform_outputs(p, m, t0, count, out + n * out_image, accumulate);
     }
   }
 }
@@ -640,9 +609,9 @@ void backward_filter(const ConvShape& s, const float* x, const float* dy, float*
   for (int kb = 0; kb < kblocks; ++kb)
     for (int c = 0; c < g.cin; ++c) {
       if (p.f4)
-        filter_output4(p, scratch, m_floats, chunks, kb, c, dw);
+        filter_output<6>(p, scratch, m_floats, chunks, kb, c, dw);
       else
-        filter_output(p, scratch, m_floats, chunks, kb, c, dw);
+        filter_output<4>(p, scratch, m_floats, chunks, kb, c, dw);
     }
 }
 
