@@ -39,6 +39,7 @@
 #include <sstream>
 
 #include "data/decode.h"
+#include "data/decode_crop.h"
 #include "kernels/memory.h"
 #include "kernels/philox.h"
 
@@ -240,22 +241,10 @@ struct Loader::Impl {
     Decoder::read_file(smp.path, file);
     const ImageInfo info = decoder.info(file.data(), file.size());
     const int size = cfg.image_size;
-    CropBox box = cfg.train ? random_resized_crop(info.width, info.height, cfg.augment, cfg.seed,
-                                                  static_cast<uint64_t>(ep), static_cast<uint64_t>(aug))
-                            : center_crop(info.width, info.height, size, cfg.augment);
-    // The smallest decode that keeps >= size pixels across the box (the full image when the box
-    // is already smaller than the output).
-    auto need = [&](int full, double extent) {
-      if (extent <= 0) return full;
-      return static_cast<int>(std::min<double>(full, std::ceil(full * static_cast<double>(size) / extent)));
-    };
-    const Placement p = decoder.decode_region(file.data(), file.size(), image, Region{box.x, box.y, box.w, box.h},
-                                              need(info.width, box.w), need(info.height, box.h), size, size);
-    box.x = box.x * p.scale_x - p.x0;
-    box.w *= p.scale_x;
-    box.y = box.y * p.scale_y - p.y0;
-    box.h *= p.scale_y;
-    resize_crop(image.pixels.data(), image.width, image.height, box, dst, size, size);
+    const CropBox box = cfg.train ? random_resized_crop(info.width, info.height, cfg.augment, cfg.seed,
+                                                        static_cast<uint64_t>(ep), static_cast<uint64_t>(aug))
+                                  : center_crop(info.width, info.height, size, cfg.augment);
+    decode_crop(decoder, file.data(), file.size(), info, box, size, image, dst);
   }
 
   void process(const Task& t, int64_t ep, std::unique_ptr<Decoder>& decoder, std::vector<uint8_t>& file, Image& image,

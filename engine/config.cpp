@@ -6,6 +6,8 @@
 #include <ctime>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <type_traits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -400,13 +402,88 @@ nlohmann::json TrainConfig::to_json() const {
   };
 }
 
+namespace {
+
+// Reads a saved configuration strictly: state.json is plain text a user can edit or a disk can
+// corrupt, and a value nlohmann would convert silently (a string, 1e12 into an int, 2.5 into an
+// int) must stop the resume naming the field instead of training with something else.
+class ConfigReader {
+ public:
+  explicit ConfigReader(const nlohmann::json& j) : j_(j) {
+    if (!j.is_object()) throw Error("field 'config' is not an object");
+  }
+
+  template <typename T>
+  void operator()(const char* key, T& out) const {
+    if (!j_.contains(key)) return;
+    const nlohmann::json& v = j_.at(key);
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) wrong(key, v, "true or false");
+      out = v.get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+      out = integer<T>(key, v);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!v.is_number()) wrong(key, v, "a number");
+      out = v.get<T>();
+      if (!std::isfinite(out)) wrong(key, v, "a finite number");
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!v.is_string()) wrong(key, v, "a string");
+      out = v.get<std::string>();
+    } else {
+      static_assert(std::is_same_v<T, std::vector<int>>);
+      if (!v.is_array()) wrong(key, v, "an array of integers");
+      out.clear();
+      for (const nlohmann::json& e : v) out.push_back(integer<int>(key, e));
+    }
+  }
+
+  // A string field turned into its enum by parse (which throws Error naming the value).
+  template <typename T, typename Parse>
+  void parsed(const char* key, T& out, Parse parse) const {
+    if (!j_.contains(key)) return;
+    std::string text;
+    (*this)(key, text);
+    try {
+      out = parse(text);
+    } catch (const Error& e) {
+      throw Error("field 'config." + std::string(key) + "': " + e.what());
+    }
+  }
+
+ private:
+  template <typename T>
+  static T integer(const char* key, const nlohmann::json& v) {
+    if (!v.is_number_integer()) wrong(key, v, "an integer");
+    using L = std::numeric_limits<T>;
+    if (v.is_number_unsigned()) {
+      const auto u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(L::max())) wrong(key, v, "an integer in range");
+      return static_cast<T>(u);
+    }
+    const auto i = v.get<int64_t>();
+    if (i < static_cast<int64_t>(L::min()) || (i > 0 && static_cast<uint64_t>(i) > static_cast<uint64_t>(L::max())))
+      wrong(key, v, "an integer in range");
+    return static_cast<T>(i);
+  }
+
+  [[noreturn]] static void wrong(const char* key, const nlohmann::json& v, const char* expected) {
+    std::string shown = v.dump();
+    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
+    throw Error("field 'config." + std::string(key) + "' is " + shown + ", expected " + expected);
+  }
+
+  const nlohmann::json& j_;
+};
+
+}  // namespace
+
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   TrainConfig c;
-  auto get = [&](const char* key, auto& field) {
-    if (j.contains(key)) j.at(key).get_to(field);
-  };
-  auto get_str = [&](const char* key) -> std::string { return j.at(key).get<std::string>(); };
-  if (j.contains("command")) c.command = get_str("command") == "eval" ? Command::eval : Command::train;
+  const ConfigReader get(j);
+  get.parsed("command", c.command, [](const std::string& t) {
+    if (t != "train" && t != "eval") throw Error("unknown command '" + t + "' (expected train or eval)");
+    return t == "eval" ? Command::eval : Command::train;
+  });
   get("arch", c.arch);
   get("classes", c.classes);
   get("image_size", c.image_size);
@@ -420,7 +497,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("max_bad_fraction", c.max_bad_fraction);
   get("steps_per_epoch", c.steps_per_epoch);
   get("eval_steps", c.eval_steps);
-  if (j.contains("device")) c.device = Device::parse(get_str("device"));
+  get.parsed("device", c.device, Device::parse);
   get("workers", c.workers);
   get("processes", c.processes);
   get("devices", c.devices);
@@ -428,9 +505,9 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("bucket_mb", c.bucket_mb);
   get("overlap", c.overlap);
   get("comm_timeout_s", c.comm_timeout_s);
-  if (j.contains("sync")) c.sync = parse_sync(get_str("sync"));
+  get.parsed("sync", c.sync, parse_sync);
   get("sign_momentum", c.sign_momentum);
-  if (j.contains("sign_exchange")) c.sign_exchange = parse_sign_exchange(get_str("sign_exchange"));
+  get.parsed("sign_exchange", c.sign_exchange, parse_sign_exchange);
   get("sign_warmup_steps", c.sign_warmup_steps);
   get("average_every", c.average_every);
   get("ema", c.ema);
@@ -445,18 +522,18 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("code", c.code);
   get("batch_size", c.batch_size);
   get("accumulate", c.accumulate);
-  if (j.contains("precision")) c.precision = parse_dtype(get_str("precision"));
-  if (j.contains("conv_algo")) c.conv_algo = parse_conv_algo(get_str("conv_algo"));
+  get.parsed("precision", c.precision, parse_dtype);
+  get.parsed("conv_algo", c.conv_algo, parse_conv_algo);
   get("stem_channels", c.stem_channels);
-  if (j.contains("bn_kernels")) c.bn_kernels = parse_bn_kernels(get_str("bn_kernels"));
+  get.parsed("bn_kernels", c.bn_kernels, parse_bn_kernels);
   get("cuda_graph", c.cuda_graph);
   get("epochs", c.epochs);
   get("base_lr", c.base_lr);
   get("lr_scaling", c.lr_scaling);
   get("warmup_epochs", c.warmup_epochs);
-  if (j.contains("schedule")) c.schedule = parse_schedule(get_str("schedule"));
+  get.parsed("schedule", c.schedule, parse_schedule);
   get("poly_power", c.poly_power);
-  if (j.contains("optimizer")) c.optimizer = parse_optimizer(get_str("optimizer"));
+  get.parsed("optimizer", c.optimizer, parse_optimizer);
   get("momentum", c.momentum);
   get("nesterov", c.nesterov);
   get("weight_decay", c.weight_decay);

@@ -163,7 +163,9 @@ struct TrainConfig {
 
   // Every field, resolved (device "cpu"/"cuda:0", precision "bf16", schedule "step", ...),
   // plus "global_batch". from_json reads what to_json wrote (unknown keys are ignored, missing
-  // ones keep their defaults); it does not validate.
+  // ones keep their defaults); a field of the wrong JSON type, out of its C++ type's range or
+  // naming no known choice throws Error naming it ("field 'config.classes' is \"4\", expected an
+  // integer"). It does not validate: validate() judges the values.
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);
 

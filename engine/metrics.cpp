@@ -48,11 +48,18 @@ double number_or_nan(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
 }
 
+// A resumed run re-reads its log.jsonl, which a user may have edited: fields of another type
+// read as absent rather than throwing nlohmann's type_error.
+template <typename T>
+T integer_or(const nlohmann::json& j, const char* key, T fallback) {
+  return j.contains(key) && j[key].is_number_integer() ? j[key].get<T>() : fallback;
+}
+
 EvalRecord eval_from_json(const nlohmann::json& j) {
   EvalRecord r;
-  r.epoch = j.value("epoch", 0);
-  r.update = j.value("update", int64_t{0});
-  r.samples = j.value("samples", int64_t{0});
+  r.epoch = integer_or(j, "epoch", 0);
+  r.update = integer_or(j, "update", int64_t{0});
+  r.samples = integer_or(j, "samples", int64_t{0});
   r.loss = number_or_nan(j, "loss");
   r.top1 = number_or_nan(j, "top1");
   r.top5 = number_or_nan(j, "top5");
@@ -85,7 +92,7 @@ RunLog::RunLog(fs::path out_dir, std::optional<int64_t> resume_update)
     while (std::getline(in, line)) {
       nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded() || !j.is_object() || !j.contains("update") || !j["update"].is_number_integer()) continue;
-      const std::string type = j.value("type", "");
+      const std::string type = j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "";
       if ((type == "step" || type == "eval" || type == "resume") && j["update"].get<int64_t>() <= *resume_update) {
         kept += line + "\n";
         if (type == "eval") {

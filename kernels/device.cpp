@@ -3,6 +3,7 @@
 
 #include <charconv>
 
+#include "kernels/dispatch.h"  // throw_no_cuda_backend
 #include "kernels/dtype.h"
 #include "kernels/error.h"
 #if LOCKSTEP_HAVE_CUDA

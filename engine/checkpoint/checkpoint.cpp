@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "engine/checkpoint/sha256.h"
+#include "engine/config.h"
 
 namespace lockstep::engine {
 
@@ -141,6 +142,11 @@ CheckpointState CheckpointState::from_json(const json& j, const std::string& fil
   if (!j.contains("config") || !j.at("config").is_object())
     throw CheckpointError(file + ": field 'config' is missing or not an object");
   s.config = j.at("config");
+  try {  // a config that would not read refuses the checkpoint here, for every reader alike
+    (void)TrainConfig::from_json(s.config);
+  } catch (const Error& e) {
+    throw CheckpointError(file + ": " + e.what());
+  }
   if (j.contains("metrics")) s.metrics = j.at("metrics");
   if (s.world < 1 || static_cast<int>(s.workers.size()) != s.world)
     throw CheckpointError(file + ": field 'rng.workers' has " + std::to_string(s.workers.size()) +

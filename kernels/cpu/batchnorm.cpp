@@ -18,7 +18,11 @@
 namespace lockstep::cpu {
 
 // The element and sum loops, vectorized for the widest unit this CPU has (GCC picks at load time).
+#if defined(__clang__)
+#define LS_CLONES  // clang 14 (the fuzz build) cannot multiversion templates: baseline code there
+#else
 #define LS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 namespace {
 constexpr int64_t kMaxSumChunks = 8;
 constexpr int64_t kBlockRows = 32;

@@ -39,7 +39,11 @@ void sgd_update(Context& ctx, const SgdArgs& args, Tensor& params, const Tensor&
     int64_t begin = 0;
     for (int64_t s = 0; s <= S; ++s) {
       const int64_t wd_begin = s < S ? seg[2 * s] : n, wd_end = s < S ? seg[2 * s + 1] : n;
-      for (const auto& [lo, hi, wd] : {std::tuple{begin, wd_begin, false}, std::tuple{wd_begin, wd_end, true}}) {
+      const std::tuple<int64_t, int64_t, bool> runs[2] = {{begin, wd_begin, false}, {wd_begin, wd_end, true}};
+      for (const auto& run : runs) {
+        // Plain variables, not a structured binding: clang (the fuzz build) cannot capture those in omp for.
+        const int64_t lo = std::get<0>(run), hi = std::get<1>(run);
+        const bool wd = std::get<2>(run);
         if (buf) {
 #pragma omp for schedule(static) nowait
           for (int64_t i = lo; i < hi; ++i) p[i] = sgd_element(a, p[i], g[i], buf + i, wd);

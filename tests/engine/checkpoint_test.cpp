@@ -264,6 +264,16 @@ TEST(Checkpoint, StateJsonRoundTripsAndNamesBadFields) {
   j = s.to_json();
   j["format"] = 99;
   EXPECT_THROW(CheckpointState::from_json(j, "s.json"), CheckpointError);
+  // The saved config is read here too, so every reader (--resume, eval --weights, ckpt) refuses
+  // a config that does not read, naming the file and the field.
+  j = s.to_json();
+  j["config"]["classes"] = "ten";
+  try {
+    CheckpointState::from_json(j, "x/state.json");
+    ADD_FAILURE();
+  } catch (const CheckpointError& e) {
+    EXPECT_STREQ(e.what(), "x/state.json: field 'config.classes' is \"ten\", expected an integer");
+  }
 }
 
 TEST(Checkpoint, WrittenCheckpointsVerifyAndCorruptionIsNamed) {

@@ -251,6 +251,53 @@ TEST(Config, JsonRoundTrip) {
   EXPECT_EQ(back.to_json(), j);
 }
 
+// state.json is text a user can edit or a disk can corrupt: a saved config whose field has the
+// wrong type, does not fit its C++ type or names no known choice is refused naming the field,
+// never converted (found by tests/fuzz/resume_fuzz.cpp: "classes": "4" escaped as nlohmann's
+// type_error, and 1e12 became an int).
+TEST(Config, FromJsonRefusesMistypedFieldsNamingThem) {
+  auto error_of = [](const std::string& key, const nlohmann::json& value) {
+    nlohmann::json j = cpu_config().to_json();
+    j[key] = value;
+    try {
+      (void)TrainConfig::from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of("classes", "four"), "field 'config.classes' is \"four\", expected an integer");
+  EXPECT_EQ(error_of("classes", 1e12), "field 'config.classes' is 1000000000000.0, expected an integer");
+  EXPECT_EQ(error_of("classes", int64_t{1} << 40), "field 'config.classes' is 1099511627776, expected an integer in range");
+  EXPECT_EQ(error_of("batch_size", -(int64_t{1} << 40)),
+            "field 'config.batch_size' is -1099511627776, expected an integer in range");
+  EXPECT_EQ(error_of("classes", 2.5), "field 'config.classes' is 2.5, expected an integer");
+  EXPECT_EQ(error_of("seed", -1), "field 'config.seed' is -1, expected an integer in range");
+  EXPECT_EQ(error_of("synthetic", 1), "field 'config.synthetic' is 1, expected true or false");
+  EXPECT_EQ(error_of("base_lr", "0.1"), "field 'config.base_lr' is \"0.1\", expected a number");
+  EXPECT_EQ(error_of("arch", 50), "field 'config.arch' is 50, expected a string");
+  EXPECT_EQ(error_of("devices", nlohmann::json::array({0, "1"})),
+            "field 'config.devices' is \"1\", expected an integer");
+  EXPECT_EQ(error_of("devices", 3), "field 'config.devices' is 3, expected an array of integers");
+  EXPECT_EQ(error_of("sync", "gossip").rfind("field 'config.sync': ", 0), 0u) << error_of("sync", "gossip");
+  EXPECT_EQ(error_of("device", 0), "field 'config.device' is 0, expected a string");
+  EXPECT_EQ(error_of("command", "serve"), "field 'config.command': unknown command 'serve' (expected train or eval)");
+  const std::string long_value = error_of("out", nlohmann::json::array({std::string(100, 'x')}));
+  EXPECT_LT(long_value.size(), 120u) << long_value;
+  EXPECT_THROW((void)TrainConfig::from_json(nlohmann::json::array()), Error);
+  // Integers where a double is wanted, and the largest values each type holds, read as they are.
+  nlohmann::json j = cpu_config().to_json();
+  j["base_lr"] = 1;
+  j["seed"] = std::numeric_limits<uint64_t>::max();
+  j["stop_after"] = std::numeric_limits<int64_t>::max();
+  j["classes"] = std::numeric_limits<int>::max();
+  const TrainConfig c = TrainConfig::from_json(j);
+  EXPECT_EQ(c.base_lr, 1.0);
+  EXPECT_EQ(c.seed, std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(c.stop_after, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(c.classes, std::numeric_limits<int>::max());
+}
+
 TEST(Config, JsonHasEveryField) {
   nlohmann::json j = cpu_config().to_json();
   for (const char* key :

@@ -76,6 +76,29 @@ TEST(RunLog, WritesJsonLinesAndConfig) {
   fs::remove_all(fresh_dir("log"));
 }
 
+// A resumed run re-reads its log.jsonl; lines a user edited into other types are skipped or
+// read as absent, never an escaped nlohmann exception.
+TEST(RunLog, ResumeReadsALogWithMistypedFields) {
+  const fs::path d = fresh_dir("mistyped");
+  fs::create_directories(d);
+  {
+    std::ofstream f(d / "log.jsonl");
+    f << R"({"type":"eval","update":4,"epoch":1,"top1":0.5,"loss":1.0,"top5":0.9,"samples":10})" << "\n"
+      << R"({"type":7,"update":5})" << "\n"
+      << R"({"type":"eval","update":6,"epoch":"two","top1":0.75,"samples":[1]})" << "\n"
+      << R"({"type":"step","update":7,"loss":"x","top1":0.1})" << "\n"
+      << "not json\n";
+  }
+  RunLog log(d, 9);
+  ASSERT_TRUE(log.kept_best_eval().has_value());
+  EXPECT_EQ(log.kept_best_eval()->update, 6);
+  EXPECT_EQ(log.kept_best_eval()->epoch, 0);  // "two" reads as absent
+  EXPECT_EQ(log.kept_best_eval()->samples, 0);
+  EXPECT_DOUBLE_EQ(log.kept_best_eval()->top1, 0.75);
+  EXPECT_FALSE(log.kept_last_loss_top1().has_value());
+  fs::remove_all(d);
+}
+
 TEST(RunLog, LinesAreOnDiskAsWritten) {
   fs::path dir = fresh_dir("flush");
   RunLog log(dir);
