@@ -22,7 +22,6 @@ BackupAggregator::BackupAggregator(std::vector<float> init,
                                    const std::vector<Device>& devices)
     : opt_(o),
       lr_(std::move(lr)),
-      world_(world),
       n_(static_cast<int64_t>(init.size())),
       links_(devices),
       accepted_(static_cast<size_t>(world), 0),

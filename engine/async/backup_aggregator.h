@@ -82,7 +82,6 @@ class BackupAggregator {
 
   BackupOptions opt_;
   std::function<float(int64_t)> lr_;
-  int world_;
   int64_t n_ = 0;
   ShardLinks links_;
   Context host_ctx_{Device::cpu(), 0};      // the host side of the float* read / push
