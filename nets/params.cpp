@@ -24,13 +24,20 @@ void ParamTable::allocate(Context& ctx, DType compute) {
   LS_CHECK(!allocated_, "ParamTable: allocated twice");
   allocated_ = true;
   compute_ = compute;
-  total_ = 0;
-  int64_t largest = 0;
-  for (auto it = specs_.rbegin(); it != specs_.rend(); ++it) {  // reverse registration order
-    it->offset = total_;
-    total_ += it->numel();
+  int64_t largest = 0, counter = 0;
+  for (auto it = specs_.rbegin(); it != specs_.rend(); ++it) {
+    it->rng_offset = counter;
+    counter += it->numel();
     largest = std::max(largest, it->numel());
   }
+  // Reverse registration order, the sizes that keep the next offset aligned first (see params.h).
+  total_ = 0;
+  for (bool whole : {true, false})
+    for (auto it = specs_.rbegin(); it != specs_.rend(); ++it)
+      if ((it->numel() % kAlignElements == 0) == whole) {
+        it->offset = total_;
+        total_ += it->numel();
+      }
   Device dev = ctx.device();
   params_ = OwnedTensor(dev, {total_}, DType::f32);
   grads_ = OwnedTensor(dev, {total_}, DType::f32);

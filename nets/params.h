@@ -2,6 +2,12 @@
 // Parameters are declared in torchvision's registration order (their state_dict order) and laid
 // out in REVERSE order in the flat buffers, so backward — which finishes the last layers first —
 // fills the gradient buffer front to back and buckets become ready in order (ARCHITECTURE 7).
+// Except: a parameter whose size is not a multiple of kAlignElements goes after all the others,
+// so that every other parameter starts 16-byte aligned in the 16-bit copy (32 in f32), as
+// cuDNN's NHWC batch norm and our vector kernels read it (in torchvision's nets only the fc
+// bias, when the class count is not a multiple of 8; its gradient waits in the last bucket,
+// which is only ready at the end of backward anyway). Random initialization does not follow the
+// layout: each parameter's Philox counters start at its offset in plain reverse order.
 // Alongside the f32 master parameters live the f32 gradients and, when the compute dtype is
 // 16-bit, a compute-dtype copy of the parameters that convolutions and the fc layer read.
 // Gradients are written through begin_grad()/end_grad(): a layer writes the raw gradient where
@@ -24,7 +30,8 @@ struct ParamSpec {
   Shape shape;           // lockstep's layout (conv weights KRSC)
   Shape torch_shape;     // torchvision's layout (conv weights KCRS)
   ParamKind kind;
-  int64_t offset = 0;    // element offset in the flat buffers
+  int64_t offset = 0;      // element offset in the flat buffers
+  int64_t rng_offset = 0;  // first Philox counter of its random initialization
   int64_t numel() const { return shape.numel(); }
   // Weight decay applies to conv and fc weights; BN parameters and biases only with --wd-on-bn.
   bool is_weight() const { return kind == ParamKind::conv_weight || kind == ParamKind::fc_weight; }
@@ -46,6 +53,8 @@ class GradSink {
 
 class ParamTable {
  public:
+  static constexpr int64_t kAlignElements = 8;
+
   int declare(const std::string& name, Shape shape, Shape torch_shape, ParamKind kind);
   int declare_buffer(const std::string& name, int64_t numel, float init);
   // Lays out the flat buffers and allocates them on ctx's device (plus grad scratch).

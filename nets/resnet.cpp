@@ -129,7 +129,7 @@ void Model::init(Context& ctx, uint64_t seed, bool zero_init_residual) {
   for (size_t i = 0; i < params_.specs().size(); ++i) {
     const ParamSpec& s = params_.specs()[i];
     Tensor t = p.view().slice(s.offset, s.numel());
-    uint64_t offset = static_cast<uint64_t>(s.offset);  // disjoint Philox counters per parameter
+    uint64_t offset = static_cast<uint64_t>(s.rng_offset);  // disjoint Philox counters per parameter
     switch (s.kind) {
       case ParamKind::conv_weight: {
         double fan_out = static_cast<double>(s.shape[0]) * s.shape[1] * s.shape[2];  // K R S

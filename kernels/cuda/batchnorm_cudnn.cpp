@@ -12,6 +12,9 @@
 #include "kernels/cuda/batchnorm_cudnn.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <memory>
 
 #include "kernels/cuda/check.h"
@@ -56,6 +59,15 @@ cudnnBatchNormOps_t ops_for(const CudnnBatchNorm& c, const BatchNormPlan& plan, 
            op << ": cuDNN offers no persistent NHWC batch norm" << (relu ? (add ? " + add + ReLU" : " + ReLU") : "")
               << " for " << dtype_name(plan.dtype) << " " << plan.x.str() << " (use --bn-kernels lockstep)");
   return ops;
+}
+
+// cuDNN's NHWC kernels load 16 bytes at a time from every tensor, statistics included; a
+// misaligned one is a sticky fault that ends the process's CUDA context, so it is refused here.
+void check_aligned(const char* op, std::initializer_list<std::pair<const char*, const void*>> tensors) {
+  for (const auto& [name, p] : tensors)
+    LS_CHECK(p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0,
+             op << ": " << name << " at " << p << " is not 16-byte aligned, as cuDNN's NHWC batch norm needs "
+                << "(use --bn-kernels lockstep)");
 }
 
 }  // namespace
@@ -107,6 +119,10 @@ void batchnorm_forward_train_cudnn(Context& ctx, const BatchNormPlan& plan, cons
   const char* op = "batchnorm_forward_train (cudnn)";
   const CudnnBatchNorm& c = backend_of(plan, ctx, op);
   const cudnnBatchNormOps_t ops = ops_for(c, plan, residual != nullptr, args.relu, op);
+  check_aligned(op, {{"x", x.raw()}, {"residual", residual ? residual->raw() : nullptr}, {"y", y.raw()},
+                     {"gamma", gamma.raw()}, {"beta", beta.raw()}, {"running_mean", running_mean.raw()},
+                     {"running_var", running_var.raw()}, {"save_mean", save_mean.raw()},
+                     {"save_invstd", save_invstd.raw()}});
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationForwardTrainingEx(
       handle(ctx), kMode, ops, &one, &zero, c.x, x.raw(), residual ? c.x : nullptr,
@@ -123,6 +139,10 @@ void batchnorm_backward_cudnn(Context& ctx, const BatchNormPlan& plan, const Bat
   const char* op = "batchnorm_backward (cudnn)";
   const CudnnBatchNorm& c = backend_of(plan, ctx, op);
   const cudnnBatchNormOps_t ops = ops_for(c, plan, dresidual != nullptr, args.relu, op);
+  check_aligned(op, {{"x", x.raw()}, {"y", y.raw()}, {"dy", dy.raw()}, {"dx", dx.raw()},
+                     {"dresidual", dresidual ? dresidual->raw() : nullptr}, {"gamma", gamma.raw()},
+                     {"beta", beta.raw()}, {"save_mean", save_mean.raw()}, {"save_invstd", save_invstd.raw()},
+                     {"dgamma", dgamma.raw()}, {"dbeta", dbeta.raw()}});
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
       handle(ctx), kMode, ops, &one, &zero, &one, &zero, c.x, x.raw(), c.x, args.relu ? y.raw() : nullptr, c.x,

@@ -74,11 +74,17 @@ TEST(StemChannels, PaddedStemOnTheGpuMatchesTheCpu) {
   LS_REQUIRE_GPU();
   const std::vector<float> p = initial_params("resnet18");
   const Pass cpu = run_model(Device::cpu(), "resnet18", 0, DType::f32, p);
+  const Pass bf16_plain = run_model(Device::cuda(0), "resnet18", 0, DType::bf16, p);
   for (int c : {4, 8}) {
     const Pass f32 = run_model(Device::cuda(0), "resnet18", c, DType::f32, p);
     EXPECT_LT(test::rel_error(f32.logits, cpu.logits), 1e-3) << "stem " << c;
+    // bf16 against the CPU is rounding amplified by BN over 3 values: 12.2% on the logits on an
+    // H100 (2026-11-26), padded or not. The padded bf16 model against the unpadded one on the
+    // GPU is the sharp check: only the stem GEMM's summation order differs (identical logits
+    // were seen); a wrong channel would be off by O(1).
     const Pass bf16 = run_model(Device::cuda(0), "resnet18", c, DType::bf16, p);
-    EXPECT_LT(test::rel_error(bf16.logits, cpu.logits), 0.1) << "stem " << c;
+    EXPECT_LT(test::rel_error(bf16.logits, cpu.logits), 0.25) << "stem " << c;
+    EXPECT_LT(test::rel_error(bf16.logits, bf16_plain.logits), 2e-2) << "stem " << c;
     for (float g : bf16.grads) ASSERT_TRUE(std::isfinite(g));
   }
 }
@@ -92,7 +98,10 @@ TEST(BnKernels, CudnnModelMatchesTheCpu) {
   EXPECT_LT(test::rel_error(f32.logits, cpu.logits), 1e-3);
   EXPECT_LT(test::rel_error(f32.grads, cpu.grads), 2e-2);
   const Pass bf16 = run_model(Device::cuda(0), "resnet18", 4, DType::bf16, p, BatchNormKernels::cudnn);
-  EXPECT_LT(test::rel_error(bf16.logits, cpu.logits), 0.1);
+  EXPECT_LT(test::rel_error(bf16.logits, cpu.logits), 0.25);
+  // Against lockstep's kernels at the same precision on the GPU: only BN's rounding differs.
+  const Pass ours = run_model(Device::cuda(0), "resnet18", 4, DType::bf16, p, BatchNormKernels::lockstep);
+  EXPECT_LT(test::rel_error(bf16.logits, ours.logits), 0.1);
   for (float g : bf16.grads) ASSERT_TRUE(std::isfinite(g));
 }
 

@@ -90,15 +90,37 @@ TEST(Zoo, ShapesUseLockstepAndTorchvisionLayouts) {
 }
 
 TEST(Zoo, FlatBuffersAreInReverseRegistrationOrder) {
-  auto m = make("resnet18", 10, 32);
+  auto m = make("resnet18", 1000, 32);
   const auto& specs = m->params().specs();
   EXPECT_EQ(specs.back().offset, 0);  // fc.bias first: its gradient is ready first
   int64_t expect = 0;
   for (auto it = specs.rbegin(); it != specs.rend(); ++it) {
     EXPECT_EQ(it->offset, expect) << it->name;
+    EXPECT_EQ(it->rng_offset, expect) << it->name;
     expect += it->numel();
   }
   EXPECT_EQ(expect, m->params().count());
+}
+
+// 10 classes: the fc bias (10 values) would leave every later parameter 8-byte aligned, which
+// cuDNN's NHWC batch norm cannot read (a misaligned-address fault on an H100, 2026-11-26). It
+// goes last; every other parameter keeps reverse order and starts on a multiple of 8 elements;
+// the initialization's counters stay in plain reverse order, so the values do not move.
+TEST(Zoo, SizesThatBreakAlignmentGoLast) {
+  auto m = make("resnet18", 10, 32);
+  const auto& specs = m->params().specs();
+  const int64_t total = m->params().count();
+  EXPECT_EQ(specs.back().name, "fc.bias");
+  EXPECT_EQ(specs.back().offset, total - 10);
+  EXPECT_EQ(specs.back().rng_offset, 0);
+  int64_t expect = 0;
+  for (auto it = specs.rbegin() + 1; it != specs.rend(); ++it) {
+    EXPECT_EQ(it->offset, expect) << it->name;
+    EXPECT_EQ(it->offset % nets::ParamTable::kAlignElements, 0) << it->name;
+    EXPECT_EQ(it->rng_offset, expect + 10) << it->name;
+    expect += it->numel();
+  }
+  EXPECT_EQ(expect + 10, total);
 }
 
 TEST(Zoo, RejectsUnknownArchAndTooSmallImages) {

@@ -21,7 +21,7 @@ for b in .device/bin/*; do
     if ! [[ $name =~ $skip ]]; then cp -Ln "$path" .device/lib/ 2>/dev/null || true; fi
   done
 done
-cp tools/device/check.sh tools/reference/torch_bench.py tools/bench/compare.py .device/
+cp tools/device/check.sh tools/device/env.sh tools/reference/torch_bench.py tools/bench/compare.py .device/
 tar cJf .device.tar.xz .device
 du -sh .device .device.tar.xz | awk '{print "bundle: " $2 " is " $1}'
 ls .device/bin

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs lockstep's GPU checks on a GPU machine and prints a summary: the kernel and net tests in
 # full and the GPU tests of the engine and CLI suites; short `lockstep train` runs of each sync
-# mode on the GPU; `mpirun -np 1` through the NCCL span (where Open MPI is there); the throughput
+# mode on the GPU, and the allreduce run twice per BN kernel set to compare the weights written;
+# `mpirun -np 1` through the NCCL span (where Open MPI is there); the throughput
 # race, `lockstep bench train` per option variant (--conv-algo, --cuda-graph, ...) against the PyTorch reference
 # (tools/reference/torch_bench.py), resnet50 and resnet18, bf16, batch 256, synthetic data, in
 # one table with the ratio (tools/bench/compare.py; what goes into bench/RESULTS.md), and
@@ -41,21 +42,9 @@ if [ "${1:-}" = "--build" ]; then
 fi
 [ -d "$bin" ] || { echo "check: no binaries in $bin (run tools/device/bundle.sh first)"; exit 1; }
 
-# Libraries: packed ones first, then PyTorch's nvidia wheels (cuDNN, NCCL, cuBLAS), then the toolkit.
-libs="$root/.device/lib"
+# Libraries (packed ones, PyTorch's nvidia wheels, the toolkit): env.sh, beside this script.
+source "$here/env.sh"
 py=$(command -v python3 || true)
-if [ -n "$py" ]; then
-  for d in $("$py" -c "import site; print(' '.join(site.getsitepackages()))" 2>/dev/null); do
-    for l in "$d"/nvidia/*/lib; do [ -d "$l" ] && libs="$libs:$l"; done
-  done
-fi
-for l in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$l" ] && libs="$libs:$l"; done
-# Wherever else cuDNN 9 and NCCL 2 live (wheel layouts differ between CUDA majors).
-for so in libcudnn.so.9 libnccl.so.2 libcublas.so.13; do
-  d=$(find /usr/local /opt /usr/lib -name "$so" 2>/dev/null | head -1)
-  [ -n "$d" ] && libs="$libs:$(dirname "$d")"
-done
-export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
 ldd "$bin/lockstep" 2>&1 | grep -E 'not found|cudnn|nccl|cublas\.|cudart' | sed 's/^/lib: /'
@@ -117,6 +106,26 @@ if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
     rc=$?
     [ $rc -ne 0 ] && { status=1; tail -5 "$out/train-$mode.log"; }
     note "lockstep train --device cuda --sync ${mode%-graph} ${extra[*]}: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log")"
+  done
+fi
+
+# Run to run: the allreduce run twice with the same seed, per BN kernel set; the weights written
+# at the end must be the same bytes for lockstep's kernels (they promise it: no float atomics),
+# and for cuDNN's the result says whether they are (a finding, not a failure). 10 classes: the fc
+# bias's 10 values once left cuDNN's BN parameters misaligned (nets/params.h).
+if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
+  for kernels in lockstep cudnn; do
+    sums=()
+    for run in 1 2; do
+      d="$out/train-repeat-$kernels-$run"
+      timeout "$(tmo 120)" "$bin/lockstep" "${base[@]}" --sync allreduce --bn-kernels "$kernels" --out "$d" \
+        >"$d.log" 2>&1 || { status=1; tail -5 "$d.log"; }
+      sums+=("$(sha256sum "$(ls -d "$d"/checkpoints/step-* 2>/dev/null | sort -V | tail -1)/model.safetensors" 2>/dev/null | cut -c1-16)")
+    done
+    same=no
+    [ -n "${sums[0]}" ] && [ "${sums[0]}" = "${sums[1]}" ] && same=yes
+    [ "$kernels" = lockstep ] && [ "$same" != yes ] && status=1
+    note "lockstep train --device cuda --bn-kernels $kernels, twice, same seed: same weights: $same (${sums[*]}) $(grep -m1 '^eval:' "$out/train-repeat-$kernels-1.log")"
   done
 fi
 
@@ -194,8 +203,10 @@ fi
 if [ "${LOCKSTEP_CHECK_SANITIZER:-1}" = 0 ]; then
   note "compute-sanitizer: skipped (LOCKSTEP_CHECK_SANITIZER=0)"
 elif command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; then
+  # SgdCuda.GraphCaptureRefusesHostSync makes CUDA calls fail on purpose (a host sync inside a
+  # capture must be refused), and memcheck counts every failed API call as an error.
   timeout "$(tmo "${LOCKSTEP_CHECK_SANITIZER_TIMEOUT:-240}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$bin/kernels_tests" --gtest_brief=1 \
+    "$bin/kernels_tests" --gtest_brief=1 --gtest_filter='-SgdCuda.GraphCaptureRefusesHostSync' \
     >"$out/kernels_tests.memcheck.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
