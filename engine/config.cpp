@@ -174,7 +174,7 @@ void TrainConfig::validate() const {
       fail("--device", "--device " + device.str() + ": only " + str(gpu.count) + " GPU(s) present");
   }
   if (!is_floating(precision)) fail("--precision", "--precision must be fp32, bf16 or fp16");
-  if (bn_kernels != BatchNormKernels::lockstep && device.is_cpu())
+  if (bn_kernels != BatchNormKernels::lockstep && bn_kernels != BatchNormKernels::automatic && device.is_cpu())
     fail("--bn-kernels", std::string("--bn-kernels ") + bn_kernels_name(bn_kernels) +
                              " needs --device cuda (the CPU runs lockstep's kernels)");
   if (cuda_graph) {

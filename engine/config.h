@@ -111,7 +111,7 @@ struct TrainConfig {
   // cuDNN's NHWC kernels); 0: it reads the 3. The same function, weights and checkpoints.
   int stem_channels = 0;
   // Whose kernels run training BN on CUDA: lockstep's (deterministic) or cuDNN's fused NHWC ones.
-  BatchNormKernels bn_kernels = BatchNormKernels::lockstep;
+  BatchNormKernels bn_kernels = BatchNormKernels::automatic;
   // Each kind of micro-batch captured once as a CUDA graph and replayed (engine/worker.h).
   bool cuda_graph = false;
 

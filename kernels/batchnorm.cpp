@@ -70,14 +70,16 @@ const char* bn_kernels_name(BatchNormKernels k) {
   switch (k) {
     case BatchNormKernels::scalar: return "scalar";
     case BatchNormKernels::cudnn: return "cudnn";
+    case BatchNormKernels::automatic: return "auto";
     default: return "lockstep";
   }
 }
 
 BatchNormKernels parse_bn_kernels(const std::string& text) {
-  for (BatchNormKernels k : {BatchNormKernels::lockstep, BatchNormKernels::scalar, BatchNormKernels::cudnn})
+  for (BatchNormKernels k : {BatchNormKernels::automatic, BatchNormKernels::lockstep, BatchNormKernels::scalar,
+                             BatchNormKernels::cudnn})
     if (text == bn_kernels_name(k)) return k;
-  throw Error("expected lockstep, scalar or cudnn, got '" + text + "'");
+  throw Error("expected auto, lockstep, scalar or cudnn, got '" + text + "'");
 }
 
 BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNormKernels kernels) {

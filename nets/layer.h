@@ -36,7 +36,7 @@ struct SetupContext {
   TensorStore& temps;             // shared between layers: valid inside one layer's backward
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
   int stem_channels = 0;          // > input channels: the stem's conv sees them zero-padded to this
-  BatchNormKernels bn_kernels = BatchNormKernels::lockstep;  // whose training BN kernels (CUDA)
+  BatchNormKernels bn_kernels = BatchNormKernels::automatic;  // whose training BN kernels (CUDA)
 };
 
 class Layer {

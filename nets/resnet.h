@@ -39,7 +39,7 @@ struct ModelOptions {
   // channels (the same function and weights: cuDNN's fast NHWC kernels want C a multiple of 4/8).
   int stem_channels = 0;
   // Whose kernels run training batch norm on CUDA (kernels/batchnorm.h).
-  BatchNormKernels bn_kernels = BatchNormKernels::lockstep;
+  BatchNormKernels bn_kernels = BatchNormKernels::automatic;
 };
 
 // Per-layer timing for `lockstep bench ops`: called around each layer's forward and backward

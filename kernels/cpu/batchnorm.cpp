@@ -154,6 +154,7 @@ BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNor
   BatchNormPlan plan;
   plan.x = x;
   plan.dtype = dtype;
+  plan.kernels = BatchNormKernels::lockstep;
   plan.workspace_bytes = scratch_bytes(x);
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;

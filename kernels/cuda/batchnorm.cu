@@ -251,12 +251,19 @@ BatchNormPlan plan_batchnorm(Context& ctx, const Shape& x, DType dtype, BatchNor
   BatchNormPlan plan;
   plan.x = x;
   plan.dtype = dtype;
-  plan.kernels = kernels;
+  plan.kernels = kernels == BatchNormKernels::automatic ? BatchNormKernels::lockstep : kernels;
   // Either geometry may run (the vector one needs aligned tensors, known only at the call).
   plan.workspace_bytes = bn_geometry(x, dtype, false).workspace_bytes();
   if (bn_vectorizable(x, dtype))
     plan.workspace_bytes = std::max(plan.workspace_bytes, bn_geometry(x, dtype, true).workspace_bytes());
-  if (kernels == BatchNormKernels::cudnn) plan_batchnorm_cudnn(ctx, plan);
+  if (kernels == BatchNormKernels::cudnn) {
+    plan_batchnorm_cudnn(ctx, plan);
+  } else if (kernels == BatchNormKernels::automatic && dtype != DType::f32 && x[3] % 8 == 0) {
+    // C a multiple of 8 keeps gamma, beta and the statistics 16-byte aligned in a model's flat
+    // buffers (nets/params.h), as cuDNN's kernels need; f32 was not measured faster.
+    BatchNormPlan with = plan;
+    if (plan_batchnorm_cudnn(ctx, with)) plan = std::move(with);
+  }
   ctx.reserve_workspace(plan.workspace_bytes);
   return plan;
 }

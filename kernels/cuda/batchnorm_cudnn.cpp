@@ -72,7 +72,7 @@ void check_aligned(const char* op, std::initializer_list<std::pair<const char*, 
 
 }  // namespace
 
-void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
+bool plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
   auto c = std::make_shared<CudnnBatchNorm>();
   const Shape& s = plan.x;
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&c->x));
@@ -109,7 +109,9 @@ void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan) {
   if (reserve > 0) c->reserve = Buffer(ctx.device(), reserve);
   plan.workspace_bytes = std::max(plan.workspace_bytes, ws);
   plan.kernels = BatchNormKernels::cudnn;
+  const bool all = c->supported[0] && c->supported[1] && c->supported[2];
   plan.backend = std::move(c);
+  return all;
 }
 
 void batchnorm_forward_train_cudnn(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,

@@ -10,7 +10,9 @@
 namespace lockstep::cuda {
 
 // Fills plan.backend and raises plan.workspace_bytes to what cuDNN's forward and backward ask.
-void plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan);
+// Returns whether cuDNN offers all three op sets (BN, + ReLU, + add + ReLU) for the shape and
+// dtype; a call for one it lacks is refused naming --bn-kernels.
+bool plan_batchnorm_cudnn(Context& ctx, BatchNormPlan& plan);
 void batchnorm_forward_train_cudnn(Context& ctx, const BatchNormPlan& plan, const BatchNormArgs& args,
                                    const Tensor& x, const Tensor* residual, const Tensor& gamma, const Tensor& beta,
                                    Tensor& running_mean, Tensor& running_var, Tensor& save_mean,

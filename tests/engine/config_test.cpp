@@ -233,7 +233,7 @@ TEST(Config, JsonRoundTrip) {
   c.conv_algo = ConvAlgoSearch::fastest;
   c.stem_channels = 8;
   nlohmann::json j = c.to_json();
-  EXPECT_EQ(j["bn_kernels"], "lockstep");
+  EXPECT_EQ(j["bn_kernels"], "auto");
   EXPECT_EQ(j["arch"], "resnet20");
   EXPECT_EQ(j["device"], "cpu");
   EXPECT_EQ(j["precision"], "fp32");

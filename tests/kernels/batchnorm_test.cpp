@@ -781,10 +781,31 @@ TEST(BatchNormCudnn, AMisalignedTensorIsRefused) {
   gpu.synchronize();
 }
 
+// auto resolves per plan to what runs: on the CPU always lockstep's kernels.
+TEST(BatchNormAuto, TheCpuRunsItsOwn) {
+  Context cpu(Device::cpu());
+  EXPECT_EQ(plan_batchnorm(cpu, Shape{2, 4, 4, 64}, DType::f32, BatchNormKernels::automatic).kernels,
+            BatchNormKernels::lockstep);
+}
+
+// On CUDA: cuDNN's for 16-bit data with C in 8s (the measured win), lockstep's for f32 and for
+// channel counts that could leave gamma and beta misaligned in a model's flat buffers.
+TEST(BatchNormAuto, CudaPicksCudnnFor16BitChannelsInEights) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  auto picked = [&](Shape s, DType dt) { return plan_batchnorm(gpu, s, dt, BatchNormKernels::automatic).kernels; };
+  EXPECT_EQ(picked({4, 8, 8, 64}, DType::bf16), BatchNormKernels::cudnn);
+  EXPECT_EQ(picked({4, 8, 8, 64}, DType::f16), BatchNormKernels::cudnn);
+  EXPECT_EQ(picked({4, 8, 8, 64}, DType::f32), BatchNormKernels::lockstep);
+  EXPECT_EQ(picked({4, 8, 8, 12}, DType::bf16), BatchNormKernels::lockstep);
+}
+
 TEST(BatchNormKernelsName, ParsesAndNames) {
   EXPECT_EQ(parse_bn_kernels("cudnn"), BatchNormKernels::cudnn);
   EXPECT_EQ(parse_bn_kernels("lockstep"), BatchNormKernels::lockstep);
   EXPECT_EQ(parse_bn_kernels("scalar"), BatchNormKernels::scalar);
+  EXPECT_EQ(parse_bn_kernels("auto"), BatchNormKernels::automatic);
+  EXPECT_STREQ(bn_kernels_name(BatchNormKernels::automatic), "auto");
   EXPECT_STREQ(bn_kernels_name(BatchNormKernels::scalar), "scalar");
   EXPECT_STREQ(bn_kernels_name(BatchNormKernels::cudnn), "cudnn");
   EXPECT_THROW(parse_bn_kernels("fast"), Error);

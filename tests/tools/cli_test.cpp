@@ -139,7 +139,7 @@ TEST(CliTrain, BadValuesNameTheFlag) {
   EXPECT_EQ(error_of(base({"--stem-channels", "2"}), "--stem-channels"),
             "--stem-channels must be 0 (off) or 3..64 (got 2)");
   EXPECT_EQ(error_of(base({"--bn-kernels", "fast"}), "--bn-kernels"),
-            "--bn-kernels: expected lockstep, scalar or cudnn, got 'fast'");
+            "--bn-kernels: expected auto, lockstep, scalar or cudnn, got 'fast'");
   EXPECT_EQ(error_of(base({"--bn-kernels", "cudnn"}), "--bn-kernels"),
             "--bn-kernels cudnn needs --device cuda (the CPU runs lockstep's kernels)");
   EXPECT_EQ(error_of(base({"--bn-kernels", "scalar"}), "--bn-kernels"),

@@ -150,12 +150,12 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   compare=$(find_script compare.py tools/bench)
   pairs=()
   # Each arch: PyTorch once, lockstep once per variant (extra `bench train` options, separated by
-  # ';'; the first arch only), so the table shows what each choice buys: cuDNN's algorithm choice (--conv-algo; heuristic-any lets
-  # it take non-deterministic kernels, as PyTorch's cudnn.benchmark may), our BN
-  # kernels against their scalar form (--bn-kernels scalar), CUDA graphs, the stem's padded
-  # channels (--stem-channels) and cuDNN's BN. Then each layer of the first arch (bench ops,
-  # slowest first) under the first variant.
-  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--conv-algo heuristic --bn-kernels scalar;--conv-algo heuristic-any;--conv-algo heuristic --cuda-graph;--conv-algo heuristic --stem-channels 4;--conv-algo heuristic --stem-channels 8;--conv-algo heuristic --bn-kernels cudnn;--conv-algo heuristic --bn-kernels cudnn --stem-channels 4;--conv-algo measure}"
+  # ';'; the first arch only), so the table shows what each choice buys: the defaults (BN kernels
+  # auto: cuDNN's in bf16), our BN kernels (--bn-kernels lockstep) and their scalar form,
+  # cuDNN's algorithm choice (--conv-algo; heuristic-any lets it take non-deterministic kernels,
+  # as PyTorch's cudnn.benchmark may), CUDA graphs, the stem's padded channels. Then each layer
+  # of the first arch (bench ops, slowest first) under the first variant.
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--bn-kernels lockstep;--bn-kernels scalar;--conv-algo heuristic-any;--cuda-graph;--stem-channels 4}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then

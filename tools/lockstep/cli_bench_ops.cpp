@@ -42,8 +42,8 @@ cxxopts::Options bench_ops_options() {
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
      cxxopts::value<std::string>()->default_value("0"))
-    ("bn-kernels", "training batch norm on CUDA: lockstep, scalar or cudnn (as lockstep train's)",
-     cxxopts::value<std::string>()->default_value("lockstep"))
+    ("bn-kernels", "training batch norm on CUDA: auto, lockstep, scalar or cudnn (as lockstep train's)",
+     cxxopts::value<std::string>()->default_value(bn_kernels_name(BenchOpsConfig{}.bn_kernels)))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
     ("iters", "timed passes (the median per layer is reported)", cxxopts::value<std::string>()->default_value("5"))
     ("top", "print only the K slowest layers (default: all; --json has every row)", cxxopts::value<std::string>())

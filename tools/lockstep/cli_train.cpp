@@ -51,9 +51,10 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("stem-channels", "pad the images' 3 channels with zeros to N for the first convolution (4 or 8: cuDNN's "
                       "fast NHWC kernels; the same function and weights); 0: no padding",
      cxxopts::value<std::string>()->default_value(show(d.stem_channels)))
-    ("bn-kernels", "training batch norm on CUDA: lockstep (our kernels; the same bits every run), scalar "
-                   "(ours one channel per thread: the slower path, to compare with) or cudnn (cuDNN's "
-                   "persistent NHWC kernels with the add and ReLU fused)",
+    ("bn-kernels", "training batch norm on CUDA: auto (cuDNN's for bf16/fp16 layers with channels in 8s, "
+                   "else lockstep's), lockstep (our kernels; the same bits every run), scalar (ours one "
+                   "channel per thread: the slower path, to compare with) or cudnn (cuDNN's persistent NHWC "
+                   "kernels with the add and ReLU fused)",
      cxxopts::value<std::string>()->default_value(bn_kernels_name(d.bn_kernels)))
     ("seed", "seed of weights, data order and augmentation", cxxopts::value<std::string>()->default_value(show(d.seed)))
     ("eval-steps", "synthetic validation batches per evaluation (0: no evaluation)",
