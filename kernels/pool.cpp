@@ -53,6 +53,39 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
   LS_DISPATCH(ctx, maxpool_backward, ctx, shape, x, y, dy, dx);
 }
 
+void maxpool_forward_where(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y, Tensor& where) {
+  const char* op = "maxpool_forward_where";
+  expect_on(ctx, x, op, "x");
+  expect_on(ctx, y, op, "y");
+  expect_on(ctx, where, op, "where");
+  expect_float(x, op, "x");
+  expect_dtype(y, x.dtype(), op, "y");
+  expect_dtype(where, DType::u8, op, "where");
+  check_pool_shape(shape, x, op);
+  LS_CHECK(shape.window <= kMaxWhereWindow,
+           op << ": window " << shape.window << " is larger than a byte of `where` can index (" << kMaxWhereWindow << ")");
+  expect_shape(y, pooled_shape(shape, x), op, "y");
+  expect_shape(where, y.shape(), op, "where");
+  LS_DISPATCH(ctx, maxpool_forward_where, ctx, shape, x, y, where);
+}
+
+void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& where, const Tensor& dy,
+                            Tensor& dx) {
+  const char* op = "maxpool_backward_where";
+  expect_on(ctx, where, op, "where");
+  expect_on(ctx, dy, op, "dy");
+  expect_on(ctx, dx, op, "dx");
+  expect_dtype(where, DType::u8, op, "where");
+  expect_float(dy, op, "dy");
+  expect_dtype(dx, dy.dtype(), op, "dx");
+  check_pool_shape(shape, dx, op);
+  LS_CHECK(shape.window <= kMaxWhereWindow,
+           op << ": window " << shape.window << " is larger than a byte of `where` can index (" << kMaxWhereWindow << ")");
+  expect_shape(dy, pooled_shape(shape, dx), op, "dy");
+  expect_shape(where, dy.shape(), op, "where");
+  LS_DISPATCH(ctx, maxpool_backward_where, ctx, shape, where, dy, dx);
+}
+
 void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
   const char* op = "global_avgpool_forward";
   expect_on(ctx, x, op, "x");

@@ -173,6 +173,7 @@ Shape Stem::setup(SetupContext& s, const Shape& in) {
   Shape p{a[0], pool_shape_.out(static_cast<int>(a[1])), pool_shape_.out(static_cast<int>(a[2])), a[3]};
   LS_CHECK(p[1] > 0 && p[2] > 0, "stem: input " << in.str() << " too small to pool");
   pool_out_ = s.acts.add(p, s.dtype);
+  pool_where_ = s.acts.add(p, DType::u8);  // each output's winner: the backward reads neither x nor y
   return p;
 }
 
@@ -187,8 +188,8 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
     relu_forward(ctx, a, y_);
   }
   if (pool_) {
-    Tensor p = resolve(acts_, pool_out_);
-    maxpool_forward(ctx, pool_shape_, y_, p);
+    Tensor p = resolve(acts_, pool_out_), where = resolve(acts_, pool_where_);
+    maxpool_forward_where(ctx, pool_shape_, y_, p, where);
     y_ = p;
   }
   return y_;
@@ -217,9 +218,9 @@ LayerCost Stem::cost() const {
     c.out = Shape{a[0], pool_shape_.out(static_cast<int>(a[1])), pool_shape_.out(static_cast<int>(a[2])), a[3]};
     const double win = pool_shape_.window * pool_shape_.window;
     c.fwd_flops += num(c.out) * win;  // comparisons
-    c.fwd_bytes += (num(a) + num(c.out)) * e;
+    c.fwd_bytes += (num(a) + num(c.out)) * e + num(c.out);  // x -> y and a byte of `where` each
     c.bwd_flops += num(c.out) * win;
-    c.bwd_bytes += (2 * num(a) + 2 * num(c.out)) * e;  // x, y, dy -> dx
+    c.bwd_bytes += num(a) * e + num(c.out) * (e + 1);  // where, dy -> dx
   }
   return c;
 }
@@ -228,7 +229,7 @@ void Stem::backward(Context& ctx, const Tensor& dy, Tensor* dx) {
   LS_CHECK(dx == nullptr, "stem: the input image has no gradient");
   Tensor g = resolve(temps_, t_grad_);
   Tensor act = bn_ ? bn_->output() : resolve(acts_, relu_out_);
-  if (pool_) maxpool_backward(ctx, pool_shape_, act, resolve(acts_, pool_out_), dy, g);
+  if (pool_) maxpool_backward_where(ctx, pool_shape_, resolve(acts_, pool_where_), dy, g);
   const Tensor& up = pool_ ? g : dy;
   if (bn_) bn_->backward(ctx, resolve(acts_, conv_out_), up, g, nullptr);
   else relu_backward(ctx, act, up, g);

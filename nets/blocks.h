@@ -67,7 +67,7 @@ class Stem : public Layer {
   std::optional<BatchNorm2d> bn_;
   bool pool_;
   PoolShape pool_shape_{3, 2, 1};
-  int conv_out_ = -1, relu_out_ = -1, pool_out_ = -1, t_grad_ = -1;
+  int conv_out_ = -1, relu_out_ = -1, pool_out_ = -1, pool_where_ = -1, t_grad_ = -1;
   TensorStore* acts_ = nullptr;
   TensorStore* temps_ = nullptr;
   Tensor x_, y_;

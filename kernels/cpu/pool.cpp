@@ -104,6 +104,71 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
       }
 }
 
+void maxpool_forward_where(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y, Tensor& where) {
+  expect_cpu_f32({&x, &y}, "maxpool_forward_where");
+  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  uint8_t* pw = where.data<uint8_t>();
+#pragma omp parallel for if (x.numel() > kParallelMin)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t q = 0; q < Q; ++q) {
+        const Window win(shape, p, q, H, W);
+        const int64_t o = ((n * P + p) * Q + q) * C, h0 = p * shape.stride - shape.pad, w0 = q * shape.stride - shape.pad;
+        for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
+          const int64_t cn = std::min(kChannelBlock, C - c0);
+          float* best = py + o + c0;
+          // The winner's index as int32 while searching (the same width as the floats, so the
+          // select vectorizes), narrowed to a byte at the end.
+          int32_t at[kChannelBlock];
+          bool first = true;
+          for (int64_t h = win.h_begin; h < win.h_end; ++h)
+            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+              const float* v = px + ((n * H + h) * W + w) * C + c0;
+              const int32_t k = static_cast<int32_t>((h - h0) * shape.window + (w - w0));
+              if (first) {
+                std::memcpy(best, v, static_cast<size_t>(cn) * sizeof(float));
+                std::fill(at, at + cn, k);
+                first = false;
+                continue;
+              }
+              for (int64_t c = 0; c < cn; ++c) {  // the forward's rule: a NaN wins and stays
+                const bool wins = v[c] > best[c] || v[c] != v[c];
+                best[c] = wins ? v[c] : best[c];
+                at[c] = wins ? k : at[c];
+              }
+            }
+          for (int64_t c = 0; c < cn; ++c)
+            pw[o + c0 + c] = best[c] != best[c] ? kNoWinner : static_cast<uint8_t>(at[c]);
+        }
+      }
+}
+
+void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& where, const Tensor& dy,
+                            Tensor& dx) {
+  expect_cpu_f32({&dy, &dx}, "maxpool_backward_where");
+  const int64_t N = dx.dim(0), H = dx.dim(1), W = dx.dim(2), C = dx.dim(3), P = dy.dim(1), Q = dy.dim(2);
+  const uint8_t* pw = where.data<uint8_t>();
+  const float* pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+  const int window = shape.window;
+  std::memset(pdx, 0, dx.bytes());
+#pragma omp parallel for if (dx.numel() > kParallelMin)
+  for (int64_t n = 0; n < N; ++n)  // samples write disjoint parts of dx; (p, q) in the search's order
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t q = 0; q < Q; ++q) {
+        const int64_t o = ((n * P + p) * Q + q) * C, h0 = p * shape.stride - shape.pad, w0 = q * shape.stride - shape.pad;
+        for (int64_t c = 0; c < C; ++c) {
+          const int k = pw[o + c];
+          if (k >= window * window) continue;  // kNoWinner (or a corrupted byte)
+          const int64_t h = h0 + k / window, w = w0 + k % window;
+          if (h < 0 || h >= H || w < 0 || w >= W) continue;
+          pdx[((n * H + h) * W + w) * C + c] += pdy[o + c];
+        }
+      }
+}
+
 void global_avgpool_forward(Context& ctx, const Tensor& x, Tensor& y) {
   expect_cpu_f32({&x, &y}, "global_avgpool_forward");
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);

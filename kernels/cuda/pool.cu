@@ -10,6 +10,10 @@
 // Max pooling has a vector form (16 bytes of channels per thread: 8 bf16) taken whenever C and
 // the tensors' alignment allow it: the index arithmetic (64-bit divisions) and the window's
 // loads are shared by 8 channels; the same rules per channel, so the same results.
+// The forward may record each output's winner (`where`, kernels/pool.h); the backward from it is
+// again a gather over the windows containing each input element, but reads one byte per channel
+// and window instead of y and the window's earlier elements of x, and computes its indices in
+// 32 bits where the tensor allows (64-bit division is a long software sequence on the GPU).
 // The dispatcher (kernels/pool.cpp) has checked devices, dtypes and shapes.
 #include "kernels/pool.h"
 #include "kernels/cuda/cuda_state.h"
@@ -40,8 +44,10 @@ __device__ __forceinline__ Index4 unflatten(int64_t i, int64_t A, int64_t B, int
   return r;
 }
 
+// where (may be null): the winner's index in its window, kNoWinner for a NaN maximum.
 template <typename T>
-__global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
+__global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, uint8_t* __restrict__ where,
+                                       PoolDims d) {
   const int64_t total = d.N * d.P * d.Q * d.C;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
     const auto [n, p, q, c] = unflatten(o, d.P, d.Q, d.C);
@@ -50,13 +56,18 @@ __global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ 
     const int64_t wb = max(w0, int64_t(0)), we = min(w0 + d.window, d.W);
     bool first = true;
     float best = 0.f;
+    int at = 0;
     for (int64_t h = hb; h < he; ++h)
       for (int64_t w = wb; w < we; ++w) {
         const float v = to_f32(x[((n * d.H + h) * d.W + w) * d.C + c]);
-        if (first || v > best || v != v) best = v;
+        if (first || v > best || v != v) {
+          best = v;
+          at = static_cast<int>((h - h0) * d.window + (w - w0));
+        }
         first = false;
       }
     y[o] = from_f32<T>(best);
+    if (where) where[o] = best != best ? kNoWinner : static_cast<uint8_t>(at);
   }
 }
 
@@ -102,8 +113,39 @@ __global__ void maxpool_backward_kernel(const T* __restrict__ x, const T* __rest
 // ---- vector forms: thread o owns channels [cv * V, cv * V + V) of one output (forward) or one
 // input element (backward) ----
 
+// V winner bytes of one output: one 4- or 8-byte access (the caller checked the alignment).
+template <int V>
+__device__ __forceinline__ void store_where(uint8_t* p, const uint8_t (&at)[V]) {
+  static_assert(V == 4 || V == 8, "4 or 8 channels per vector");
+  uint32_t lo = 0, hi = 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) lo |= uint32_t(at[k]) << (8 * k);
+  if constexpr (V == 8) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) hi |= uint32_t(at[4 + k]) << (8 * k);
+    *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
+  } else {
+    *reinterpret_cast<uint32_t*>(p) = lo;
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void load_where(const uint8_t* p, uint8_t (&at)[V]) {
+  static_assert(V == 4 || V == 8, "4 or 8 channels per vector");
+  uint32_t w[2] = {0, 0};
+  if constexpr (V == 8) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) at[k] = static_cast<uint8_t>(w[k / 4] >> (8 * (k % 4)));
+}
+
 template <typename T>
-__global__ void maxpool_forward_vec_kernel(const T* __restrict__ x, T* __restrict__ y, PoolDims d) {
+__global__ void maxpool_forward_vec_kernel(const T* __restrict__ x, T* __restrict__ y, uint8_t* __restrict__ where,
+                                           PoolDims d) {
   constexpr int V = kVec<T>;
   const int64_t CV = d.C / V;
   const int64_t total = d.N * d.P * d.Q * CV;
@@ -115,18 +157,26 @@ __global__ void maxpool_forward_vec_kernel(const T* __restrict__ x, T* __restric
     const T* xn = x + n * d.H * d.W * d.C + cv * V;
     bool first = true;
     float best[V];
+    uint8_t at[V];
 #pragma unroll
-    for (int k = 0; k < V; ++k) best[k] = 0.f;
+    for (int k = 0; k < V; ++k) best[k] = 0.f, at[k] = 0;
     for (int64_t h = hb; h < he; ++h)
       for (int64_t w = wb; w < we; ++w) {
         float v[V];
         load_vec(xn + (h * d.W + w) * d.C, v);
+        const uint8_t here = static_cast<uint8_t>((h - h0) * d.window + (w - w0));
 #pragma unroll
         for (int k = 0; k < V; ++k)
-          if (first || v[k] > best[k] || v[k] != v[k]) best[k] = v[k];
+          if (first || v[k] > best[k] || v[k] != v[k]) best[k] = v[k], at[k] = here;
         first = false;
       }
     store_vec(y + o * V, best);
+    if (where) {
+#pragma unroll
+      for (int k = 0; k < V; ++k)
+        if (best[k] != best[k]) at[k] = kNoWinner;
+      store_where<V>(where + o * V, at);
+    }
   }
 }
 
@@ -181,6 +231,66 @@ __global__ void maxpool_backward_vec_kernel(const T* __restrict__ x, const T* __
   }
 }
 
+// ---- the backward from recorded winners: thread i owns input element (n, h, w) and V channels
+// (V = 1: the scalar form), I the index type (int when the tensors allow) ----
+
+template <typename I>
+struct WhereDims {
+  I N, H, W, C, P, Q;
+  int window, stride, pad;
+};
+
+template <typename I>
+WhereDims<I> where_dims(const PoolDims& d) {
+  return WhereDims<I>{I(d.N), I(d.H), I(d.W), I(d.C), I(d.P), I(d.Q), d.window, d.stride, d.pad};
+}
+
+template <typename T, int V, typename I>
+__global__ void maxpool_backward_where_kernel(const uint8_t* __restrict__ where, const T* __restrict__ dy,
+                                              T* __restrict__ dx, WhereDims<I> d) {
+  const I CV = d.C / V;
+  const I total = d.N * d.H * d.W * CV;
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total; i += I(gridDim.x) * I(blockDim.x)) {
+    const I cv = i % CV;
+    I t = i / CV;
+    const I w = t % d.W;
+    t /= d.W;
+    const I h = t % d.H, n = t / d.H;
+    float acc[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc[k] = 0.f;
+    // Windows containing h: p * stride - pad <= h <= p * stride - pad + window - 1 (columns alike).
+    const I lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
+    const I p_begin = lo_h <= 0 ? 0 : (lo_h + d.stride - 1) / d.stride;
+    const I q_begin = lo_w <= 0 ? 0 : (lo_w + d.stride - 1) / d.stride;
+    const I p_end = min((h + d.pad) / d.stride + 1, d.P);
+    const I q_end = min((w + d.pad) / d.stride + 1, d.Q);
+    for (I p = p_begin; p < p_end; ++p)
+      for (I q = q_begin; q < q_end; ++q) {
+        const I o = ((n * d.P + p) * d.Q + q) * d.C + cv * V;
+        const uint8_t here = static_cast<uint8_t>((h - (p * d.stride - d.pad)) * d.window + (w - (q * d.stride - d.pad)));
+        if constexpr (V == 1) {
+          if (where[o] == here) acc[0] += to_f32(dy[o]);
+        } else {
+          uint8_t at[V];
+          load_where<V>(where + o, at);
+          uint32_t mask = 0;
+#pragma unroll
+          for (int k = 0; k < V; ++k)
+            if (at[k] == here) mask |= 1u << k;
+          if (!mask) continue;
+          float g[V];
+          load_vec(dy + o, g);
+#pragma unroll
+          for (int k = 0; k < V; ++k)
+            if (mask & (1u << k)) acc[k] += g[k];
+        }
+      }
+    if constexpr (V == 1) dx[i] = from_f32<T>(acc[0]);
+    else store_vec(dx + i * V, acc);
+  }
+}
+
 template <typename T>
 __global__ void global_avgpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t N,
                                               int64_t HW, int64_t C) {
@@ -217,17 +327,56 @@ PoolDims pool_dims(const PoolShape& s, const Tensor& x) {
 
 }  // namespace
 
-void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
+namespace {
+
+void launch_maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y, uint8_t* where) {
   const PoolDims d = pool_dims(shape, x);
   const int64_t n = y.numel();
   if (n == 0) return;
   LS_FLOAT_DISPATCH(x.dtype(), T, {
-    if (use_vector(d, kVec<T>, {x.raw(), y.raw()}))
+    // The winners go V bytes at a time: aligned to V, which a 16-byte aligned y's offset keeps.
+    if (use_vector(d, kVec<T>, {x.raw(), y.raw()}) &&
+        (where == nullptr || reinterpret_cast<uintptr_t>(where) % kVec<T> == 0))
       maxpool_forward_vec_kernel<T><<<grid_for(n / kVec<T>), kThreads, 0, stream(ctx)>>>(
-          static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), d);
+          static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), where, d);
     else
       maxpool_forward_kernel<T><<<grid_for(n), kThreads, 0, stream(ctx)>>>(
-          static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), d);
+          static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), where, d);
+  });
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
+  launch_maxpool_forward(ctx, shape, x, y, nullptr);
+}
+
+void maxpool_forward_where(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y, Tensor& where) {
+  launch_maxpool_forward(ctx, shape, x, y, where.data<uint8_t>());
+}
+
+void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& where, const Tensor& dy,
+                            Tensor& dx) {
+  const PoolDims d = pool_dims(shape, dx);
+  const int64_t n = dx.numel();
+  if (n == 0) return;
+  const bool small = n < (int64_t(1) << 31) && dy.numel() < (int64_t(1) << 31);
+  const uint8_t* pw = where.data<uint8_t>();
+  LS_FLOAT_DISPATCH(dy.dtype(), T, {
+    constexpr int V = kVec<T>;
+    const auto* pdy = static_cast<const T*>(dy.raw());
+    auto* pdx = static_cast<T*>(dx.raw());
+    const bool vector = use_vector(d, V, {pdy, pdx}) && reinterpret_cast<uintptr_t>(pw) % V == 0;
+    const int64_t threads = vector ? n / V : n;
+    if (vector && small)
+      maxpool_backward_where_kernel<T, V, int><<<grid_for(threads), kThreads, 0, stream(ctx)>>>(pw, pdy, pdx, where_dims<int>(d));
+    else if (vector)
+      maxpool_backward_where_kernel<T, V, int64_t><<<grid_for(threads), kThreads, 0, stream(ctx)>>>(pw, pdy, pdx, where_dims<int64_t>(d));
+    else if (small)
+      maxpool_backward_where_kernel<T, 1, int><<<grid_for(threads), kThreads, 0, stream(ctx)>>>(pw, pdy, pdx, where_dims<int>(d));
+    else
+      maxpool_backward_where_kernel<T, 1, int64_t><<<grid_for(threads), kThreads, 0, stream(ctx)>>>(pw, pdy, pdx, where_dims<int64_t>(d));
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -1,10 +1,12 @@
 // Tests of max pooling and global average pooling: forward against naive references, backward
 // against finite differences, the first-maximum rule on ties, padding that never wins, argument
-// errors, and CUDA against CPU for f32 / bf16 / f16.
+// errors, and CUDA against CPU for f32 / bf16 / f16; the forward that records each window's
+// winner and the backward from it against the search from x and y, bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -161,6 +163,98 @@ TEST(MaxPool, ArgumentErrors) {
   EXPECT_THROW(maxpool_forward(ctx, PoolShape{3, 2, 1}, h, y), Error);
 }
 
+// Values from {-1, 0, 1, 2} (every window holds ties), -0.0 among the zeros, and a NaN now and
+// then: the inputs where recording the winner and searching for it could disagree.
+std::vector<float> tie_values(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) {
+    const uint32_t r = rng() % 64;
+    x = r == 0 ? std::numeric_limits<float>::quiet_NaN() : r == 1 ? -0.f : static_cast<float>(static_cast<int>(r % 4) - 1);
+  }
+  return v;
+}
+
+std::vector<uint8_t> host_bytes(Context& ctx, const Tensor& t) {
+  OwnedTensor h(Device::cpu(), t.shape(), DType::u8);
+  copy(ctx, t, h);
+  return std::vector<uint8_t>(h.data<uint8_t>(), h.data<uint8_t>() + t.numel());
+}
+
+// Bitwise, except that any NaN equals any NaN (a bf16 NaN comes back with another payload);
+// -0.0 differs from 0.0.
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(std::isnan(a[i]) && std::isnan(b[i])) && std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  return true;
+}
+
+TEST(MaxPoolWhere, TheRecordedWinnerGivesWhatTheSearchGives) {
+  Context ctx(Device::cpu());
+  uint32_t seed = 600;
+  for (const PoolCase& pc : kCases)
+    for (bool ties : {false, true}) {
+      SCOPED_TRACE(pc.x.str() + " window " + std::to_string(pc.pool.window) + (ties ? " ties" : ""));
+      const Shape ys = pooled(pc);
+      const std::vector<float> xv = ties ? tie_values(pc.x.numel(), seed++) : test::random_floats(pc.x.numel(), seed++);
+      OwnedTensor x = test::host_tensor(pc.x, xv), dy = test::host_tensor(ys, test::random_floats(ys.numel(), seed++));
+      OwnedTensor y(Device::cpu(), ys, DType::f32), yw(Device::cpu(), ys, DType::f32), where(Device::cpu(), ys, DType::u8);
+      OwnedTensor dx(Device::cpu(), pc.x, DType::f32), dxw(Device::cpu(), pc.x, DType::f32);
+      for (Tensor* t : {&yw.view(), &where.view(), &dxw.view()}) test::poison(ctx, *t);
+      maxpool_forward(ctx, pc.pool, x, y);
+      maxpool_backward(ctx, pc.pool, x, y, dy, dx);
+      maxpool_forward_where(ctx, pc.pool, x, yw, where);
+      maxpool_backward_where(ctx, pc.pool, where, dy, dxw);
+      const std::vector<float> yv = test::host_values(y);
+      EXPECT_TRUE(same_bits(test::host_values(yw), yv));
+      EXPECT_TRUE(same_bits(test::host_values(dxw), test::host_values(dx)));
+      const std::vector<uint8_t> at = host_bytes(ctx, where);
+      for (size_t i = 0; i < at.size(); ++i) {
+        if (std::isnan(yv[i])) EXPECT_EQ(at[i], kNoWinner) << i;
+        else EXPECT_LT(at[i], pc.pool.window * pc.pool.window) << i;
+      }
+    }
+}
+
+// A byte that names no element of the image (in the padding, past the window, or kNoWinner)
+// sends nothing and writes nothing out of bounds.
+TEST(MaxPoolWhere, BytesOutsideTheImageSendNothing) {
+  Context ctx(Device::cpu());
+  const PoolShape pool{3, 2, 1};
+  const Shape xs{1, 4, 4, 2}, ys{1, 2, 2, 2};
+  OwnedTensor dy = test::host_tensor(ys, std::vector<float>(ys.numel(), 1.f));
+  OwnedTensor where(Device::cpu(), ys, DType::u8), dx(Device::cpu(), xs, DType::f32);
+  // Output (0, 0)'s window starts at (-1, -1): index 0 is padding. 9 and 200 are past the window.
+  for (uint8_t b : {uint8_t{9}, uint8_t{200}, kNoWinner}) {
+    fill_bytes(ctx, where, b);
+    where.data<uint8_t>()[0] = 0;
+    test::poison(ctx, dx);
+    maxpool_backward_where(ctx, pool, where, dy, dx);
+    EXPECT_EQ(test::host_values(dx), std::vector<float>(xs.numel(), 0.f)) << int(b);
+  }
+}
+
+TEST(MaxPoolWhere, ArgumentErrors) {
+  Context ctx(Device::cpu());
+  OwnedTensor x(Device::cpu(), {1, 8, 8, 3}, DType::f32), y(Device::cpu(), {1, 4, 4, 3}, DType::f32);
+  OwnedTensor where(Device::cpu(), {1, 4, 4, 3}, DType::u8), wrong_type(Device::cpu(), {1, 4, 4, 3}, DType::f32);
+  OwnedTensor wrong_shape(Device::cpu(), {1, 4, 4, 2}, DType::u8);
+  EXPECT_NO_THROW(maxpool_forward_where(ctx, PoolShape{3, 2, 1}, x, y, where));
+  EXPECT_THROW(maxpool_forward_where(ctx, PoolShape{3, 2, 1}, x, y, wrong_type), Error);
+  EXPECT_THROW(maxpool_forward_where(ctx, PoolShape{3, 2, 1}, x, y, wrong_shape), Error);
+  EXPECT_THROW(maxpool_backward_where(ctx, PoolShape{3, 2, 1}, wrong_shape, y, x), Error);
+  EXPECT_THROW(maxpool_backward_where(ctx, PoolShape{3, 2, 1}, where, y, y), Error);
+  OwnedTensor big(Device::cpu(), {1, 16, 16, 1}, DType::f32), one(Device::cpu(), {1, 1, 1, 1}, DType::f32);
+  OwnedTensor w1(Device::cpu(), {1, 1, 1, 1}, DType::u8);
+  try {
+    maxpool_forward_where(ctx, PoolShape{16, 1, 0}, big, one, w1);
+    ADD_FAILURE() << "a 16x16 window was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("window 16"), std::string::npos) << e.what();
+  }
+}
+
 std::vector<float> naive_avgpool(const std::vector<float>& x, const Shape& s) {
   const int64_t N = s[0], HW = s[1] * s[2], C = s[3];
   std::vector<float> y(static_cast<size_t>(N * C));
@@ -300,6 +394,48 @@ TEST_P(PoolCuda, TiesMatchCpu) {
   maxpool_backward(gpu, PoolShape{3, 1, 1}, gx, gy, gdy, gdx);
   EXPECT_EQ(test::to_host_f32(gpu, gy), test::host_values(hy));
   EXPECT_EQ(test::to_host_f32(gpu, gdx), test::rounded(test::host_values(hdx), dt));
+}
+
+// The recorded winners and the backward from them on the GPU: the same bytes as the CPU's, y
+// exact, dx exactly the CPU's rounded to the dtype (the same f32 sums in the same order), on the
+// vector path and, one element off, the scalar one; random values and tie-heavy ones with NaNs.
+TEST_P(PoolCuda, MaxPoolWhereMatchesCpu) {
+  LS_REQUIRE_GPU();
+  const DType dt = GetParam();
+  Context cpu(Device::cpu()), gpu(Device::cuda(0));
+  std::vector<PoolCase> cases(std::begin(kCases), std::end(kCases));
+  cases.push_back({{4, 56, 56, 64}, {3, 2, 1}});  // ResNet-50's stem pool at a small batch
+  cases.push_back({{2, 9, 9, 8}, {3, 2, 1}});
+  cases.push_back({{1, 7, 7, 16}, {2, 2, 0}});
+  cases.push_back({{1, 5, 6, 24}, {3, 1, 1}});
+  cases.push_back({{2, 6, 6, 8}, {3, 3, 0}});
+  uint32_t seed = 700;
+  for (const PoolCase& pc : cases)
+    for (bool ties : {false, true}) {
+      const Shape ys = pooled(pc);
+      const std::vector<float> xv =
+          test::rounded(ties ? tie_values(pc.x.numel(), seed++) : test::random_floats(pc.x.numel(), seed++), dt);
+      const std::vector<float> dyv = test::rounded(test::random_floats(ys.numel(), seed++), dt);
+      OwnedTensor hx = test::host_tensor(pc.x, xv), hdy = test::host_tensor(ys, dyv);
+      OwnedTensor hy(Device::cpu(), ys, DType::f32), hw(Device::cpu(), ys, DType::u8), hdx(Device::cpu(), pc.x, DType::f32);
+      maxpool_forward_where(cpu, pc.pool, hx, hy, hw);
+      maxpool_backward_where(cpu, pc.pool, hw, hdy, hdx);
+      for (bool misalign : {false, true}) {
+        SCOPED_TRACE(pc.x.str() + " window " + std::to_string(pc.pool.window) + " stride " +
+                     std::to_string(pc.pool.stride) + (ties ? " ties" : "") + (misalign ? " scalar path" : ""));
+        OwnedTensor dx = test::device_tensor(gpu, pc.x, xv, dt), ddy = test::device_tensor(gpu, ys, dyv, dt);
+        OwnedTensor dy(gpu.device(), ys, dt), dw(gpu.device(), ys, DType::u8), ddx(gpu.device(), pc.x, dt);
+        for (Tensor* t : {&dy.view(), &dw.view(), &ddx.view()}) test::poison(gpu, *t);
+        test::Placer place(gpu, misalign);
+        Tensor &x = place(dx.view()), &y = place(dy.view()), &w = place(dw.view()), &gy = place(ddy.view()),
+               &gx = place(ddx.view());
+        maxpool_forward_where(gpu, pc.pool, x, y, w);
+        maxpool_backward_where(gpu, pc.pool, w, gy, gx);
+        EXPECT_TRUE(same_bits(test::to_host_f32(gpu, y), test::host_values(hy)));
+        EXPECT_EQ(host_bytes(gpu, w), host_bytes(cpu, hw));
+        EXPECT_TRUE(same_bits(test::to_host_f32(gpu, gx), test::rounded(test::host_values(hdx), dt)));
+      }
+    }
 }
 
 TEST_P(PoolCuda, GlobalAvgPoolMatchesCpu) {
