@@ -47,8 +47,9 @@ struct ConvPlan {
 // How a CUDA plan picks algorithms. CPU plans ignore it.
 //  - heuristic: cuDNN's ranking, deterministic algorithms only; the same choice every run, so a
 //    run (and a resumed run) repeats bit for bit;
-//  - measure: each candidate timed once per shape (cudnnFind*), the fastest deterministic one;
-//    two runs may pick differently on a close call, so bits can differ between runs;
+//  - measure: cuDNN's first few deterministic candidates timed once per shape and process
+//    (kernels/cuda/conv_timing.h), the fastest; two runs may pick differently on a close call,
+//    so bits can differ between runs;
 //  - fastest: as measure, non-deterministic algorithms (atomics) allowed, as PyTorch's
 //    cudnn.benchmark: the fastest, but not even one run repeats bit for bit;
 //  - heuristic-any: cuDNN's ranking with non-deterministic algorithms allowed (cuDNN's fastest

@@ -10,7 +10,9 @@
 //    convs start from CUDNN_TENSOR_OP_MATH and keep the math type cuDNN reports for the chosen
 //    algorithm (as it requires since cuDNN 7.4).
 //  - Algorithms are chosen once, at plan time: by cuDNN's heuristics (cudnnGet*_v7) or by
-//    timing every candidate (cudnnFind*Ex) on scratch tensors allocated only while planning.
+//    timing the heuristics' first few candidates ourselves (conv_timing.h) on scratch tensors
+//    allocated only while planning; a measured choice is kept per shape for the process, so a
+//    net's repeated shapes (and every worker's plans) are timed once.
 //    A candidate is taken when its status is success, its math type is allowed for the dtype,
 //    cuDNN accepts it with our descriptor, and its workspace fits the limit. Deterministic
 //    algorithms are preferred (ALGO_0 / ALGO_3 accumulate with atomics): a run must repeat
@@ -22,13 +24,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/conv_timing.h"
 #include "kernels/cuda/cuda_state.h"
 
 namespace lockstep::cuda {
@@ -171,29 +176,21 @@ std::string megabytes(size_t bytes) {
   return buf;
 }
 
-// The largest workspace, within `limit`, that any algorithm of any direction asks for: the
-// scratch cudnnFind*Ex is given, so that it can time every algorithm that could be chosen.
-size_t largest_workspace_within(cudnnHandle_t h, const CudnnConv& c, size_t limit) {
-  size_t most = 0;
-  auto take = [&](cudnnStatus_t st, size_t ws) {
-    if (st == CUDNN_STATUS_SUCCESS && ws <= limit) most = std::max(most, ws);
-  };
-  for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) {
-    size_t ws = 0;
-    take(cudnnGetConvolutionForwardWorkspaceSize(h, c.x, c.w, c.fwd_conv, c.y,
-                                                 static_cast<cudnnConvolutionFwdAlgo_t>(a), &ws), ws);
-  }
-  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; ++a) {
-    size_t ws = 0;
-    take(cudnnGetConvolutionBackwardDataWorkspaceSize(h, c.w, c.y, c.bwd_data_conv, c.x,
-                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(a), &ws), ws);
-  }
-  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; ++a) {
-    size_t ws = 0;
-    take(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c.x, c.y, c.bwd_filter_conv, c.w,
-                                                        static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), &ws), ws);
-  }
-  return most;
+// Measured rankings (fastest first), per shape, dtype, search and workspace limit on a device,
+// for the life of the process: a ResNet repeats its shapes, and workers sharing a GPU plan alike.
+struct MeasuredLists {
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd;
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data;
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter;
+};
+
+std::mutex measured_mutex;  // also keeps two threads from timing on one GPU at once
+std::map<std::string, MeasuredLists> measured_cache;
+
+std::string measured_key(const Device& device, const ConvShape& shape, DType dtype, ConvAlgoSearch search,
+                         size_t limit) {
+  return device.str() + " " + shape.str() + " " + std::string(dtype_name(dtype)) + " " + conv_algo_name(search) + " " +
+         std::to_string(limit);
 }
 
 const CudnnConv& backend_of(const Context& ctx, const ConvPlan& plan, const char* op) {
@@ -247,7 +244,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 
   const bool heuristic = search == ConvAlgoSearch::heuristic || search == ConvAlgoSearch::heuristic_any;
   const bool any_determinism = search == ConvAlgoSearch::fastest || search == ConvAlgoSearch::heuristic_any;
-  if (heuristic) {
+  {  // cuDNN's ranking: the choice itself for heuristic searches, the candidates for measured ones
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()),
                                                        &n_fwd, fwd.data()));
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->w, c->y, c->bwd_data_conv, c->x,
@@ -255,36 +252,87 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->x, c->y, c->bwd_filter_conv, c->w,
                                                               int(bwd_filter.size()), &n_bwd_filter,
                                                               bwd_filter.data()));
-  } else {
-    // Scratch tensors live only while planning; zeros keep the timings free of NaN paths.
-    const size_t el = dtype_size(dtype);
-    Buffer x(ctx.device(), size_t(shape.x_shape().numel()) * el);
-    Buffer w(ctx.device(), size_t(shape.w_shape().numel()) * el);
-    Buffer y(ctx.device(), size_t(shape.y_shape().numel()) * el);
-    const size_t ws_bytes = largest_workspace_within(h, *c, workspace_limit);
-    Buffer ws(ctx.device(), ws_bytes);
-    cudaStream_t st = stream(ctx);
-    CUDA_CHECK(cudaMemsetAsync(x.data(), 0, x.bytes(), st));
-    CUDA_CHECK(cudaMemsetAsync(w.data(), 0, w.bytes(), st));
-    CUDA_CHECK(cudaMemsetAsync(y.data(), 0, y.bytes(), st));
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, c->x, x.data(), c->w, w.data(), c->fwd_conv, c->y,
-                                                       y.data(), int(fwd.size()), &n_fwd, fwd.data(),
-                                                       ws.data(), ws_bytes));
-    // Backward-data writes dx into the x scratch, backward-filter dw into the w scratch.
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, c->w, w.data(), c->y, y.data(),
-                                                            c->bwd_data_conv, c->x, x.data(),
-                                                            int(bwd_data.size()), &n_bwd_data,
-                                                            bwd_data.data(), ws.data(), ws_bytes));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, c->x, x.data(), c->y, y.data(),
-                                                              c->bwd_filter_conv, c->w, w.data(),
-                                                              int(bwd_filter.size()), &n_bwd_filter,
-                                                              bwd_filter.data(), ws.data(), ws_bytes));
-    ctx.synchronize();  // the scratch is freed on return
   }
   fwd.resize(n_fwd);
   bwd_data.resize(n_bwd_data);
   bwd_filter.resize(n_bwd_filter);
 
+  if (!heuristic) {
+    // Time the heuristics' first candidates on scratch tensors (a constant non-zero fill: zeros
+    // can run faster than data), unless this shape was timed before in this process.
+    std::lock_guard<std::mutex> lock(measured_mutex);
+    const std::string key = measured_key(ctx.device(), shape, dtype, search, workspace_limit);
+    auto hit = measured_cache.find(key);
+    if (hit == measured_cache.end()) {
+      const size_t el = dtype_size(dtype);
+      Buffer x(ctx.device(), size_t(shape.x_shape().numel()) * el);
+      Buffer w(ctx.device(), size_t(shape.w_shape().numel()) * el);
+      Buffer y(ctx.device(), size_t(shape.y_shape().numel()) * el);
+      size_t ws_cap = 0;  // the largest workspace a candidate within the limit asks for
+      auto widen = [&](const auto& perfs) {
+        for (const auto& p : perfs)
+          if (p.status == CUDNN_STATUS_SUCCESS && p.memory <= workspace_limit) ws_cap = std::max(ws_cap, p.memory);
+      };
+      widen(fwd);
+      widen(bwd_data);
+      widen(bwd_filter);
+      Buffer ws(ctx.device(), ws_cap);
+      cudaStream_t st = stream(ctx);
+      for (Buffer* b : {&x, &w, &y}) CUDA_CHECK(cudaMemsetAsync(b->data(), 0x3C, b->bytes(), st));
+      const float one = 1.0f, zero = 0.0f;
+      const bool tensor_first = dtype != DType::f32;
+      auto allowed = [&](cudnnMathType_t m) { return math_allowed(dtype, m); };
+      auto math_for = [&](cudnnMathType_t m) { return dtype == DType::f32 ? CUDNN_FMA_MATH : m; };
+      MeasuredLists m;
+      size_t ws_f = 0, ws_d = 0, ws_g = 0;
+      m.fwd = timed_candidates<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
+          fwd, any_determinism, tensor_first, allowed, tensor_op,
+          [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t mt) {
+            return cudnnSetConvolutionMathType(c->fwd_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
+                   cudnnGetConvolutionForwardWorkspaceSize(h, c->x, c->w, c->fwd_conv, c->y, a, &ws_f) ==
+                       CUDNN_STATUS_SUCCESS &&
+                   ws_f <= ws_cap;
+          },
+          [&](cudnnConvolutionFwdAlgo_t a) {
+            return cudnnConvolutionForward(h, &one, c->x, x.data(), c->w, w.data(), c->fwd_conv, a, ws.data(), ws_f,
+                                           &zero, c->y, y.data());
+          },
+          st);
+      m.bwd_data = timed_candidates<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
+          bwd_data, any_determinism, tensor_first, allowed, tensor_op,
+          [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t mt) {
+            return cudnnSetConvolutionMathType(c->bwd_data_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
+                   cudnnGetConvolutionBackwardDataWorkspaceSize(h, c->w, c->y, c->bwd_data_conv, c->x, a, &ws_d) ==
+                       CUDNN_STATUS_SUCCESS &&
+                   ws_d <= ws_cap;
+          },
+          [&](cudnnConvolutionBwdDataAlgo_t a) {  // dx into the x scratch
+            return cudnnConvolutionBackwardData(h, &one, c->w, w.data(), c->y, y.data(), c->bwd_data_conv, a,
+                                                ws.data(), ws_d, &zero, c->x, x.data());
+          },
+          st);
+      m.bwd_filter = timed_candidates<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
+          bwd_filter, any_determinism, tensor_first, allowed, tensor_op,
+          [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t mt) {
+            return cudnnSetConvolutionMathType(c->bwd_filter_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
+                   cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c->x, c->y, c->bwd_filter_conv, c->w, a,
+                                                                  &ws_g) == CUDNN_STATUS_SUCCESS &&
+                   ws_g <= ws_cap;
+          },
+          [&](cudnnConvolutionBwdFilterAlgo_t a) {  // dw into the w scratch
+            return cudnnConvolutionBackwardFilter(h, &one, c->x, x.data(), c->y, y.data(), c->bwd_filter_conv, a,
+                                                  ws.data(), ws_g, &zero, c->w, w.data());
+          },
+          st);
+      CUDA_CHECK(cudaStreamSynchronize(st));  // the scratch is freed on return
+      hit = measured_cache.emplace(key, std::move(m)).first;
+    }
+    // Fastest first; a direction where nothing qualified keeps the heuristic list, from which
+    // choose() takes what the filters allow (a non-deterministic algorithm, say).
+    if (!hit->second.fwd.empty()) fwd = hit->second.fwd;
+    if (!hit->second.bwd_data.empty()) bwd_data = hit->second.bwd_data;
+    if (!hit->second.bwd_filter.empty()) bwd_filter = hit->second.bwd_filter;
+  }
   const auto f = choose<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
       fwd, dtype, workspace_limit, "forward", shape, any_determinism,
       [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {

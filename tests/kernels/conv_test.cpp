@@ -622,6 +622,22 @@ TEST(ConvCuda, F16MeasureMatchesCpu) {
   check_gpu_against_cpu(DType::f16, ConvAlgoSearch::measure);
 }
 
+// A measured choice is kept per shape for the process: planning the same shape again (another
+// layer, another worker) takes the same algorithms without timing anything, and a second
+// context on the same device shares it.
+TEST(ConvCuda, MeasuredChoiceIsKeptPerShape) {
+  LS_REQUIRE_GPU();
+  Context a(Device::cuda(0)), b(Device::cuda(0));
+  const ConvShape s = conv_shape(8, 14, 14, 64, 64, 3, 3, 1, 1, 1, 1);
+  const ConvPlan first = plan_conv2d(a, s, DType::bf16, ConvAlgoSearch::measure);
+  const ConvPlan again = plan_conv2d(a, s, DType::bf16, ConvAlgoSearch::measure);
+  const ConvPlan other = plan_conv2d(b, s, DType::bf16, ConvAlgoSearch::measure);
+  EXPECT_EQ(again.algorithms, first.algorithms);
+  EXPECT_EQ(other.algorithms, first.algorithms);
+  EXPECT_NE(first.algorithms.find("search=measure"), std::string::npos) << first.algorithms;
+  EXPECT_EQ(first.algorithms.find("nondet"), std::string::npos) << first.algorithms;
+}
+
 TEST(ConvCuda, Bf16HeuristicAnyMatchesCpu) {
   LS_REQUIRE_GPU();
   check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::heuristic_any);

@@ -155,7 +155,7 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   # cuDNN's algorithm choice (--conv-algo; heuristic-any lets it take non-deterministic kernels,
   # as PyTorch's cudnn.benchmark may), CUDA graphs, the stem's padded channels. Then each layer
   # of the first arch (bench ops, slowest first) under the first variant.
-  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--bn-kernels lockstep;--bn-kernels scalar;--conv-algo heuristic-any;--cuda-graph;--stem-channels 4}"
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--bn-kernels lockstep;--bn-kernels scalar;--conv-algo heuristic-any;--cuda-graph;--stem-channels 4;--conv-algo measure}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
