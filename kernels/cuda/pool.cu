@@ -45,6 +45,23 @@ __device__ __forceinline__ Index4 unflatten(int64_t i, int64_t A, int64_t B, int
 }
 
 // where (may be null): the winner's index in its window, kNoWinner for a NaN maximum.
+// The windows (p, q) whose rows and columns contain input element (h, w):
+// p * stride - pad <= h <= p * stride - pad + window - 1, columns alike.
+template <typename I>
+struct Windows {
+  I p_begin, p_end, q_begin, q_end;
+};
+template <typename I>
+__device__ __forceinline__ Windows<I> windows_containing(I h, I w, int window, int stride, int pad, I P, I Q) {
+  const I lo_h = h + pad - window + 1, lo_w = w + pad - window + 1;
+  Windows<I> r;
+  r.p_begin = lo_h <= 0 ? I(0) : (lo_h + stride - 1) / stride;
+  r.q_begin = lo_w <= 0 ? I(0) : (lo_w + stride - 1) / stride;
+  r.p_end = min(I((h + pad) / stride + 1), P);
+  r.q_end = min(I((w + pad) / stride + 1), Q);
+  return r;
+}
+
 template <typename T>
 __global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, uint8_t* __restrict__ where,
                                        PoolDims d) {
@@ -91,16 +108,11 @@ __global__ void maxpool_backward_kernel(const T* __restrict__ x, const T* __rest
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const auto [n, h, w, c] = unflatten(i, d.H, d.W, d.C);
     const float xv = to_f32(x[i]);
-    // Windows containing h: p * stride - pad <= h <= p * stride - pad + window - 1.
-    const int64_t lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
-    const int64_t p_begin = lo_h <= 0 ? 0 : (lo_h + d.stride - 1) / d.stride;
-    const int64_t q_begin = lo_w <= 0 ? 0 : (lo_w + d.stride - 1) / d.stride;
-    const int64_t p_end = min((h + d.pad) / d.stride + 1, d.P);
-    const int64_t q_end = min((w + d.pad) / d.stride + 1, d.Q);
+    const Windows<int64_t> win = windows_containing<int64_t>(h, w, d.window, d.stride, d.pad, d.P, d.Q);
     const T* xnc = x + n * d.H * d.W * d.C + c;
     float acc = 0.f;
-    for (int64_t p = p_begin; p < p_end; ++p)
-      for (int64_t q = q_begin; q < q_end; ++q) {
+    for (int64_t p = win.p_begin; p < win.p_end; ++p)
+      for (int64_t q = win.q_begin; q < win.q_end; ++q) {
         const int64_t o = ((n * d.P + p) * d.Q + q) * d.C + c;
         const float yv = to_f32(y[o]);
         if (xv == yv && is_first_max(xnc, d, p * d.stride - d.pad, q * d.stride - d.pad, h, w, yv))
@@ -180,6 +192,17 @@ __global__ void maxpool_forward_vec_kernel(const T* __restrict__ x, T* __restric
   }
 }
 
+// acc[k] += g[k] for the channels k set in mask; g is loaded only when some are.
+template <typename T>
+__device__ __forceinline__ void add_masked(const T* g, uint32_t mask, float (&acc)[kVec<T>]) {
+  if (!mask) return;
+  float v[kVec<T>];
+  load_vec(g, v);
+#pragma unroll
+  for (int k = 0; k < kVec<T>; ++k)
+    if (mask & (1u << k)) acc[k] += v[k];
+}
+
 template <typename T>
 __global__ void maxpool_backward_vec_kernel(const T* __restrict__ x, const T* __restrict__ y,
                                             const T* __restrict__ dy, T* __restrict__ dx, PoolDims d) {
@@ -193,14 +216,10 @@ __global__ void maxpool_backward_vec_kernel(const T* __restrict__ x, const T* __
     load_vec(x + i * V, xv);
 #pragma unroll
     for (int k = 0; k < V; ++k) acc[k] = 0.f;
-    const int64_t lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
-    const int64_t p_begin = lo_h <= 0 ? 0 : (lo_h + d.stride - 1) / d.stride;
-    const int64_t q_begin = lo_w <= 0 ? 0 : (lo_w + d.stride - 1) / d.stride;
-    const int64_t p_end = min((h + d.pad) / d.stride + 1, d.P);
-    const int64_t q_end = min((w + d.pad) / d.stride + 1, d.Q);
+    const Windows<int64_t> win = windows_containing<int64_t>(h, w, d.window, d.stride, d.pad, d.P, d.Q);
     const T* xn = x + n * d.H * d.W * d.C + cv * V;
-    for (int64_t p = p_begin; p < p_end; ++p)
-      for (int64_t q = q_begin; q < q_end; ++q) {
+    for (int64_t p = win.p_begin; p < win.p_end; ++p)
+      for (int64_t q = win.q_begin; q < win.q_end; ++q) {
         const int64_t o = ((n * d.P + p) * d.Q + q) * d.C + cv * V;
         float yv[V];
         load_vec(y + o, yv);
@@ -220,12 +239,7 @@ __global__ void maxpool_backward_vec_kernel(const T* __restrict__ x, const T* __
             for (int k = 0; k < V; ++k)
               if (e[k] == yv[k]) mask &= ~(1u << k);
           }
-        if (!mask) continue;
-        float g[V];
-        load_vec(dy + o, g);
-#pragma unroll
-        for (int k = 0; k < V; ++k)
-          if (mask & (1u << k)) acc[k] += g[k];
+        add_masked(dy + o, mask, acc);
       }
     store_vec(dx + i * V, acc);
   }
@@ -259,14 +273,9 @@ __global__ void maxpool_backward_where_kernel(const uint8_t* __restrict__ where,
     float acc[V];
 #pragma unroll
     for (int k = 0; k < V; ++k) acc[k] = 0.f;
-    // Windows containing h: p * stride - pad <= h <= p * stride - pad + window - 1 (columns alike).
-    const I lo_h = h + d.pad - d.window + 1, lo_w = w + d.pad - d.window + 1;
-    const I p_begin = lo_h <= 0 ? 0 : (lo_h + d.stride - 1) / d.stride;
-    const I q_begin = lo_w <= 0 ? 0 : (lo_w + d.stride - 1) / d.stride;
-    const I p_end = min((h + d.pad) / d.stride + 1, d.P);
-    const I q_end = min((w + d.pad) / d.stride + 1, d.Q);
-    for (I p = p_begin; p < p_end; ++p)
-      for (I q = q_begin; q < q_end; ++q) {
+    const Windows<I> win = windows_containing<I>(h, w, d.window, d.stride, d.pad, d.P, d.Q);
+    for (I p = win.p_begin; p < win.p_end; ++p)
+      for (I q = win.q_begin; q < win.q_end; ++q) {
         const I o = ((n * d.P + p) * d.Q + q) * d.C + cv * V;
         const uint8_t here = static_cast<uint8_t>((h - (p * d.stride - d.pad)) * d.window + (w - (q * d.stride - d.pad)));
         if constexpr (V == 1) {
@@ -278,12 +287,7 @@ __global__ void maxpool_backward_where_kernel(const uint8_t* __restrict__ where,
 #pragma unroll
           for (int k = 0; k < V; ++k)
             if (at[k] == here) mask |= 1u << k;
-          if (!mask) continue;
-          float g[V];
-          load_vec(dy + o, g);
-#pragma unroll
-          for (int k = 0; k < V; ++k)
-            if (mask & (1u << k)) acc[k] += g[k];
+          add_masked(dy + o, mask, acc);
         }
       }
     if constexpr (V == 1) dx[i] = from_f32<T>(acc[0]);

@@ -315,21 +315,26 @@ TEST(GlobalAvgPool, ArgumentErrors) {
 
 class PoolCuda : public ::testing::TestWithParam<DType> {};
 
+// kCases, ResNet-50's stem pool at a small batch, and whole 16-byte vectors of channels (the
+// vector kernels for every dtype at 8, 16, 24 channels): padded edges, non-overlapping windows,
+// stride 1 with many windows per element.
+std::vector<PoolCase> gpu_cases() {
+  std::vector<PoolCase> cases(std::begin(kCases), std::end(kCases));
+  cases.push_back({{4, 56, 56, 64}, {3, 2, 1}});
+  cases.push_back({{2, 9, 9, 8}, {3, 2, 1}});
+  cases.push_back({{1, 7, 7, 16}, {2, 2, 0}});
+  cases.push_back({{1, 5, 6, 24}, {3, 1, 1}});
+  cases.push_back({{2, 6, 6, 8}, {3, 3, 0}});
+  return cases;
+}
+
 TEST_P(PoolCuda, MaxPoolMatchesCpu) {
   LS_REQUIRE_GPU();
   const DType dt = GetParam();
   Context cpu(Device::cpu());
   Context gpu(Device::cuda(0));
-  std::vector<PoolCase> cases(std::begin(kCases), std::end(kCases));
-  cases.push_back({{4, 56, 56, 64}, {3, 2, 1}});  // ResNet-50's stem pool at a small batch
-  // Whole 16-byte vectors of channels (the vector kernels for every dtype at 8, 16, 24 channels):
-  // padded edges, non-overlapping windows, stride 1 with many windows per element.
-  cases.push_back({{2, 9, 9, 8}, {3, 2, 1}});
-  cases.push_back({{1, 7, 7, 16}, {2, 2, 0}});
-  cases.push_back({{1, 5, 6, 24}, {3, 1, 1}});
-  cases.push_back({{2, 6, 6, 8}, {3, 3, 0}});
   uint32_t seed = 400;
-  for (const PoolCase& pc : cases) {
+  for (const PoolCase& pc : gpu_cases()) {
     const Shape ys = pooled(pc);
     // Rounded to dt: bf16 / f16 values repeat, so windows hold ties and the rule is exercised.
     std::vector<float> xv = test::rounded(test::random_floats(pc.x.numel(), seed++), dt);
@@ -403,14 +408,8 @@ TEST_P(PoolCuda, MaxPoolWhereMatchesCpu) {
   LS_REQUIRE_GPU();
   const DType dt = GetParam();
   Context cpu(Device::cpu()), gpu(Device::cuda(0));
-  std::vector<PoolCase> cases(std::begin(kCases), std::end(kCases));
-  cases.push_back({{4, 56, 56, 64}, {3, 2, 1}});  // ResNet-50's stem pool at a small batch
-  cases.push_back({{2, 9, 9, 8}, {3, 2, 1}});
-  cases.push_back({{1, 7, 7, 16}, {2, 2, 0}});
-  cases.push_back({{1, 5, 6, 24}, {3, 1, 1}});
-  cases.push_back({{2, 6, 6, 8}, {3, 3, 0}});
   uint32_t seed = 700;
-  for (const PoolCase& pc : cases)
+  for (const PoolCase& pc : gpu_cases())
     for (bool ties : {false, true}) {
       const Shape ys = pooled(pc);
       const std::vector<float> xv =
