@@ -17,6 +17,7 @@ void BatchNorm2d::setup(SetupContext& s, const Shape& in) {
   dgamma_tmp_ = s.temps.add({c_}, DType::f32);
   dbeta_tmp_ = s.temps.add({c_}, DType::f32);
   plan_ = plan_batchnorm(s.ctx, in, s.dtype, s.bn_kernels);
+  ++s.bn_planned[static_cast<size_t>(plan_.kernels)];
 }
 
 Tensor BatchNorm2d::forward(Context& ctx, const Tensor& x, const Tensor* residual, Mode mode) {

@@ -5,6 +5,8 @@
 // the model hands it, and ends each parameter's gradient through the ParamTable, which signals it.
 #pragma once
 
+#include <array>
+
 #include <string>
 
 #include "kernels/conv.h"
@@ -37,6 +39,8 @@ struct SetupContext {
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
   int stem_channels = 0;          // > input channels: the stem's conv sees them zero-padded to this
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;  // whose training BN kernels (CUDA)
+  // What the BN layers' plans resolved bn_kernels to: a count per BatchNormKernels value.
+  std::array<int, 4> bn_planned{};
 };
 
 class Layer {

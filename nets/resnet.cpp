@@ -106,6 +106,7 @@ void Model::setup(Context& ctx) {
     cur = layer->setup(s, cur);
   }
   LS_CHECK(cur == output_shape(), "model output " << cur.str() << " is not " << output_shape().str());
+  bn_planned_ = s.bn_planned;
   for (auto& layer : layers_)
     if (auto* b = dynamic_cast<ResidualBlock*>(layer.get())) residual_gammas_.push_back(b->last_bn().gamma());
   params_.allocate(ctx, opt_.dtype);
@@ -189,6 +190,16 @@ void Model::backward(Context& ctx, const Tensor& dlogits, bool accumulate) {
     dy = dx;
     use_a = !use_a;
   }
+}
+
+std::string Model::bn_kernels_used() const {
+  std::vector<std::pair<int, BatchNormKernels>> used;
+  for (BatchNormKernels k : {BatchNormKernels::cudnn, BatchNormKernels::lockstep, BatchNormKernels::scalar})
+    if (int n = bn_planned_[static_cast<size_t>(k)]; n > 0) used.push_back({n, k});
+  if (used.size() == 1) return bn_kernels_name(used[0].second);
+  std::string out;
+  for (const auto& [n, k] : used) out += (out.empty() ? "" : ", ") + std::string(bn_kernels_name(k)) + " " + std::to_string(n);
+  return out;
 }
 
 MemoryPlan Model::memory_plan() const {

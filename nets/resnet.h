@@ -8,6 +8,8 @@
 // 2) and the head: every kind of layer in a net small enough for finite differences.
 #pragma once
 
+#include <array>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,6 +87,10 @@ class Model {
   // each BN's num_batches_tracked.
   std::vector<std::string> state_dict_names() const;
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Whose kernels the BN layers run in training, as planned: "cudnn", "lockstep" (or "scalar")
+  // when all agree, else each with its count ("cudnn 52, lockstep 1"); "" without BN layers.
+  // What --bn-kernels auto resolved to, for benches and logs.
+  std::string bn_kernels_used() const;
   // nullptr (the default) switches timing off; the timer must outlive its use.
   void set_layer_timer(LayerTimer* timer) { timer_ = timer; }
 
@@ -99,6 +105,7 @@ class Model {
   TensorStore temps_{TensorStore::Mode::shared};
   OwnedTensor grad_a_, grad_b_;  // ping-pong buffers for the gradients between layers
   size_t workspace_bytes_ = 0;
+  std::array<int, 4> bn_planned_{};
   bool set_up_ = false;
   LayerTimer* timer_ = nullptr;
 };

@@ -90,6 +90,29 @@ TEST(StemChannels, PaddedStemOnTheGpuMatchesTheCpu) {
   }
 }
 
+// --bn-kernels auto on a model: cuDNN's for every BN of a bf16 ResNet (channels in 8s), ours in
+// f32 and on the CPU; the model reports what its plans resolved to.
+TEST(BnKernels, AutoResolvesPerPrecisionAndDevice) {
+  auto used = [](Device dev, DType dt, BatchNormKernels k) {
+    Context ctx(dev);
+    ModelOptions o;
+    o.arch = "resnet18";
+    o.classes = 10;
+    o.image_size = 32;
+    o.batch = 2;
+    o.dtype = dt;
+    o.bn_kernels = k;
+    Model m(o);
+    m.setup(ctx);
+    return m.bn_kernels_used();
+  };
+  EXPECT_EQ(used(Device::cpu(), DType::f32, BatchNormKernels::automatic), "lockstep");
+  if (!gpu_status().available) GTEST_SKIP() << "the CUDA half needs a GPU: " << gpu_status().reason;
+  EXPECT_EQ(used(Device::cuda(0), DType::bf16, BatchNormKernels::automatic), "cudnn");
+  EXPECT_EQ(used(Device::cuda(0), DType::f32, BatchNormKernels::automatic), "lockstep");
+  EXPECT_EQ(used(Device::cuda(0), DType::bf16, BatchNormKernels::scalar), "scalar");
+}
+
 TEST(BnKernels, CudnnModelMatchesTheCpu) {
   LS_REQUIRE_GPU();
   const std::vector<float> p = initial_params("resnet18");

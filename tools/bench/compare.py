@@ -37,7 +37,11 @@ def options(j):
     the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
     out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
-    out += f", bn {j['bn_kernels']}" if j.get("bn_kernels") not in (None, "lockstep") else ""
+    bn = j.get("bn_kernels")
+    if bn == "auto" and j.get("bn_kernels_used"):  # what auto resolved to
+        out += f", bn auto ({j['bn_kernels_used']})"
+    elif bn not in (None, "lockstep"):
+        out += f", bn {bn}"
     return out + (", cuda graph" if j.get("cuda_graph") else "")
 
 

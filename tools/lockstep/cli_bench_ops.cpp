@@ -285,6 +285,8 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   out << "lockstep bench ops: " << c.arch << ", " << c.image_size << "x" << c.image_size << " px, " << c.classes
       << " classes, " << precision_name(c.precision) << " on " << c.device.str() << ", batch " << c.batch;
   if (c.device.is_cpu()) out << ", " << available_cores() << " CPU thread(s)";
+  if (const std::string used = model.bn_kernels_used(); !used.empty())
+    out << "; BN kernels " << used << " (--bn-kernels " << bn_kernels_name(c.bn_kernels) << ")";
   out << "\n  " << c.warmup << " warm-up pass(es), " << c.iters
       << " timed pass(es); median per layer, the device waited for around every layer's call\n\n";
   char line[512];
@@ -335,6 +337,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
+    j["bn_kernels_used"] = model.bn_kernels_used();
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch;

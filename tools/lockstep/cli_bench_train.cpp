@@ -417,8 +417,11 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
       << " classes, " << precision_name(c.precision) << " on " << c.device.str() << ", batch " << c.batch_size << " x "
       << world << " worker(s) = " << c.global_batch() << " images per step";
   if (c.device.is_cpu()) out << ", " << threads << " CPU thread(s) per worker";
+  const std::string bn_used = trainer.worker(0).model().bn_kernels_used();
   out << "\n  data: " << data_desc << "; sync " << engine::sync_name(c.sync)
-      << (world > 1 && !c.overlap ? " (no overlap)" : "") << "\n";
+      << (world > 1 && !c.overlap ? " (no overlap)" : "");
+  if (!bn_used.empty()) out << "; BN kernels " << bn_used << " (--bn-kernels " << bn_kernels_name(c.bn_kernels) << ")";
+  out << "\n";
   if (c.cuda_graph)
     out << "  CUDA graphs: " << trainer.worker(0).graphs_captured()
         << " captured on rank 0 (each kind of step at its second run; later steps replay them); the profiled "
@@ -467,6 +470,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
+    j["bn_kernels_used"] = bn_used;
     j["cuda_graph"] = c.cuda_graph;
     j["graphs_captured"] = trainer.worker(0).graphs_captured();
     j["image_size"] = c.image_size;
