@@ -184,6 +184,9 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
                              OwnedTensor(workers_[r]->ctx().device(), t.buffers().shape(), DType::f32)});
     }
   progress_.message(workers_[0]->model().memory_plan().str() + (world > 1 ? " per worker" : ""));
+  // What --bn-kernels resolved to: worth a line only where there is a choice (CUDA).
+  if (const std::string bn = workers_[0]->model().bn_kernels_used(); config_.device.is_cuda() && !bn.empty())
+    progress_.message("batch norm kernels: " + bn + " (--bn-kernels " + bn_kernels_name(config_.bn_kernels) + ")");
   if (c.sync == SyncKind::sign) {
     std::ostringstream os;
     os << "sync: sign (Signum momentum " << c.sign_momentum << ", "

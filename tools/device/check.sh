@@ -105,7 +105,7 @@ if [ -x "$bin/lockstep" ] && [ "${LOCKSTEP_CHECK_TRAIN:-1}" != 0 ]; then
       >"$out/train-$mode.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && { status=1; tail -5 "$out/train-$mode.log"; }
-    note "lockstep train --device cuda --sync ${mode%-graph} ${extra[*]}: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log")"
+    note "lockstep train --device cuda --sync ${mode%-graph} ${extra[*]}: rc=$rc $(grep -m1 '^done:' "$out/train-$mode.log") $(grep -m1 '^eval:' "$out/train-$mode.log") $(grep -m1 '^batch norm kernels:' "$out/train-$mode.log")"
   done
 fi
 
