@@ -18,6 +18,12 @@ void check_pool_shape(const PoolShape& s, const Tensor& x, const char* op) {
            op << ": window " << s.window << " does not fit the padded input " << x.shape().str());
 }
 
+// A window's positions must fit a byte of `where` (kNoWinner excluded).
+void check_where_window(const PoolShape& s, const char* op) {
+  LS_CHECK(s.window <= kMaxWhereWindow,
+           op << ": window " << s.window << " is larger than a byte of `where` can index (" << kMaxWhereWindow << ")");
+}
+
 Shape pooled_shape(const PoolShape& s, const Tensor& x) {
   return Shape{x.dim(0), s.out(static_cast<int>(x.dim(1))), s.out(static_cast<int>(x.dim(2))), x.dim(3)};
 }
@@ -62,8 +68,7 @@ void maxpool_forward_where(Context& ctx, const PoolShape& shape, const Tensor& x
   expect_dtype(y, x.dtype(), op, "y");
   expect_dtype(where, DType::u8, op, "where");
   check_pool_shape(shape, x, op);
-  LS_CHECK(shape.window <= kMaxWhereWindow,
-           op << ": window " << shape.window << " is larger than a byte of `where` can index (" << kMaxWhereWindow << ")");
+  check_where_window(shape, op);
   expect_shape(y, pooled_shape(shape, x), op, "y");
   expect_shape(where, y.shape(), op, "where");
   LS_DISPATCH(ctx, maxpool_forward_where, ctx, shape, x, y, where);
@@ -79,8 +84,7 @@ void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& 
   expect_float(dy, op, "dy");
   expect_dtype(dx, dy.dtype(), op, "dx");
   check_pool_shape(shape, dx, op);
-  LS_CHECK(shape.window <= kMaxWhereWindow,
-           op << ": window " << shape.window << " is larger than a byte of `where` can index (" << kMaxWhereWindow << ")");
+  check_where_window(shape, op);
   expect_shape(dy, pooled_shape(shape, dx), op, "dy");
   expect_shape(where, dy.shape(), op, "where");
   LS_DISPATCH(ctx, maxpool_backward_where, ctx, shape, where, dy, dx);

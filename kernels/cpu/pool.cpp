@@ -34,12 +34,12 @@ struct Window {
   }
 };
 
-// Channels handled together by max-pool backward (its per-channel offsets live on the stack).
+// Channels handled together by max pooling (its per-channel indices live on the stack).
 constexpr int64_t kChannelBlock = 256;
-}  // namespace
 
-void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
-  expect_cpu_f32({&x, &y}, "maxpool_forward");
+// Max pooling by channel blocks; pw (may be null) gets each output's winner (kernels/pool.h).
+// The plain forward (no net calls it since the stem records winners) shares the loop: same y.
+void maxpool_forward_into(const PoolShape& shape, const Tensor& x, Tensor& y, uint8_t* pw) {
   const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
   const float* px = x.data<float>();
   float* py = y.data<float>();
@@ -48,20 +48,42 @@ void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tens
     for (int64_t p = 0; p < P; ++p)
       for (int64_t q = 0; q < Q; ++q) {
         const Window win(shape, p, q, H, W);
-        float* best = py + ((n * P + p) * Q + q) * C;
-        bool first = true;
-        for (int64_t h = win.h_begin; h < win.h_end; ++h)
-          for (int64_t w = win.w_begin; w < win.w_end; ++w) {
-            const float* v = px + ((n * H + h) * W + w) * C;
-            if (first) {
-              std::memcpy(best, v, static_cast<size_t>(C) * sizeof(float));
-              first = false;
-              continue;
+        const int64_t o = ((n * P + p) * Q + q) * C, h0 = p * shape.stride - shape.pad, w0 = q * shape.stride - shape.pad;
+        for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
+          const int64_t cn = std::min(kChannelBlock, C - c0);
+          float* best = py + o + c0;
+          // The winner's index as int32 while searching (the same width as the floats, so the
+          // select vectorizes), narrowed to a byte at the end.
+          int32_t at[kChannelBlock];
+          bool first = true;
+          for (int64_t h = win.h_begin; h < win.h_end; ++h)
+            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+              const float* v = px + ((n * H + h) * W + w) * C + c0;
+              const int32_t k = static_cast<int32_t>((h - h0) * shape.window + (w - w0));
+              if (first) {
+                std::memcpy(best, v, static_cast<size_t>(cn) * sizeof(float));
+                std::fill(at, at + cn, k);
+                first = false;
+                continue;
+              }
+              for (int64_t c = 0; c < cn; ++c) {  // the forward's rule: a NaN wins and stays
+                const bool wins = v[c] > best[c] || v[c] != v[c];
+                best[c] = wins ? v[c] : best[c];
+                at[c] = wins ? k : at[c];
+              }
             }
-            for (int64_t c = 0; c < C; ++c)  // v != v: a NaN wins and stays
-              best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
-          }
+          if (pw)
+            for (int64_t c = 0; c < cn; ++c)
+              pw[o + c0 + c] = best[c] != best[c] ? kNoWinner : static_cast<uint8_t>(at[c]);
+        }
       }
+}
+
+}  // namespace
+
+void maxpool_forward(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y) {
+  expect_cpu_f32({&x, &y}, "maxpool_forward");
+  maxpool_forward_into(shape, x, y, nullptr);
 }
 
 void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, const Tensor& y,
@@ -106,43 +128,7 @@ void maxpool_backward(Context& ctx, const PoolShape& shape, const Tensor& x, con
 
 void maxpool_forward_where(Context& ctx, const PoolShape& shape, const Tensor& x, Tensor& y, Tensor& where) {
   expect_cpu_f32({&x, &y}, "maxpool_forward_where");
-  const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2), C = x.dim(3), P = y.dim(1), Q = y.dim(2);
-  const float* px = x.data<float>();
-  float* py = y.data<float>();
-  uint8_t* pw = where.data<uint8_t>();
-#pragma omp parallel for if (x.numel() > kParallelMin)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t q = 0; q < Q; ++q) {
-        const Window win(shape, p, q, H, W);
-        const int64_t o = ((n * P + p) * Q + q) * C, h0 = p * shape.stride - shape.pad, w0 = q * shape.stride - shape.pad;
-        for (int64_t c0 = 0; c0 < C; c0 += kChannelBlock) {
-          const int64_t cn = std::min(kChannelBlock, C - c0);
-          float* best = py + o + c0;
-          // The winner's index as int32 while searching (the same width as the floats, so the
-          // select vectorizes), narrowed to a byte at the end.
-          int32_t at[kChannelBlock];
-          bool first = true;
-          for (int64_t h = win.h_begin; h < win.h_end; ++h)
-            for (int64_t w = win.w_begin; w < win.w_end; ++w) {
-              const float* v = px + ((n * H + h) * W + w) * C + c0;
-              const int32_t k = static_cast<int32_t>((h - h0) * shape.window + (w - w0));
-              if (first) {
-                std::memcpy(best, v, static_cast<size_t>(cn) * sizeof(float));
-                std::fill(at, at + cn, k);
-                first = false;
-                continue;
-              }
-              for (int64_t c = 0; c < cn; ++c) {  // the forward's rule: a NaN wins and stays
-                const bool wins = v[c] > best[c] || v[c] != v[c];
-                best[c] = wins ? v[c] : best[c];
-                at[c] = wins ? k : at[c];
-              }
-            }
-          for (int64_t c = 0; c < cn; ++c)
-            pw[o + c0 + c] = best[c] != best[c] ? kNoWinner : static_cast<uint8_t>(at[c]);
-        }
-      }
+  maxpool_forward_into(shape, x, y, where.data<uint8_t>());
 }
 
 void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& where, const Tensor& dy,

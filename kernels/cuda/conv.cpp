@@ -244,18 +244,36 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 
   const bool heuristic = search == ConvAlgoSearch::heuristic || search == ConvAlgoSearch::heuristic_any;
   const bool any_determinism = search == ConvAlgoSearch::fastest || search == ConvAlgoSearch::heuristic_any;
-  {  // cuDNN's ranking: the choice itself for heuristic searches, the candidates for measured ones
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()),
-                                                       &n_fwd, fwd.data()));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->w, c->y, c->bwd_data_conv, c->x,
-                                                            int(bwd_data.size()), &n_bwd_data, bwd_data.data()));
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->x, c->y, c->bwd_filter_conv, c->w,
-                                                              int(bwd_filter.size()), &n_bwd_filter,
-                                                              bwd_filter.data()));
-  }
+  // cuDNN's ranking: the choice itself for heuristic searches, the candidates for measured ones.
+  CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()), &n_fwd,
+                                                     fwd.data()));
+  CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->w, c->y, c->bwd_data_conv, c->x, int(bwd_data.size()),
+                                                          &n_bwd_data, bwd_data.data()));
+  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->x, c->y, c->bwd_filter_conv, c->w,
+                                                            int(bwd_filter.size()), &n_bwd_filter, bwd_filter.data()));
   fwd.resize(n_fwd);
   bwd_data.resize(n_bwd_data);
   bwd_filter.resize(n_bwd_filter);
+
+  // Per direction: set the descriptor to a math type and ask for an algorithm's workspace (a
+  // failure means cuDNN does not run that algorithm with our descriptors). The timing and
+  // choose() both go through these, so they judge candidates alike.
+  auto fwd_ws = [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {
+    cudnnStatus_t s = cudnnSetConvolutionMathType(c->fwd_conv, m);
+    return s != CUDNN_STATUS_SUCCESS ? s : cudnnGetConvolutionForwardWorkspaceSize(h, c->x, c->w, c->fwd_conv, c->y, a, ws);
+  };
+  auto bwd_data_ws = [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t m, size_t* ws) {
+    cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_data_conv, m);
+    return s != CUDNN_STATUS_SUCCESS
+               ? s
+               : cudnnGetConvolutionBackwardDataWorkspaceSize(h, c->w, c->y, c->bwd_data_conv, c->x, a, ws);
+  };
+  auto bwd_filter_ws = [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t m, size_t* ws) {
+    cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_filter_conv, m);
+    return s != CUDNN_STATUS_SUCCESS
+               ? s
+               : cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c->x, c->y, c->bwd_filter_conv, c->w, a, ws);
+  };
 
   if (!heuristic) {
     // Time the heuristics' first candidates on scratch tensors (a constant non-zero fill: zeros
@@ -288,10 +306,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       m.fwd = timed_candidates<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
           fwd, any_determinism, tensor_first, allowed, tensor_op,
           [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t mt) {
-            return cudnnSetConvolutionMathType(c->fwd_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
-                   cudnnGetConvolutionForwardWorkspaceSize(h, c->x, c->w, c->fwd_conv, c->y, a, &ws_f) ==
-                       CUDNN_STATUS_SUCCESS &&
-                   ws_f <= ws_cap;
+            return fwd_ws(a, math_for(mt), &ws_f) == CUDNN_STATUS_SUCCESS && ws_f <= ws_cap;
           },
           [&](cudnnConvolutionFwdAlgo_t a) {
             return cudnnConvolutionForward(h, &one, c->x, x.data(), c->w, w.data(), c->fwd_conv, a, ws.data(), ws_f,
@@ -301,10 +316,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       m.bwd_data = timed_candidates<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
           bwd_data, any_determinism, tensor_first, allowed, tensor_op,
           [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t mt) {
-            return cudnnSetConvolutionMathType(c->bwd_data_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
-                   cudnnGetConvolutionBackwardDataWorkspaceSize(h, c->w, c->y, c->bwd_data_conv, c->x, a, &ws_d) ==
-                       CUDNN_STATUS_SUCCESS &&
-                   ws_d <= ws_cap;
+            return bwd_data_ws(a, math_for(mt), &ws_d) == CUDNN_STATUS_SUCCESS && ws_d <= ws_cap;
           },
           [&](cudnnConvolutionBwdDataAlgo_t a) {  // dx into the x scratch
             return cudnnConvolutionBackwardData(h, &one, c->w, w.data(), c->y, y.data(), c->bwd_data_conv, a,
@@ -314,10 +326,7 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
       m.bwd_filter = timed_candidates<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
           bwd_filter, any_determinism, tensor_first, allowed, tensor_op,
           [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t mt) {
-            return cudnnSetConvolutionMathType(c->bwd_filter_conv, math_for(mt)) == CUDNN_STATUS_SUCCESS &&
-                   cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c->x, c->y, c->bwd_filter_conv, c->w, a,
-                                                                  &ws_g) == CUDNN_STATUS_SUCCESS &&
-                   ws_g <= ws_cap;
+            return bwd_filter_ws(a, math_for(mt), &ws_g) == CUDNN_STATUS_SUCCESS && ws_g <= ws_cap;
           },
           [&](cudnnConvolutionBwdFilterAlgo_t a) {  // dw into the w scratch
             return cudnnConvolutionBackwardFilter(h, &one, c->x, x.data(), c->y, y.data(), c->bwd_filter_conv, a,
@@ -334,28 +343,13 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     if (!hit->second.bwd_filter.empty()) bwd_filter = hit->second.bwd_filter;
   }
   const auto f = choose<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
-      fwd, dtype, workspace_limit, "forward", shape, any_determinism,
-      [&](cudnnConvolutionFwdAlgo_t a, cudnnMathType_t m, size_t* ws) {
-        cudnnStatus_t s = cudnnSetConvolutionMathType(c->fwd_conv, m);
-        if (s != CUDNN_STATUS_SUCCESS) return s;
-        return cudnnGetConvolutionForwardWorkspaceSize(h, c->x, c->w, c->fwd_conv, c->y, a, ws);
-      });
+      fwd, dtype, workspace_limit, "forward", shape, any_determinism, fwd_ws);
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->fwd_conv, f.math));
   const auto d = choose<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
-      bwd_data, dtype, workspace_limit, "backward-data", shape, any_determinism,
-      [&](cudnnConvolutionBwdDataAlgo_t a, cudnnMathType_t m, size_t* ws) {
-        cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_data_conv, m);
-        if (s != CUDNN_STATUS_SUCCESS) return s;
-        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, c->w, c->y, c->bwd_data_conv, c->x, a, ws);
-      });
+      bwd_data, dtype, workspace_limit, "backward-data", shape, any_determinism, bwd_data_ws);
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_data_conv, d.math));
   const auto g = choose<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
-      bwd_filter, dtype, workspace_limit, "backward-filter", shape, any_determinism,
-      [&](cudnnConvolutionBwdFilterAlgo_t a, cudnnMathType_t m, size_t* ws) {
-        cudnnStatus_t s = cudnnSetConvolutionMathType(c->bwd_filter_conv, m);
-        if (s != CUDNN_STATUS_SUCCESS) return s;
-        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, c->x, c->y, c->bwd_filter_conv, c->w, a, ws);
-      });
+      bwd_filter, dtype, workspace_limit, "backward-filter", shape, any_determinism, bwd_filter_ws);
   CUDNN_CHECK(cudnnSetConvolutionMathType(c->bwd_filter_conv, g.math));
 
   c->fwd = f.algo;

@@ -44,7 +44,6 @@ __device__ __forceinline__ Index4 unflatten(int64_t i, int64_t A, int64_t B, int
   return r;
 }
 
-// where (may be null): the winner's index in its window, kNoWinner for a NaN maximum.
 // The windows (p, q) whose rows and columns contain input element (h, w):
 // p * stride - pad <= h <= p * stride - pad + window - 1, columns alike.
 template <typename I>
@@ -62,6 +61,7 @@ __device__ __forceinline__ Windows<I> windows_containing(I h, I w, int window, i
   return r;
 }
 
+// where (may be null): the winner's index in its window, kNoWinner for a NaN maximum.
 template <typename T>
 __global__ void maxpool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, uint8_t* __restrict__ where,
                                        PoolDims d) {
