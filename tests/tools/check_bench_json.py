@@ -8,7 +8,8 @@ never checked (benchmarks measure it; a test must not time anything against a th
 
 Checks:
   - every field of the shared format is there with the right type: arch, device, precision,
-    batch, workers, global_batch, steps, img_per_s_median/min/max, step_ms_median,
+    batch, workers, global_batch, steps, step_timing (the same on both engines),
+    img_per_s_median/min/max, step_ms_median,
     phases_ms {data, h2d, forward, backward, comm, optimizer}, peak_memory_bytes, engine;
   - global_batch = batch x workers; min <= median <= max images/s;
   - img_per_s_median x step_ms_median / 1000 = global_batch within 5% (both engines make it
@@ -30,6 +31,8 @@ import subprocess
 import sys
 
 PHASES = ["data", "h2d", "forward", "backward", "comm", "optimizer"]
+# Both engines time their steps the same way, and say so in these words.
+STEP_TIMING = "a mark at each step's start (device events; the host clock on a CPU), no wait inside"
 NULLABLE = {"lockstep": set(), "pytorch": {"data", "h2d", "comm"}}
 TOL = 0.05
 
@@ -91,6 +94,8 @@ def main():
         key, _, want = e.partition("=")
         if json.dumps(j.get(key)) != want and str(j.get(key)) != want:
             fail(f"{key} is {j.get(key)!r}, expected {want}")
+    if j.get("step_timing") != STEP_TIMING:
+        fail(f"step_timing is {j.get('step_timing')!r}, expected {STEP_TIMING!r}")
     if j["global_batch"] != j["batch"] * j["workers"]:
         fail(f"global_batch {j['global_batch']} != batch {j['batch']} x workers {j['workers']}")
 

@@ -7,9 +7,11 @@
 //
 // One Trainer runs warmup + steps + profile-steps + 1 steps (the last only closes the one before):
 //  - warm-up steps are not timed;
-//  - timed steps: a step hook on every worker waits for its device and reads the clock, so a
-//    step's time is from the moment the last worker starts it to the moment the last worker
-//    starts the next (the workers are in lockstep through the gradient exchange). images/s of a
+//  - timed steps: a step hook on every worker records an event on its compute stream at each
+//    step's start (a host clock mark on a CPU worker) and never waits for the device, as
+//    `lockstep train` does not, so each upload runs on the copy stream under the step before.
+//    A step's time is the slowest worker's, from its mark at the step's start to its mark at the
+//    next step's (the workers are in lockstep through the gradient exchange). images/s of a
 //    step = global batch / its time; the median is the lower middle step of the sorted times
 //    (a real step, so images/s x step time = global batch exactly); min and max likewise;
 //  - profiled steps: each worker's PhaseTimer (engine/phase_timer.h) waits for the device at every

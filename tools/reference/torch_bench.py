@@ -22,13 +22,15 @@ What matches lockstep:
   - the step: cross-entropy (mean over the batch), backward, SGD with momentum 0.9, weight decay
     1e-4 on convolution and linear weights only (lockstep's default: no decay on BN and biases),
     no Nesterov; gradients set to None after each step;
-  - timing: --warmup untimed steps, then --steps steps each ended by waiting for the device
-    (torch.cuda.synchronize), median / min / max images/s over them (the median is the lower
-    middle step, as lockstep's); then --profile-steps steps with the device waited for after
-    forward (+ loss), backward and the optimizer, for the breakdown.
+  - timing: --warmup untimed steps, then --steps steps timed by a mark at each step's start (a
+    CUDA event on the current stream; the host clock on the CPU) with no wait for the device
+    between them, median / min / max images/s over them (the median is the lower middle step, as
+    lockstep's); then --profile-steps steps with the device waited for after forward (+ loss),
+    backward and the optimizer, for the breakdown.
 What differs, on purpose: the synthetic batch (random normal images, uniform labels) is made once
 on the device, so there is no data or host-to-device phase (null in the JSON), and one process has
-no communication (null). lockstep uploads and normalises a batch every step. cudnn.benchmark is on
+no communication (null). lockstep uploads and normalises a batch every step (the upload on its
+copy stream, under the previous step's work). cudnn.benchmark is on
 (what a user wanting speed sets).
 
 Prints a table and, with --json FILE, one JSON object with the fields of lockstep bench train's.
@@ -78,6 +80,10 @@ def make_model(arch, classes):
     if arch in IMAGENET:
         return getattr(torchvision.models, arch)(num_classes=classes, zero_init_residual=True)
     return cifar_resnet(CIFAR[arch], classes)
+
+
+# How the timed steps are timed, the same words in lockstep's JSON.
+STEP_TIMING = "a mark at each step's start (device events; the host clock on a CPU), no wait inside"
 
 
 def lower_median(values):
@@ -171,7 +177,7 @@ def main(argv=None):
         if cuda:
             torch.cuda.synchronize(device)
 
-    def step(marks=None):
+    def step(marks=None, wait=True):
         nonlocal loss_sum
         amp = torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with amp:
@@ -187,20 +193,29 @@ def main(argv=None):
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        sync()
+        if wait:
+            sync()
         if marks is not None:
             marks.append(time.perf_counter())
 
     for _ in range(a.warmup):
-        step()
+        step(wait=False)
     sync()
-    step_s = []
-    t = time.perf_counter()
-    for _ in range(a.steps):
-        step()  # ends with the device waited for
-        now = time.perf_counter()
-        step_s.append(now - t)
-        t = now
+    # The timed steps: a mark at each step's start (a CUDA event on the current stream, the host
+    # clock on the CPU) and no wait for the device between them, as lockstep times its own.
+    starts = [torch.cuda.Event(enable_timing=True) if cuda else None for _ in range(a.steps + 1)]
+    for i, mark in enumerate(starts):
+        if cuda:
+            mark.record()
+        else:
+            starts[i] = time.perf_counter()
+        if i < a.steps:
+            step(wait=False)
+    sync()
+    if cuda:
+        step_s = [starts[i].elapsed_time(starts[i + 1]) / 1e3 for i in range(a.steps)]
+    else:
+        step_s = [starts[i + 1] - starts[i] for i in range(a.steps)]
     phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     start = time.perf_counter()
     for _ in range(a.profile_steps):
@@ -245,6 +260,7 @@ def main(argv=None):
         "data": "synthetic (one batch made on the device)",
         "warmup": a.warmup,
         "steps": a.steps,
+        "step_timing": STEP_TIMING,
         "img_per_s_median": gb / median,
         "img_per_s_min": gb / s[-1],
         "img_per_s_max": gb / s[0],
@@ -267,7 +283,7 @@ def main(argv=None):
     print(f"torch_bench: {a.arch}, {image_size}x{image_size} px, {classes} classes, {precision} on {device}, "
           f"batch {gb}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
           f"{', channels_last' if channels_last else ''}")
-    print(f"  {a.warmup} warm-up step(s), {a.steps} timed step(s)"
+    print(f"  {a.warmup} warm-up step(s), {a.steps} timed step(s) ({STEP_TIMING})"
           + (f", then {P} profiled step(s) for the breakdown" if P else "") + "\n")
     print(f"  images/s    median {gb / median:10.1f}   min {gb / s[-1]:10.1f}   max {gb / s[0]:10.1f}")
     print(f"  step time   median {median * 1e3:7.2f} ms   min {s[0] * 1e3:7.2f} ms   max {s[-1] * 1e3:7.2f} ms\n")
