@@ -194,6 +194,12 @@ void TrainConfig::validate() const {
   }
   if (stem_channels != 0 && (stem_channels < 3 || stem_channels > 64))
     fail("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + str(stem_channels) + ")");
+  if (stem_space_to_depth && stem_channels != 0)
+    fail("--stem-space-to-depth", "--stem-space-to-depth and --stem-channels exclude each other (the blocks' 12 "
+                                  "channels are padded to 16 already)");
+  if (stem_space_to_depth && info->family != nets::ArchFamily::imagenet && info->family != nets::ArchFamily::tiny_nobn)
+    fail("--stem-space-to-depth", "--stem-space-to-depth needs a stride-2 stem (the ImageNet nets); " + arch +
+                                      "'s is stride 1");
   if (device.is_cpu() && precision != DType::f32)
     fail("--precision", "--precision " + precision_name(precision) +
                             " needs --device cuda; the CPU backend computes in fp32 (use --precision fp32)");
@@ -371,6 +377,7 @@ nlohmann::json TrainConfig::to_json() const {
       {"precision", precision_name(precision)},
       {"conv_algo", conv_algo_name(conv_algo)},
       {"stem_channels", stem_channels},
+      {"stem_space_to_depth", stem_space_to_depth},
       {"bn_kernels", bn_kernels_name(bn_kernels)},
       {"cuda_graph", cuda_graph},
       {"epochs", epochs},
@@ -525,6 +532,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get.parsed("precision", c.precision, parse_dtype);
   get.parsed("conv_algo", c.conv_algo, parse_conv_algo);
   get("stem_channels", c.stem_channels);
+  get("stem_space_to_depth", c.stem_space_to_depth);
   get.parsed("bn_kernels", c.bn_kernels, parse_bn_kernels);
   get("cuda_graph", c.cuda_graph);
   get("epochs", c.epochs);

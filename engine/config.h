@@ -110,6 +110,10 @@ struct TrainConfig {
   // > 3: the stem's convolution reads the images padded with zero channels to this (4 or 8 for
   // cuDNN's NHWC kernels); 0: it reads the 3. The same function, weights and checkpoints.
   int stem_channels = 0;
+  // The stem's stride-2 convolution run as a stride-1 one over the images' 2x2 blocks (4x the
+  // channels: 16 for cuDNN's tensor cores). The same function, weights and checkpoints; ImageNet
+  // nets (and tiny_nobn) only.
+  bool stem_space_to_depth = false;
   // Whose kernels run training BN on CUDA: lockstep's (deterministic) or cuDNN's fused NHWC ones.
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;
   // Each kind of micro-batch captured once as a CUDA graph and replayed (engine/worker.h).

@@ -104,6 +104,7 @@ WorkerOptions worker_options(const TrainConfig& c) {
   o.model.dtype = c.precision;
   o.model.search = c.conv_algo;
   o.model.stem_channels = c.stem_channels;
+  o.model.stem_space_to_depth = c.stem_space_to_depth;
   o.model.bn_kernels = c.bn_kernels;
   o.optimizer.kind = c.optimizer == OptimizerKind::lars ? OptimizerConfig::Kind::lars : OptimizerConfig::Kind::sgd;
   o.optimizer.momentum = static_cast<float>(c.momentum);

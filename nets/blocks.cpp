@@ -164,6 +164,7 @@ Shape Stem::setup(SetupContext& s, const Shape& in) {
   temps_ = &s.temps;
   s.temps.rewind();
   if (s.stem_channels > 0) conv_.pad_input_to(s.stem_channels);
+  if (s.stem_space_to_depth) conv_.space_to_depth();
   Shape a = conv_.setup(s, in);
   conv_out_ = s.acts.add(a, s.dtype);
   if (bn_) bn_->setup(s, a);
@@ -197,9 +198,8 @@ const Tensor& Stem::forward(Context& ctx, const Tensor& x, Mode mode) {
 
 LayerCost Stem::cost() const {
   LayerCost c;
-  // The useful work: FLOPs and bytes of the real input channels, not of the zero padding.
-  ConvShape cs = conv_.plan().shape;
-  cs.c = conv_.in_channels();
+  // The useful work: FLOPs and bytes of the real convolution, not of its rearranged form's zeros.
+  const ConvShape cs = conv_.shape();
   const int k = cs.r;
   c.kind = "stem conv" + std::to_string(k) + "x" + std::to_string(k) + (pool_ ? " + pool" : "");
   const double e = static_cast<double>(dtype_size(conv_.plan().dtype));

@@ -38,6 +38,7 @@ struct SetupContext {
   TensorStore& temps;             // shared between layers: valid inside one layer's backward
   ConvAlgoSearch search = ConvAlgoSearch::heuristic;
   int stem_channels = 0;          // > input channels: the stem's conv sees them zero-padded to this
+  bool stem_space_to_depth = false;  // the stem's stride-2 conv runs as a stride-1 one over 2x2 blocks
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;  // whose training BN kernels (CUDA)
   // What the BN layers' plans resolved bn_kernels to: a count per BatchNormKernels value.
   std::array<int, 4> bn_planned{};

@@ -42,6 +42,10 @@ Model::Model(const ModelOptions& o) : opt_(o), arch_(find_arch(o.arch)) {
   LS_CHECK(o.batch >= 1, "batch must be >= 1, got " << o.batch);
   LS_CHECK(o.image_size >= arch_->min_image_size,
            o.arch << " needs images of at least " << arch_->min_image_size << " px, got " << o.image_size);
+  LS_CHECK(!o.stem_space_to_depth || o.stem_channels == 0,
+           "the stem's space-to-depth and its padded channels (" << o.stem_channels << ") exclude each other");
+  LS_CHECK(!o.stem_space_to_depth || arch_->family == ArchFamily::imagenet || arch_->family == ArchFamily::tiny_nobn,
+           "the stem's space-to-depth needs a stride-2 stem; " << o.arch << "'s is stride 1");
   auto add_block = [&](std::unique_ptr<ResidualBlock> b) { layers_.push_back(std::move(b)); };
   int c = 0;
   switch (arch_->family) {
@@ -97,7 +101,9 @@ void Model::setup(Context& ctx) {
   LS_CHECK(!set_up_, "Model::setup called twice");
   LS_CHECK(ctx.is_cuda() || opt_.dtype == DType::f32,
            "the CPU backend trains in fp32, not " << dtype_name(opt_.dtype));
-  SetupContext s{ctx, opt_.dtype, params_, acts_, temps_, opt_.search, opt_.stem_channels, opt_.bn_kernels};
+  SetupContext s{ctx, opt_.dtype, params_, acts_, temps_, opt_.search, opt_.stem_channels};
+  s.stem_space_to_depth = opt_.stem_space_to_depth;
+  s.bn_kernels = opt_.bn_kernels;
   Shape cur = input_shape();
   int64_t largest_grad = 0;
   for (auto& layer : layers_) {

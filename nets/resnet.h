@@ -40,6 +40,10 @@ struct ModelOptions {
   // 0: the stem's convolution reads the 3 image channels; 4 or 8: it reads them padded with zero
   // channels (the same function and weights: cuDNN's fast NHWC kernels want C a multiple of 4/8).
   int stem_channels = 0;
+  // The stem's 7x7 stride-2 convolution run as a 4x4 stride-1 one over the image's 2x2 blocks (12
+  // channels, padded to 16): Conv2d::space_to_depth. The same function, weights and checkpoints.
+  // Only for a stride-2 stem (the ImageNet nets); excludes stem_channels.
+  bool stem_space_to_depth = false;
   // Whose kernels run training batch norm on CUDA (kernels/batchnorm.h).
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;
 };

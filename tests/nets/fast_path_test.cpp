@@ -1,6 +1,7 @@
-// The stem's convolution on zero-padded input channels (ModelOptions::stem_channels) computes the
-// same function as on the image's 3: logits and every gradient against the unpadded model with
-// the same weights, on the CPU; on a GPU, the padded bf16 model against the CPU too. And a model
+// The stem's convolution on zero-padded input channels (ModelOptions::stem_channels), or run over
+// space-to-depth blocks (ModelOptions::stem_space_to_depth), computes the same function as on the
+// image's 3 channels: logits and every gradient against the plain model with the same weights,
+// on the CPU; on a GPU, the rearranged bf16 model against the CPU too. And a model
 // whose training BN runs cuDNN's kernels (ModelOptions::bn_kernels) against the CPU.
 #include <gtest/gtest.h>
 
@@ -15,7 +16,7 @@ struct Pass {
 };
 
 Pass run_model(Device dev, const std::string& arch, int stem_channels, DType dt, const std::vector<float>& params,
-               BatchNormKernels bn = BatchNormKernels::lockstep) {
+               BatchNormKernels bn = BatchNormKernels::lockstep, bool stem_space_to_depth = false) {
   Context ctx(dev);
   ModelOptions o;
   o.arch = arch;
@@ -24,6 +25,7 @@ Pass run_model(Device dev, const std::string& arch, int stem_channels, DType dt,
   o.batch = 3;
   o.dtype = dt;
   o.stem_channels = stem_channels;
+  o.stem_space_to_depth = stem_space_to_depth;
   o.bn_kernels = bn;
   Model m(o);
   m.setup(ctx);
@@ -88,6 +90,47 @@ TEST(StemChannels, PaddedStemOnTheGpuMatchesTheCpu) {
     EXPECT_LT(test::rel_error(bf16.logits, bf16_plain.logits), 2e-2) << "stem " << c;
     for (float g : bf16.grads) ASSERT_TRUE(std::isfinite(g));
   }
+}
+
+// The stem's stride-2 convolution run as a stride-1 one over 2x2 blocks: the same function as the
+// plain stem with the same weights, in ResNet-18's 7x7 stem and the BN-free test net's 3x3 one.
+TEST(StemSpaceToDepth, IsTheSameFunctionOnTheCpu) {
+  for (const char* arch : {"resnet18", "tiny_nobn"}) {
+    const std::vector<float> p = initial_params(arch);
+    const Pass plain = run_model(Device::cpu(), arch, 0, DType::f32, p);
+    const Pass s2d = run_model(Device::cpu(), arch, 0, DType::f32, p, BatchNormKernels::lockstep, true);
+    // As with the padded channels, only the stem GEMM's summation order changes (and its zeros);
+    // a misplaced tap or channel is off by O(1).
+    EXPECT_LT(test::rel_error(s2d.logits, plain.logits), 2e-4) << arch;
+    EXPECT_LT(test::rel_error(s2d.grads, plain.grads), 5e-3) << arch;
+  }
+}
+
+TEST(StemSpaceToDepth, RefusedWhereItCannotApply) {
+  ModelOptions o;
+  o.arch = "resnet20";  // a stride-1 stem
+  o.stem_space_to_depth = true;
+  EXPECT_THROW(Model{o}, Error);
+  o.arch = "resnet18";
+  o.stem_channels = 4;
+  EXPECT_THROW(Model{o}, Error);
+  o.stem_channels = 0;
+  EXPECT_NO_THROW(Model{o});
+}
+
+TEST(StemSpaceToDepth, OnTheGpuMatchesTheCpu) {
+  LS_REQUIRE_GPU();
+  const std::vector<float> p = initial_params("resnet18");
+  const Pass cpu = run_model(Device::cpu(), "resnet18", 0, DType::f32, p);
+  const Pass f32 = run_model(Device::cuda(0), "resnet18", 0, DType::f32, p, BatchNormKernels::lockstep, true);
+  EXPECT_LT(test::rel_error(f32.logits, cpu.logits), 1e-3);
+  EXPECT_LT(test::rel_error(f32.grads, cpu.grads), 1e-2);
+  // bf16: against the plain bf16 model on the GPU (the sharp check, as for the padded stem above).
+  const Pass bf16_plain = run_model(Device::cuda(0), "resnet18", 0, DType::bf16, p);
+  const Pass bf16 = run_model(Device::cuda(0), "resnet18", 0, DType::bf16, p, BatchNormKernels::lockstep, true);
+  EXPECT_LT(test::rel_error(bf16.logits, bf16_plain.logits), 2e-2);
+  EXPECT_LT(test::rel_error(bf16.logits, cpu.logits), 0.25);
+  for (float g : bf16.grads) ASSERT_TRUE(std::isfinite(g));
 }
 
 // --bn-kernels auto on a model: cuDNN's for every BN of a bf16 ResNet (channels in 8s), ours in

@@ -137,6 +137,8 @@ TEST(BenchOps, BadOptionsAreConfigErrors) {
   EXPECT_EQ(option_of({"--device", "cpu", "--precision", "bf16"}), "--precision");
   EXPECT_EQ(option_of({"--device", "cpu", "--conv-algo", "quick"}), "--conv-algo");
   EXPECT_EQ(option_of({"--device", "cpu", "--stem-channels", "2"}), "--stem-channels");
+  EXPECT_EQ(option_of({"--device", "cpu", "--arch", "resnet20", "--stem-space-to-depth"}), "--stem-space-to-depth");
+  EXPECT_EQ(option_of({"--device", "cpu", "--stem-space-to-depth", "--stem-channels", "4"}), "--stem-space-to-depth");
   EXPECT_EQ(option_of({"--device", "tpu"}), "--device");
   EXPECT_EQ(option_of({"--device", "cpu", "--arch", "resnet20", "--image-size", "2"}), "--image-size");
   EXPECT_EQ(option_of({"--device", "cpu", "--top", "0"}), "--top");

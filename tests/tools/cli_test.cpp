@@ -138,6 +138,12 @@ TEST(CliTrain, BadValuesNameTheFlag) {
             "--conv-algo: expected heuristic, measure, fastest or heuristic-any, got 'quick'");
   EXPECT_EQ(error_of(base({"--stem-channels", "2"}), "--stem-channels"),
             "--stem-channels must be 0 (off) or 3..64 (got 2)");
+  EXPECT_EQ(error_of(base({"--arch", "resnet20", "--stem-space-to-depth"}), "--stem-space-to-depth"),
+            "--stem-space-to-depth needs a stride-2 stem (the ImageNet nets); resnet20's is stride 1");
+  EXPECT_EQ(error_of(base({"--arch", "resnet18", "--stem-space-to-depth", "--stem-channels", "4"}),
+                     "--stem-space-to-depth"),
+            "--stem-space-to-depth and --stem-channels exclude each other (the blocks' 12 channels are padded to 16 "
+            "already)");
   EXPECT_EQ(error_of(base({"--bn-kernels", "fast"}), "--bn-kernels"),
             "--bn-kernels: expected auto, lockstep, scalar or cudnn, got 'fast'");
   EXPECT_EQ(error_of(base({"--bn-kernels", "cudnn"}), "--bn-kernels"),

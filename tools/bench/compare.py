@@ -33,10 +33,11 @@ def ips(j):
 
 
 def options(j):
-    """lockstep's cuDNN algorithm choice (--conv-algo), padded stem, BN kernels and CUDA graphs, where
+    """lockstep's cuDNN algorithm choice (--conv-algo), padded or space-to-depth stem, BN kernels and CUDA graphs, where
     the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
     out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
+    out += ", stem space-to-depth" if j.get("stem_space_to_depth") else ""
     bn = j.get("bn_kernels")
     if bn == "auto" and j.get("bn_kernels_used"):  # what auto resolved to
         out += f", bn auto ({j['bn_kernels_used']})"

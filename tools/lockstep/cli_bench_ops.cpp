@@ -42,6 +42,8 @@ cxxopts::Options bench_ops_options() {
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
      cxxopts::value<std::string>()->default_value("0"))
+    ("stem-space-to-depth", "run the stem's stride-2 convolution as a stride-1 one over 2x2 blocks (as lockstep "
+                            "train's)")
     ("bn-kernels", "training batch norm on CUDA: auto, lockstep, scalar or cudnn (as lockstep train's)",
      cxxopts::value<std::string>()->default_value(bn_kernels_name(BenchOpsConfig{}.bn_kernels)))
     ("warmup", "untimed forward + backward passes first", cxxopts::value<std::string>()->default_value("2"))
@@ -185,6 +187,12 @@ BenchOpsConfig parse_bench_ops_args(int argc, const char* const* argv, std::ostr
   c.stem_channels = static_cast<int>(parse_int_option("--stem-channels", r["stem-channels"].as<std::string>(), 0, 64));
   if (c.stem_channels != 0 && c.stem_channels < 3)
     throw ConfigError("--stem-channels", "--stem-channels must be 0 (off) or 3..64 (got " + std::to_string(c.stem_channels) + ")");
+  c.stem_space_to_depth = r.count("stem-space-to-depth") > 0;
+  if (c.stem_space_to_depth && c.stem_channels != 0)
+    throw ConfigError("--stem-space-to-depth", "--stem-space-to-depth and --stem-channels exclude each other");
+  if (c.stem_space_to_depth && arch->family != nets::ArchFamily::imagenet && arch->family != nets::ArchFamily::tiny_nobn)
+    throw ConfigError("--stem-space-to-depth", "--stem-space-to-depth needs a stride-2 stem (the ImageNet nets); " +
+                                                   c.arch + "'s is stride 1");
   try {
     c.bn_kernels = parse_bn_kernels(r["bn-kernels"].as<std::string>());
   } catch (const Error& e) {
@@ -220,6 +228,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   mo.dtype = c.precision;
   mo.search = c.conv_algo;
   mo.stem_channels = c.stem_channels;
+  mo.stem_space_to_depth = c.stem_space_to_depth;
   mo.bn_kernels = c.bn_kernels;
   nets::Model model(mo);
   model.setup(ctx);
@@ -336,6 +345,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["precision"] = precision_name(c.precision);
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
+    j["stem_space_to_depth"] = c.stem_space_to_depth;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["bn_kernels_used"] = model.bn_kernels_used();
     j["image_size"] = c.image_size;

@@ -35,6 +35,7 @@ struct BenchOpsConfig {
   DType precision = DType::f32;
   ConvAlgoSearch conv_algo = ConvAlgoSearch::heuristic;  // as lockstep train's default
   int stem_channels = 0;                                   // ModelOptions::stem_channels
+  bool stem_space_to_depth = false;                        // ModelOptions::stem_space_to_depth
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;  // ModelOptions::bn_kernels
   int warmup = 2;        // untimed forward + backward passes
   int iters = 5;         // timed passes (each: one untimed by layer, one timed layer by layer)

@@ -493,6 +493,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["precision"] = precision_name(c.precision);
     j["conv_algo"] = conv_algo_name(c.conv_algo);
     j["stem_channels"] = c.stem_channels;
+    j["stem_space_to_depth"] = c.stem_space_to_depth;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["bn_kernels_used"] = bn_used;
     j["cuda_graph"] = c.cuda_graph;

@@ -51,6 +51,9 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("stem-channels", "pad the images' 3 channels with zeros to N for the first convolution (4 or 8: cuDNN's "
                       "fast NHWC kernels; the same function and weights); 0: no padding",
      cxxopts::value<std::string>()->default_value(show(d.stem_channels)))
+    ("stem-space-to-depth", "run the stem's 7x7 stride-2 convolution as a 4x4 stride-1 one over the images' "
+                            "2x2 blocks (12 channels, padded to 16 for cuDNN's tensor cores; the same function "
+                            "and weights; ImageNet nets)")
     ("bn-kernels", "training batch norm on CUDA: auto (cuDNN's for bf16/fp16 layers with channels in 8s, "
                    "else lockstep's), lockstep (our kernels; the same bits every run), scalar (ours one "
                    "channel per thread: the slower path, to compare with) or cudnn (cuDNN's persistent NHWC "
@@ -280,6 +283,7 @@ void read_common(const Reader& in, TrainConfig& c, std::ostream& notes, const ch
   }
   c.conv_algo = in.as_enum("conv-algo", [](const std::string& t) { return parse_conv_algo(t); });
   c.stem_channels = in.as_int("stem-channels");
+  c.stem_space_to_depth = in.flag("stem-space-to-depth");
   c.bn_kernels = in.as_enum("bn-kernels", [](const std::string& t) { return parse_bn_kernels(t); });
   if (in.given("precision"))
     c.precision = in.as_enum("precision", [](const std::string& t) { return parse_dtype(t); });
@@ -394,6 +398,7 @@ TrainConfig apply_resume(const Reader& in, const TrainConfig& c, std::ostream& n
   take("precision", &TrainConfig::precision);
   take("conv-algo", &TrainConfig::conv_algo);
   take("stem-channels", &TrainConfig::stem_channels);
+  take("stem-space-to-depth", &TrainConfig::stem_space_to_depth);
   take("bn-kernels", &TrainConfig::bn_kernels);
   take("base-lr", &TrainConfig::base_lr);
   take("no-lr-scaling", &TrainConfig::lr_scaling);
