@@ -17,14 +17,15 @@
 # suite in full; LOCKSTEP_CHECK_TRAIN=0, LOCKSTEP_CHECK_BENCH=0, LOCKSTEP_CHECK_OPS=0,
 # LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
 # choose the race's rows (LOCKSTEP_CHECK_VARIANTS: lockstep option sets separated by ';');
-# LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
+# LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated, default --stem-space-to-depth) adds bench ops runs
+# beside the first variant's; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
 # Logs go to one $OUT/device-logs.tar.gz (the device tool brings back at most 8 files), the
-# summary and the bench JSON beside it.
+# summary and the race's table beside it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)          # repository root when run as .device/check.sh
 # The device tool brings back at most 8 files from $OUT: logs are written to a work folder and
-# packed into one $OUT/device-logs.tar.gz at the end (plus the summary and the bench JSON).
+# packed into one $OUT/device-logs.tar.gz at the end (plus the summary and the race's table).
 final_out=${OUT:-$root/device-logs}
 out=$(mktemp -d /tmp/lockstep-check.XXXXXX)
 mkdir -p "$final_out"
@@ -153,9 +154,10 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   # ';'; the first arch only), so the table shows what each choice buys: the defaults (BN kernels
   # auto: cuDNN's in bf16), our BN kernels (--bn-kernels lockstep) and their scalar form,
   # cuDNN's algorithm choice (--conv-algo; heuristic-any lets it take non-deterministic kernels,
-  # as PyTorch's cudnn.benchmark may), CUDA graphs, the stem's padded channels. Then each layer
-  # of the first arch (bench ops, slowest first) under the first variant.
-  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--bn-kernels lockstep;--bn-kernels scalar;--conv-algo heuristic-any;--cuda-graph;--stem-channels 4;--conv-algo measure}"
+  # as PyTorch's cudnn.benchmark may), CUDA graphs, the stem's space-to-depth form; most telling
+  # first, as the lease may end. Then each layer of the first arch (bench ops, slowest first)
+  # under the first variant and under each of LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated).
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--stem-space-to-depth;--conv-algo measure;--cuda-graph;--stem-space-to-depth --conv-algo measure --cuda-graph;--bn-kernels lockstep;--bn-kernels scalar}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then
@@ -186,12 +188,15 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   done
   if [ "${LOCKSTEP_CHECK_OPS:-1}" != 0 ]; then
     first=$(echo ${LOCKSTEP_CHECK_ARCHS:-resnet50} | awk '{print $1}')
-    read -r -a extra <<<"${variants[0]}"
-    timeout "$(tmo 120)" "$bin/lockstep" bench ops --device cuda --arch "$first" --batch-size 256 --precision bf16 \
-      "${extra[@]}" --top "${LOCKSTEP_CHECK_OPS_TOP:-25}" --json "$out/bench-ops-$first.json" >"$out/bench-ops-$first.log" 2>&1
-    rc=$?
-    [ $rc -ne 0 ] && status=1
-    note "lockstep bench ops $first ${variants[0]}: rc=$rc\n$(cat "$out/bench-ops-$first.log")"
+    IFS=';' read -r -a ops_variants <<<"${variants[0]};${LOCKSTEP_CHECK_OPS_VARIANTS---stem-space-to-depth}"
+    for i in "${!ops_variants[@]}"; do
+      read -r -a extra <<<"${ops_variants[$i]}"
+      timeout "$(tmo 120)" "$bin/lockstep" bench ops --device cuda --arch "$first" --batch-size 256 --precision bf16 \
+        "${extra[@]}" --top "${LOCKSTEP_CHECK_OPS_TOP:-25}" --json "$out/bench-ops-$first-$i.json" >"$out/bench-ops-$first-$i.log" 2>&1
+      rc=$?
+      [ $rc -ne 0 ] && status=1
+      note "lockstep bench ops $first ${ops_variants[$i]}: rc=$rc\n$(cat "$out/bench-ops-$first-$i.log")"
+    done
   fi
   if [ -n "$py" ] && [ -n "$compare" ]; then
     "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1
@@ -217,6 +222,8 @@ fi
 
 
 printf "\n== lockstep device check ==%b\n" "$summary" | tee "$out/summary.txt"
-cp "$out"/summary.txt "$out"/bench-*.json "$final_out"/ 2>/dev/null
+# Beside the packed logs (which hold every JSON), only what is read first: more than 8 files in
+# $OUT and the device tool leaves some behind.
+cp "$out"/summary.txt "$out"/bench-table.md "$final_out"/ 2>/dev/null
 [ $status -eq 0 ] && echo "RESULT: PASS" || echo "RESULT: FAIL"
 exit $status
