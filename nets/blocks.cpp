@@ -58,6 +58,7 @@ std::unique_ptr<ResidualBlock> ResidualBlock::bottleneck(const std::string& pref
 }
 
 Shape ResidualBlock::setup(SetupContext& s, const Shape& in) {
+  LS_CHECK(in.rank() == 4 && in[3] == in_c_, prefix_ << ": expects (N, H, W, " << in_c_ << ") input, got " << in.str());
   acts_ = &s.acts;
   temps_ = &s.temps;
   s.temps.rewind();

@@ -13,6 +13,11 @@ int TensorStore::add(Shape shape, DType dtype) {
   return static_cast<int>(entries_.size()) - 1;
 }
 
+void TensorStore::rewind() {
+  LS_CHECK(mode_ == Mode::shared, "TensorStore: rewind() of a persistent store would alias its tensors");
+  cursor_ = 0;
+}
+
 void TensorStore::allocate(Device device) {
   LS_CHECK(!allocated_, "TensorStore: allocated twice");
   buf_ = Buffer(device, size_);

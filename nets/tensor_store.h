@@ -17,8 +17,9 @@ class TensorStore {
 
   // Declares a tensor; returns its index. Only before allocate().
   int add(Shape shape, DType dtype);
-  // shared mode: the next declarations reuse the memory of the previous layer's.
-  void rewind() { cursor_ = 0; }
+  // shared mode: the next declarations reuse the memory of the previous layer's. A persistent
+  // store refuses (its tensors live from forward to backward and must never share memory).
+  void rewind();
   void allocate(Device device);
   Tensor operator[](int index) const;
   size_t bytes() const { return size_; }

@@ -365,7 +365,8 @@ void maxpool_backward_where(Context& ctx, const PoolShape& shape, const Tensor& 
   const PoolDims d = pool_dims(shape, dx);
   const int64_t n = dx.numel();
   if (n == 0) return;
-  const bool small = n < (int64_t(1) << 31) && dy.numel() < (int64_t(1) << 31);
+  // int indices while every index and the grid-stride step past the last stay below 2^31.
+  const bool small = n < (int64_t(1) << 30) && dy.numel() < (int64_t(1) << 30);
   const uint8_t* pw = where.data<uint8_t>();
   LS_FLOAT_DISPATCH(dy.dtype(), T, {
     constexpr int V = kVec<T>;
