@@ -158,6 +158,12 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as lockstep's
         torch.backends.cudnn.allow_tf32 = False
         torch.cuda.reset_peak_memory_stats(device)
+        # Device memory in use before the model, once the CUDA context exists (as lockstep
+        # measures it: the context is not counted, cuDNN's and cuBLAS's handles are).
+        torch.zeros(1, device=device)
+        torch.cuda.synchronize(device)
+        free, total = torch.cuda.mem_get_info(device)
+        used_before = total - free
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = make_model(a.arch, classes).to(device=device, memory_format=fmt)
@@ -227,14 +233,20 @@ def main(argv=None):
     profiled_s = (time.perf_counter() - start) / a.profile_steps if a.profile_steps else None
     total_steps = a.warmup + a.steps + a.profile_steps
     loss = loss_sum.item() / total_steps if total_steps else 0.0
-    ops = profile_ops(step, a.profile_ops, cuda) if a.profile_ops > 0 else None
 
     if cuda:
-        peak = torch.cuda.max_memory_allocated(device)
-        peak_kind = "torch.cuda.max_memory_allocated (tensors only, not the caching allocator's reserve or the CUDA context)"
+        # The same measure as lockstep's: device memory in use after the steps less before the
+        # model (the caching allocator's reserve, cuDNN's and cuBLAS's workspaces included). The
+        # tensors alone are tensor_peak_bytes.
+        free, total = torch.cuda.mem_get_info(device)
+        peak = max(total - free - used_before, 0)
+        peak_kind = "device memory in use after the steps less before setup (cudaMemGetInfo), largest per GPU"
+        tensor_peak = torch.cuda.max_memory_allocated(device)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         peak_kind = "peak resident set of the process (getrusage ru_maxrss)"
+    # After the memory reading: the profiler's own buffers are not the step's.
+    ops = profile_ops(step, a.profile_ops, cuda) if a.profile_ops > 0 else None
 
     s = sorted(step_s)
     median = lower_median(step_s)
@@ -272,6 +284,7 @@ def main(argv=None):
         "profiled_step_ms": profiled_s * 1e3 if P else None,
         "peak_memory_bytes": int(peak),
         "peak_memory_kind": peak_kind,
+        "tensor_peak_bytes": int(tensor_peak) if cuda else None,
         "loss": loss,
         "channels_last": channels_last,
         "torch": torch.__version__,
@@ -304,7 +317,8 @@ def main(argv=None):
         for o in ops[:25]:
             print(f"  {o['op']:<44} {o['calls']:8.0f} {o['ms']:10.3f} {100 * o['ms'] / total if total else 0:7.1f}")
         print(f"  sum of ops {total:.3f} ms ({len(ops)} op kinds)\n")
-    print(f"  peak memory {peak / 2**20:.1f} MiB ({peak_kind})")
+    print(f"  peak memory {peak / 2**20:.1f} MiB ({peak_kind})"
+          + (f"; tensors alone {tensor_peak / 2**20:.1f} MiB (torch.cuda.max_memory_allocated)" if cuda else ""))
     print(f"  training loss {loss:.4f} (mean over the run)")
     if a.json:
         with open(a.json, "w") as f:
