@@ -15,7 +15,7 @@
 # Knobs (for a short lease): LOCKSTEP_CHECK_DEADLINE=S ends every step within S seconds;
 # LOCKSTEP_CHECK_TESTS="nets_tests ..." runs only those binaries; LOCKSTEP_CHECK_ALL=1 runs every
 # suite in full; LOCKSTEP_CHECK_TRAIN=0, LOCKSTEP_CHECK_BENCH=0, LOCKSTEP_CHECK_OPS=0,
-# LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
+# LOCKSTEP_CHECK_DATA=0 (the race from real JPEGs), LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
 # choose the race's rows (LOCKSTEP_CHECK_VARIANTS: lockstep option sets separated by ';');
 # LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated, default --stem-space-to-depth) adds bench ops runs
 # beside the first variant's; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
@@ -202,6 +202,27 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
     "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1
     note "\n$(cat "$out/bench-table.md")"
   fi
+fi
+
+# Real JPEGs: can this machine's cores feed the GPU? A synthetic folder of ImageNet-sized JPEGs
+# (outside the logs), the loader alone (bench data), then the ResNet-50 step reading it.
+if [ "${LOCKSTEP_CHECK_DATA:-1}" != 0 ] && [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
+  jpegs=$(mktemp -d /tmp/lockstep-jpegs.XXXXXX)
+  threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+  if timeout "$(tmo 90)" "$bin/lockstep" dataset make-synthetic --out "$jpegs" --classes 10 --per-class 520 \
+      >"$out/make-synthetic.log" 2>&1; then
+    timeout "$(tmo 60)" "$bin/lockstep" bench data --data "$jpegs" --loader-threads "$threads" >"$out/bench-data.log" 2>&1
+    note "lockstep bench data, $threads loader threads: rc=$? $(grep -m1 -E 'images/s|img/s' "$out/bench-data.log")"
+    timeout "$(tmo 120)" "$bin/lockstep" bench train --device cuda --arch resnet50 --batch-size 256 --precision bf16 \
+      --data "$jpegs" --loader-threads "$threads" --warmup 3 --steps 10 --profile-steps 2 \
+      --json "$out/bench-lockstep-resnet50-jpegs.json" >"$out/bench-train-jpegs.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && status=1
+    note "lockstep bench train resnet50 bf16 batch 256 from JPEGs, $threads loader threads: rc=$rc $(grep -m1 'images/s' "$out/bench-train-jpegs.log" || tail -1 "$out/bench-train-jpegs.log") $(grep -m1 'data wait' "$out/bench-train-jpegs.log")"
+  else
+    note "dataset make-synthetic: failed or timed out ($(tail -1 "$out/make-synthetic.log"))"
+  fi
+  rm -rf "$jpegs"
 fi
 
 # Last, as it is the slowest: the kernel tests under compute-sanitizer (memcheck).
