@@ -19,8 +19,8 @@ namespace lockstep {
 // anything. The CUDA backend cannot throw from a kernel and never indexes with such a label: the
 // row's dlogits are written as 0, it counts as wrong for top-1 and top-5, and it adds NaN to the
 // loss sum so the bad batch is visible.
-// On CUDA the per-sample terms are added to stats with float atomics: the counts are exact, the
-// loss sum's last bits depend on the order in which samples finish.
+// On CUDA the per-sample terms are summed in a fixed order (per block, then the blocks' partials
+// by one warp): the same bits every run, though not the CPU's order of summation.
 void softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
                            float label_smoothing, float grad_scale, Tensor* dlogits, Tensor& stats);
 

@@ -20,6 +20,10 @@ struct CudaState {
   cudnnHandle_t cudnn = nullptr;    // null in a ContextLibraries::streams context
   cublasHandle_t cublas = nullptr;  // the same
   void* cublas_workspace = nullptr;  // ours, so cuBLAS never allocates inside a captured graph
+  // Per-block partial sums of small reductions that must not depend on the order in which blocks
+  // finish (the loss): kReduceScratchFloats floats, used on the compute stream only.
+  float* reduce_scratch = nullptr;
+  static constexpr int kReduceScratchFloats = 4096;
   int sm_count = 0;
 
   // The handles for an op; a streams-only context (parameter-server shards) has none.

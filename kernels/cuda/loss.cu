@@ -5,9 +5,10 @@
 //   pass 3: dlogits from the shared formulas of kernels/loss_math.h (skipped for evaluation).
 // Every read of a row ends at a block barrier before pass 3 writes it, so dlogits may alias
 // logits. Block reductions combine warps in a fixed order: per-sample values are deterministic.
-// Thread 0 of each block sums its samples' loss and counts, then adds them to stats with float
-// atomicAdd: the counts are exact integers in float, but the last bits of the loss sum depend on
-// the order in which blocks finish.
+// Thread 0 of each block sums its samples' loss and counts and writes them to the context's
+// reduce scratch (one slot per block, at most kLossBlocks blocks); a one-warp kernel then adds the
+// blocks' partials in a fixed order to stats. So the loss sum is the same bits every run, whatever
+// order the blocks finish in (float atomics would not be), and a captured graph replays it alike.
 // A label outside [0, K) is never used as an index: that row's dlogits are 0, it counts as wrong
 // for top-1 and top-5, and it adds NaN to the loss sum so the bad batch is visible (the CPU
 // backend throws instead).
@@ -26,6 +27,9 @@ namespace {
 
 constexpr int kLossThreads = 256;  // a multiple of 32
 constexpr int kWarps = kLossThreads / 32;
+// Blocks of the row kernel (each takes rows blockIdx.x, + gridDim.x, ...): three partials each.
+constexpr int kLossBlocks = 1024;
+static_assert(3 * kLossBlocks <= CudaState::kReduceScratchFloats, "the loss partials fit the scratch");
 
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
@@ -50,7 +54,7 @@ __device__ V block_reduce(V v, Op op, V* scratch) {
 template <typename T>
 __global__ void __launch_bounds__(kLossThreads)
 softmax_ce_kernel(const T* logits, const int32_t* __restrict__ labels, T* dlogits,
-                  float* __restrict__ stats, int N, int K, float smoothing, float grad_scale) {
+                  float* __restrict__ partials, int N, int K, float smoothing, float grad_scale) {
   __shared__ float scratch_f[kWarps];
   __shared__ int scratch_i[kWarps];
   const int k5 = ls_ce_top5_k(K);
@@ -95,10 +99,22 @@ softmax_ce_kernel(const T* logits, const int32_t* __restrict__ labels, T* dlogit
     // reads the scratch of this row when it is overwritten.
   }
   if (threadIdx.x == 0) {
-    atomicAdd(&stats[0], block_loss);
-    atomicAdd(&stats[1], block_top1);
-    atomicAdd(&stats[2], block_top5);
+    partials[3 * blockIdx.x + 0] = block_loss;
+    partials[3 * blockIdx.x + 1] = block_top1;
+    partials[3 * blockIdx.x + 2] = block_top5;
   }
+}
+
+// One warp: lane l sums the partials of blocks l, l + 32, ... in order, then the lanes combine in
+// a fixed butterfly; lane 0 adds the totals to stats. The same order every run.
+__global__ void loss_total_kernel(const float* __restrict__ partials, int blocks, float* __restrict__ stats) {
+  float s[3] = {0.f, 0.f, 0.f};
+  for (int b = threadIdx.x; b < blocks; b += 32)
+    for (int j = 0; j < 3; ++j) s[j] += partials[3 * b + j];
+  for (int o = 16; o > 0; o >>= 1)
+    for (int j = 0; j < 3; ++j) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+  if (threadIdx.x == 0)
+    for (int j = 0; j < 3; ++j) stats[j] += s[j];
 }
 
 }  // namespace
@@ -109,13 +125,17 @@ void softmax_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& lab
   LS_CHECK(N < (int64_t(1) << 31) && K < (int64_t(1) << 31),
            "softmax_cross_entropy: logits " << logits.shape().str() << " too large");
   if (N == 0) return;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(N, 65535LL * 8));
+  const int blocks = static_cast<int>(std::min<int64_t>(N, kLossBlocks));
+  float* partials = ctx.cuda().reduce_scratch;
+  LS_CHECK(partials, "softmax_cross_entropy: this cuda:" << ctx.cuda().device << " context has no reduce scratch");
   LS_FLOAT_DISPATCH(logits.dtype(), T, {
     softmax_ce_kernel<T><<<blocks, kLossThreads, 0, stream(ctx)>>>(
         static_cast<const T*>(logits.raw()), labels.data<int32_t>(),
-        dlogits ? static_cast<T*>(dlogits->raw()) : nullptr, stats.data<float>(), static_cast<int>(N),
-        static_cast<int>(K), label_smoothing, grad_scale);
+        dlogits ? static_cast<T*>(dlogits->raw()) : nullptr, partials, static_cast<int>(N), static_cast<int>(K),
+        label_smoothing, grad_scale);
   });
+  CUDA_CHECK_LAUNCH();
+  loss_total_kernel<<<1, 32, 0, stream(ctx)>>>(partials, blocks, stats.data<float>());
   CUDA_CHECK_LAUNCH();
 }
 

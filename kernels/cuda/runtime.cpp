@@ -89,6 +89,7 @@ std::unique_ptr<CudaState> make_state(int device, bool with_libraries) {
   constexpr size_t kCublasWorkspace = size_t{32} << 20;
   s->cublas_workspace = device_alloc(device, kCublasWorkspace);
   CUBLAS_CHECK(cublasSetWorkspace(s->cublas, s->cublas_workspace, kCublasWorkspace));
+  s->reduce_scratch = static_cast<float*>(device_alloc(device, sizeof(float) * CudaState::kReduceScratchFloats));
   // fp32 GEMMs stay fp32 (no TF32) so they are comparable with the CPU reference.
   CUBLAS_CHECK(cublasSetMathMode(s->cublas, CUBLAS_DEFAULT_MATH));
   return s;
@@ -100,6 +101,7 @@ void destroy_state(CudaState* s) noexcept {
   if (s->cublas) cublasDestroy(s->cublas);
   if (s->cudnn) cudnnDestroy(s->cudnn);
   if (s->cublas_workspace) cudaFree(s->cublas_workspace);
+  if (s->reduce_scratch) cudaFree(s->reduce_scratch);
   for (cudaStream_t st : {s->compute, s->comm, s->copy})
     if (st) cudaStreamDestroy(st);
 }

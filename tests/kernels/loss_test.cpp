@@ -284,6 +284,35 @@ TEST_P(SoftmaxCrossEntropyCuda, MatchesCpu) {
   }
 }
 
+// The loss sum is reduced in a fixed order (kernels/cuda/loss.cu): repeated runs give the same
+// bits, with more samples than the kernel has blocks (several rows per block) and with fewer.
+TEST_P(SoftmaxCrossEntropyCuda, LossSumIsTheSameBitsEveryRun) {
+  LS_REQUIRE_GPU();
+  const DType dt = GetParam();
+  Context cpu(Device::cpu());
+  Context gpu(Device::cuda(0));
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{5000, 1000}, {257, 10}}) {
+    std::vector<float> z = test::rounded(test::random_floats(N * K, 21, -4.f, 4.f), dt);
+    std::vector<int32_t> y = random_labels(N, K, 22);
+    OwnedTensor dz = test::device_tensor(gpu, {N, K}, z, dt), dy = device_labels(gpu, y);
+    OwnedTensor dd(gpu.device(), {N, K}, dt);
+    Tensor ddv = dd;
+    std::vector<float> first;
+    for (int run = 0; run < 5; ++run) {
+      OwnedTensor ds = test::device_tensor(gpu, {3}, {0.f, 0.f, 0.f});
+      softmax_cross_entropy(gpu, dz, dy, 0.1f, 1.f / N, &ddv, ds);
+      const std::vector<float> s = test::to_host_f32(gpu, ds);
+      if (run == 0) first = s;
+      else EXPECT_EQ(s, first) << "N " << N << " run " << run;  // bit for bit: float == on each
+    }
+    OwnedTensor hz = test::host_tensor({N, K}, z), hy = label_tensor(y);
+    OwnedTensor hs = test::host_tensor({3}, {0.f, 0.f, 0.f});
+    softmax_cross_entropy(cpu, hz, hy, 0.1f, 1.f / N, nullptr, hs);
+    EXPECT_NEAR(first[0], test::host_values(hs)[0], 1e-4 * std::fabs(test::host_values(hs)[0])) << "N " << N;
+    EXPECT_EQ(first[1], test::host_values(hs)[1]) << "N " << N;
+  }
+}
+
 TEST_P(SoftmaxCrossEntropyCuda, DlogitsMayAliasLogits) {
   LS_REQUIRE_GPU();
   const DType dt = GetParam();
