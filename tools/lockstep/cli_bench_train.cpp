@@ -232,11 +232,17 @@ BenchTrainConfig parse_bench_train_args(int argc, const char* const* argv, std::
   // beyond the run).
   if (!data && !synthetic) train.push_back("--synthetic");
   for (const std::string& s : {std::string("--epochs"), std::string("1"), std::string("--steps-per-epoch"),
-                               std::to_string(data ? 0 : total + 1), std::string("--eval-steps"), std::string("0"),
-                               std::string("--no-checkpoint"), std::string("--no-tensorboard"),
-                               std::string("--log-every"), std::to_string(total + 1),
+                               std::to_string(data ? 0 : total + 1), std::string("--no-checkpoint"),
+                               std::string("--no-tensorboard"), std::string("--log-every"), std::to_string(total + 1),
                                std::string("--stop-after"), std::to_string(total)})
     train.push_back(s);
+  // Synthetic validation batches: none. A data folder's evaluation (its whole val/ split) comes
+  // only at an epoch's end, which --stop-after never reaches (and --eval-steps would only draw
+  // lockstep train's note that it counts synthetic batches).
+  if (!data) {
+    train.push_back("--eval-steps");
+    train.push_back("0");
+  }
   if (!warmup_epochs) {  // the default 5 would be capped to the one epoch, with a note; say it directly
     train.push_back("--warmup-epochs");
     train.push_back("1");
