@@ -88,15 +88,17 @@ const char* conv_algo_name(ConvAlgoSearch s) {
     case ConvAlgoSearch::measure: return "measure";
     case ConvAlgoSearch::fastest: return "fastest";
     case ConvAlgoSearch::heuristic_any: return "heuristic-any";
+    case ConvAlgoSearch::graph: return "graph";
+    case ConvAlgoSearch::graph_measure: return "graph-measure";
   }
   return "?";
 }
 
 ConvAlgoSearch parse_conv_algo(const std::string& text) {
   for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest,
-                           ConvAlgoSearch::heuristic_any})
+                           ConvAlgoSearch::heuristic_any, ConvAlgoSearch::graph, ConvAlgoSearch::graph_measure})
     if (text == conv_algo_name(s)) return s;
-  throw Error("expected heuristic, measure, fastest or heuristic-any, got '" + text + "'");
+  throw Error("expected heuristic, measure, fastest, heuristic-any, graph or graph-measure, got '" + text + "'");
 }
 
 ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgoSearch search,

@@ -54,8 +54,13 @@ struct ConvPlan {
 //    cudnn.benchmark: the fastest, but not even one run repeats bit for bit;
 //  - heuristic-any: cuDNN's ranking with non-deterministic algorithms allowed (cuDNN's fastest
 //    backward-filter and backward-data kernels often use atomics): as cheap to plan as heuristic,
-//    not bit-repeatable.
-enum class ConvAlgoSearch { heuristic, measure, fastest, heuristic_any };
+//    not bit-repeatable;
+//  - graph: cuDNN's graph API (kernels/cuda/conv_graph.h), the first deterministic engine
+//    configuration its heuristics rank for each direction; a direction it cannot plan runs the
+//    legacy heuristic choice;
+//  - graph-measure: the same, the first four qualifying configurations timed once per plan, the
+//    fastest kept (as PyTorch's cudnn.benchmark over the same API).
+enum class ConvAlgoSearch { heuristic, measure, fastest, heuristic_any, graph, graph_measure };
 
 const char* conv_algo_name(ConvAlgoSearch s);
 // "heuristic" | "measure" | "fastest" | "heuristic-any"; throws Error otherwise.

@@ -18,6 +18,10 @@
 //    algorithms are preferred (ALGO_0 / ALGO_3 accumulate with atomics): a run must repeat
 //    bit for bit; a non-deterministic one is taken only when no deterministic one fits.
 //  - The workspace is the largest of the three, reserved on the context at plan time.
+//  - --conv-algo graph | graph-measure plan each direction through cuDNN's graph API as well
+//    (kernels/cuda/conv_graph.h; backward-data twice: overwriting and accumulating) and run
+//    those plans; a direction the graph API cannot plan runs the legacy heuristic choice, which
+//    is always made, and the plan's description says which ran and why.
 // The dispatcher (kernels/conv.cpp) has checked the shape, devices, dtypes and tensor shapes; only
 // the plan (made for cuDNN on this device, its workspace) is checked here.
 #include <algorithm>
@@ -33,6 +37,7 @@
 
 #include "kernels/conv.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/conv_graph.h"
 #include "kernels/cuda/conv_timing.h"
 #include "kernels/cuda/cuda_state.h"
 
@@ -51,6 +56,8 @@ struct CudnnConv {
   cudnnConvolutionBwdFilterAlgo_t bwd_filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
   size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
   bool fwd_det = true, bwd_data_det = true, bwd_filter_det = true;
+  // The graph API's plans (--conv-algo graph | graph-measure), where it could make them.
+  std::unique_ptr<GraphConv> g_fwd, g_bwd_data, g_bwd_data_acc, g_bwd_filter;
 
   CudnnConv() = default;
   CudnnConv(const CudnnConv&) = delete;
@@ -242,7 +249,9 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(std::max(max_bwd_filter, 1));
   int n_fwd = 0, n_bwd_data = 0, n_bwd_filter = 0;
 
-  const bool heuristic = search == ConvAlgoSearch::heuristic || search == ConvAlgoSearch::heuristic_any;
+  const bool graph = search == ConvAlgoSearch::graph || search == ConvAlgoSearch::graph_measure;
+  // The graph searches keep the legacy heuristic choice as their fallback.
+  const bool heuristic = search == ConvAlgoSearch::heuristic || search == ConvAlgoSearch::heuristic_any || graph;
   const bool any_determinism = search == ConvAlgoSearch::fastest || search == ConvAlgoSearch::heuristic_any;
   // cuDNN's ranking: the choice itself for heuristic searches, the candidates for measured ones.
   CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, c->x, c->w, c->fwd_conv, c->y, int(fwd.size()), &n_fwd,
@@ -369,9 +378,35 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
   std::ostringstream os;
   os << "fwd=" << algo_name(f.algo) << " bwd_data=" << algo_name(d.algo) << (d.deterministic ? "" : "(nondet)")
      << " bwd_filter=" << algo_name(g.algo) << (g.deterministic ? "" : "(nondet)")
-     << " math=" << math_name(f.math) << "/" << math_name(d.math) << "/" << math_name(g.math)
-     << " ws=" << megabytes(plan.workspace_bytes)
-     << " search=" << conv_algo_name(search);
+     << " math=" << math_name(f.math) << "/" << math_name(d.math) << "/" << math_name(g.math);
+  if (graph) {
+    const bool measure = search == ConvAlgoSearch::graph_measure;
+    // Each direction's graph plan, or the reason it has none (the legacy choice above runs).
+    auto try_graph = [&](ConvDirection dir, float beta, const char* label) -> std::unique_ptr<GraphConv> {
+      std::string why;
+      std::unique_ptr<GraphConv> gc;
+      try {
+        std::unique_lock<std::mutex> lock(measured_mutex, std::defer_lock);  // one timing per GPU at a time
+        if (measure) lock.lock();
+        gc = plan_graph_conv(ctx, shape, dtype, dir, beta, measure, workspace_limit, &why);
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      if (gc) {
+        os << " graph." << label << "=eng" << gc->engine << "#" << gc->rank;
+        if (gc->ms >= 0) os << "(" << gc->ms << "ms)";
+        plan.workspace_bytes = std::max(plan.workspace_bytes, static_cast<size_t>(gc->workspace));
+      } else {
+        os << " graph." << label << "=legacy(" << why << ")";
+      }
+      return gc;
+    };
+    c->g_fwd = try_graph(ConvDirection::forward, 0.f, "fwd");
+    c->g_bwd_data = try_graph(ConvDirection::backward_data, 0.f, "bwd_data");
+    c->g_bwd_data_acc = try_graph(ConvDirection::backward_data, 1.f, "bwd_data_acc");
+    c->g_bwd_filter = try_graph(ConvDirection::backward_filter, 0.f, "bwd_filter");
+  }
+  os << " ws=" << megabytes(plan.workspace_bytes) << " search=" << conv_algo_name(search);
   plan.algorithms = os.str();
   // LOCKSTEP_CONV_LOG=1: every plan's choice on stderr, with cuDNN's time and rank for each
   // direction (how a measured choice can be checked against the heuristic one).
@@ -386,6 +421,10 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
 
 void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& w, Tensor& y) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_forward");
+  if (c.g_fwd) {
+    CUDNN_CHECK(c.g_fwd->run(ctx.cuda().cudnn_handle(), x.raw(), w.raw(), y.raw(), ctx.workspace()));
+    return;
+  }
   const float one = 1.0f, zero = 0.0f;  // float scalars: the compute type is CUDNN_DATA_FLOAT
   CUDNN_CHECK(cudnnConvolutionForward(ctx.cuda().cudnn_handle(), &one, c.x, x.raw(), c.w, w.raw(), c.fwd_conv, c.fwd,
                                       ctx.workspace(), c.fwd_ws, &zero, c.y, y.raw()));
@@ -394,6 +433,10 @@ void conv2d_forward(Context& ctx, const ConvPlan& plan, const Tensor& x, const T
 void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, const Tensor& w, Tensor& dx,
                           bool accumulate) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_data");
+  if (const GraphConv* g = accumulate ? c.g_bwd_data_acc.get() : c.g_bwd_data.get()) {
+    CUDNN_CHECK(g->run(ctx.cuda().cudnn_handle(), dx.raw(), w.raw(), dy.raw(), ctx.workspace()));
+    return;
+  }
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;  // cuDNN blends dx = result + beta * dx
   CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cuda().cudnn_handle(), &one, c.w, w.raw(), c.y, dy.raw(), c.bwd_data_conv,
                                            c.bwd_data, ctx.workspace(), c.bwd_data_ws, &beta, c.x, dx.raw()));
@@ -401,6 +444,10 @@ void conv2d_backward_data(Context& ctx, const ConvPlan& plan, const Tensor& dy, 
 
 void conv2d_backward_filter(Context& ctx, const ConvPlan& plan, const Tensor& x, const Tensor& dy, Tensor& dw) {
   const CudnnConv& c = backend_of(ctx, plan, "conv2d_backward_filter");
+  if (c.g_bwd_filter) {
+    CUDNN_CHECK(c.g_bwd_filter->run(ctx.cuda().cudnn_handle(), x.raw(), dw.raw(), dy.raw(), ctx.workspace()));
+    return;
+  }
   const float one = 1.0f, zero = 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cuda().cudnn_handle(), &one, c.x, x.raw(), c.y, dy.raw(),
                                              c.bwd_filter_conv, c.bwd_filter, ctx.workspace(), c.bwd_filter_ws,

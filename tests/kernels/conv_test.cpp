@@ -14,6 +14,9 @@
 #include "kernels/copy.h"
 #include "kernels/cpu/conv_direct.h"
 #include "tests/kernels/test_util.h"
+#if LOCKSTEP_HAVE_CUDA
+#include "kernels/cuda/conv_graph.h"
+#endif
 
 namespace lockstep {
 namespace {
@@ -643,11 +646,56 @@ TEST(ConvCuda, Bf16HeuristicAnyMatchesCpu) {
   check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::heuristic_any);
 }
 
+// The graph API's plans (kernels/cuda/conv_graph.h), every direction against the CPU; whatever
+// the graph API could not plan runs the legacy choice, which the next test rules out.
+TEST(ConvCuda, F32GraphMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::f32, ConvAlgoSearch::graph);
+}
+TEST(ConvCuda, Bf16GraphMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::graph);
+}
+TEST(ConvCuda, Bf16GraphMeasureMatchesCpu) {
+  LS_REQUIRE_GPU();
+  check_gpu_against_cpu(DType::bf16, ConvAlgoSearch::graph_measure);
+}
+
+#if LOCKSTEP_HAVE_CUDA
+// cuDNN checks a graph operation's shapes when it is finalized, which needs no GPU: every
+// direction of every test shape, in each dtype and with either beta, passes that check here.
+TEST(ConvGraph, EveryDirectionsOperationFinalizesWithoutAGpu) {
+  for (const GpuCase& c : gpu_cases())
+    for (DType dt : {DType::f32, DType::bf16, DType::f16})
+      for (cuda::ConvDirection dir : {cuda::ConvDirection::forward, cuda::ConvDirection::backward_data,
+                                      cuda::ConvDirection::backward_filter})
+        for (float beta : {0.f, 1.f}) {
+          std::string why;
+          const cuda::ConvOperation op = cuda::make_conv_operation(c.s, dt, dir, beta, &why);
+          EXPECT_TRUE(op.op) << c.name << " " << dtype_name(dt) << " " << cuda::direction_name(dir) << ": " << why;
+          EXPECT_EQ(op.keep.size(), 4u);  // x, w, y and the convolution descriptor
+        }
+}
+#endif
+
+// On a ResNet shape in bf16 the graph API plans all four directions itself (forward, backward-
+// data overwriting and accumulating, backward-filter): a fallback names its reason here.
+TEST(ConvCuda, GraphSearchPlansEveryDirection) {
+  LS_REQUIRE_GPU();
+  Context gpu(Device::cuda(0));
+  for (ConvAlgoSearch search : {ConvAlgoSearch::graph, ConvAlgoSearch::graph_measure}) {
+    const ConvPlan plan = plan_conv2d(gpu, conv_shape(8, 14, 14, 64, 64, 3, 3, 1, 1, 1, 1), DType::bf16, search);
+    for (const char* dir : {"graph.fwd=eng", "graph.bwd_data=eng", "graph.bwd_data_acc=eng", "graph.bwd_filter=eng"})
+      EXPECT_NE(plan.algorithms.find(dir), std::string::npos) << dir << " in " << plan.algorithms;
+  }
+}
+
 TEST(ConvAlgoSearchName, ParsesAndNames) {
   for (ConvAlgoSearch s : {ConvAlgoSearch::heuristic, ConvAlgoSearch::measure, ConvAlgoSearch::fastest,
-                           ConvAlgoSearch::heuristic_any})
+                           ConvAlgoSearch::heuristic_any, ConvAlgoSearch::graph, ConvAlgoSearch::graph_measure})
     EXPECT_EQ(parse_conv_algo(conv_algo_name(s)), s);
   EXPECT_STREQ(conv_algo_name(ConvAlgoSearch::heuristic_any), "heuristic-any");
+  EXPECT_STREQ(conv_algo_name(ConvAlgoSearch::graph_measure), "graph-measure");
   EXPECT_THROW(parse_conv_algo("heuristic_any"), Error);
 }
 

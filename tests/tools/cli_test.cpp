@@ -135,7 +135,7 @@ TEST(CliTrain, BadValuesNameTheFlag) {
   };
   EXPECT_EQ(error_of(base({"--batch-size", "0"}), "--batch-size"), "--batch-size must be > 0 (got 0)");
   EXPECT_EQ(error_of(base({"--conv-algo", "quick"}), "--conv-algo"),
-            "--conv-algo: expected heuristic, measure, fastest or heuristic-any, got 'quick'");
+            "--conv-algo: expected heuristic, measure, fastest, heuristic-any, graph or graph-measure, got 'quick'");
   EXPECT_EQ(error_of(base({"--stem-channels", "2"}), "--stem-channels"),
             "--stem-channels must be 0 (off) or 3..64 (got 2)");
   EXPECT_EQ(error_of(base({"--arch", "resnet20", "--stem-space-to-depth"}), "--stem-space-to-depth"),

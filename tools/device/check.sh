@@ -152,12 +152,13 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
   pairs=()
   # Each arch: PyTorch once, lockstep once per variant (extra `bench train` options, separated by
   # ';'; the first arch only), so the table shows what each choice buys: the defaults (BN kernels
-  # auto: cuDNN's in bf16), our BN kernels (--bn-kernels lockstep) and their scalar form,
-  # cuDNN's algorithm choice (--conv-algo; heuristic-any lets it take non-deterministic kernels,
-  # as PyTorch's cudnn.benchmark may), CUDA graphs, the stem's space-to-depth form; most telling
-  # first, as the lease may end. Then each layer of the first arch (bench ops, slowest first)
-  # under the first variant and under each of LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated).
-  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--stem-space-to-depth;--conv-algo measure;--cuda-graph;--stem-space-to-depth --conv-algo measure --cuda-graph;--bn-kernels lockstep;--bn-kernels scalar}"
+  # auto: cuDNN's in bf16), the stem's space-to-depth form, cuDNN's algorithm choice (--conv-algo:
+  # our timing of the legacy API's candidates, or the graph API's engines ranked or timed as
+  # PyTorch's cudnn.benchmark does), CUDA graphs, the promising ones together, our BN kernels
+  # (--bn-kernels lockstep); most telling first, as the lease may end. Then each layer of the
+  # first arch (bench ops, slowest first) under the first variant and under each of
+  # LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated).
+  IFS=';' read -r -a variants <<<"${LOCKSTEP_CHECK_VARIANTS:---conv-algo heuristic;--stem-space-to-depth;--conv-algo measure;--conv-algo graph-measure;--conv-algo graph;--cuda-graph;--stem-space-to-depth --conv-algo measure --cuda-graph;--stem-space-to-depth --conv-algo graph-measure --cuda-graph;--bn-kernels lockstep}"
   for arch in ${LOCKSTEP_CHECK_ARCHS:-resnet50 resnet18}; do
     args=(--device cuda --arch "$arch" --batch-size 256 --precision bf16 --warmup 5 --steps 20 --profile-steps 5)
     if [ -n "$py" ] && [ -n "$torch_bench" ] && "$py" -c "import torch, torchvision" 2>/dev/null; then

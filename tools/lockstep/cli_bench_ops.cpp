@@ -38,7 +38,8 @@ cxxopts::Options bench_ops_options() {
     ("classes", "number of classes (default: 1000 for ImageNet nets, 10 for CIFAR nets and tiny)", cxxopts::value<std::string>())
     ("device", "cpu, cuda or cuda:N (default: cuda when a GPU is usable, else cpu)", cxxopts::value<std::string>())
     ("precision", "bf16, fp16 or fp32 on cuda; the CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
-    ("conv-algo", "cuDNN algorithms: heuristic, measure, fastest or heuristic-any (as lockstep train's)",
+    ("conv-algo", "cuDNN algorithms: heuristic, measure, fastest, heuristic-any, graph or graph-measure (as "
+                  "lockstep train's)",
      cxxopts::value<std::string>()->default_value(conv_algo_name(BenchOpsConfig{}.conv_algo)))
     ("stem-channels", "pad the images' channels with zeros to N for the stem's convolution (0: off)",
      cxxopts::value<std::string>()->default_value("0"))

@@ -47,7 +47,10 @@ void add_common(cxxopts::Options& o, const TrainConfig& d, int64_t eval_steps_de
     ("precision", "GPU activations: bf16, fp16 or fp32; CPU is fp32 (default: bf16 on cuda, fp32 on cpu)", cxxopts::value<std::string>())
     ("conv-algo", "cuDNN algorithms: heuristic (cuDNN's ranking; the same bits every run), measure (time "
                   "each candidate once per shape; deterministic ones), fastest (also non-deterministic ones; "
-                  "not bit-reproducible) or heuristic-any (cuDNN's ranking, non-deterministic ones allowed)", cxxopts::value<std::string>()->default_value(conv_algo_name(d.conv_algo)))
+                  "not bit-reproducible), heuristic-any (cuDNN's ranking, non-deterministic ones allowed), graph "
+                  "(cuDNN's graph API: its heuristics' first deterministic engine) or graph-measure (its first four "
+                  "timed, as PyTorch's cudnn.benchmark)",
+     cxxopts::value<std::string>()->default_value(conv_algo_name(d.conv_algo)))
     ("stem-channels", "pad the images' 3 channels with zeros to N for the first convolution (4 or 8: cuDNN's "
                       "fast NHWC kernels; the same function and weights); 0: no padding",
      cxxopts::value<std::string>()->default_value(show(d.stem_channels)))
