@@ -58,8 +58,9 @@ struct ConvPlan {
 //  - graph: cuDNN's graph API (kernels/cuda/conv_graph.h), the first deterministic engine
 //    configuration its heuristics rank for each direction; a direction it cannot plan runs the
 //    legacy heuristic choice;
-//  - graph-measure: the same, the first four qualifying configurations timed once per plan, the
-//    fastest kept (as PyTorch's cudnn.benchmark over the same API).
+//  - graph-measure: the same, the first four qualifying configurations timed once per shape for
+//    the process, the fastest kept (as PyTorch's cudnn.benchmark over the same API); as with
+//    measure, two runs may pick differently on a close call.
 enum class ConvAlgoSearch { heuristic, measure, fastest, heuristic_any, graph, graph_measure };
 
 const char* conv_algo_name(ConvAlgoSearch s);

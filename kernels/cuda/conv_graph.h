@@ -2,7 +2,8 @@
 // an operation graph of the single convolution, the engine configurations cuDNN's heuristics
 // rank for it (mode A, then the fallback list), the first that qualifies and builds an
 // execution plan (graph), or the fastest of the first few timed (graph-measure, as PyTorch's
-// cudnn.benchmark over the same API). Qualifies: deterministic, no TF32 for f32 data (no tensor
+// cudnn.benchmark over the same API; the winner kept per shape for the process, so a net's
+// repeated shapes are timed once and run the same engine). Qualifies: deterministic, no TF32 for f32 data (no tensor
 // core or down-converting engine), no runtime compilation, a workspace within the limit.
 // The legacy API (kernels/cuda/conv.cpp) runs whatever this cannot plan.
 #pragma once
