@@ -19,6 +19,7 @@
 
 namespace lockstep::cuda {
 
+// In this order: conv_graph.cpp indexes its table of attribute names by it.
 enum class ConvDirection { forward, backward_data, backward_filter };
 
 // The tensors' unique ids in every direction's graph and variant pack: x (dx), w (dw), y (dy).
