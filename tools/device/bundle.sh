@@ -14,7 +14,7 @@ build=${1:-build}
 [ -d "$build" ] || { echo "bundle: no build directory '$build' (cmake --workflow --preset default first)" >&2; exit 1; }
 rm -rf .device
 mkdir -p .device/bin .device/lib
-find "$build" -type f -executable \( -name '*_tests' -o -name lockstep \) -exec cp {} .device/bin/ \;
+find "$build" -type f -executable \( -name '*_tests' -o -name lockstep -o -name fusion_probe \) -exec cp {} .device/bin/ \;
 skip='^(libc|libm|libdl|librt|libpthread|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcudnn|libnccl|libcublas|libcublasLt|libcudart)\.'
 for b in .device/bin/*; do
   ldd "$b" | awk '/=> \//{print $1, $3}' | while read -r name path; do

@@ -15,7 +15,8 @@
 # Knobs (for a short lease): LOCKSTEP_CHECK_DEADLINE=S ends every step within S seconds;
 # LOCKSTEP_CHECK_TESTS="nets_tests ..." runs only those binaries; LOCKSTEP_CHECK_ALL=1 runs every
 # suite in full; LOCKSTEP_CHECK_TRAIN=0, LOCKSTEP_CHECK_BENCH=0, LOCKSTEP_CHECK_OPS=0,
-# LOCKSTEP_CHECK_DATA=0 (the race from real JPEGs), LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
+# LOCKSTEP_CHECK_DATA=0 (the race from real JPEGs), LOCKSTEP_CHECK_FUSION=0 (tools/device/
+# fusion_probe), LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
 # choose the race's rows (LOCKSTEP_CHECK_VARIANTS: lockstep option sets separated by ';');
 # LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated, default --stem-space-to-depth) adds bench ops runs
 # beside the first variant's; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
@@ -39,7 +40,7 @@ if [ "${1:-}" = "--build" ]; then
   cmake --build "$root/build-device" || exit 1
   bin="$root/build-device/bin-all"
   mkdir -p "$bin"
-  find "$root/build-device" -type f -executable \( -name '*_tests' -o -name lockstep \) -exec cp {} "$bin/" \;
+  find "$root/build-device" -type f -executable \( -name '*_tests' -o -name lockstep -o -name fusion_probe \) -exec cp {} "$bin/" \;
 fi
 [ -d "$bin" ] || { echo "check: no binaries in $bin (run tools/device/bundle.sh first)"; exit 1; }
 
@@ -203,6 +204,13 @@ if [ "${LOCKSTEP_CHECK_BENCH:-1}" != 0 ] && [ -x "$bin/lockstep" ]; then
     "$py" "$compare" "${pairs[@]}" >"$out/bench-table.md" 2>&1
     note "\n$(cat "$out/bench-table.md")"
   fi
+fi
+
+# Whether cuDNN here runs BN statistics and the BN + ReLU prologue inside the convolutions (the
+# fusions MLPerf's ResNets use), and at what cost against the plain convolutions.
+if [ "${LOCKSTEP_CHECK_FUSION:-1}" != 0 ] && [ -x "$bin/fusion_probe" ]; then
+  timeout "$(tmo "${LOCKSTEP_CHECK_FUSION_TIMEOUT:-150}")" "$bin/fusion_probe" >"$out/fusion_probe.log" 2>&1
+  note "fusion_probe: rc=$?\n$(cat "$out/fusion_probe.log")"
 fi
 
 # Real JPEGs: can this machine's cores feed the GPU? A synthetic folder of ImageNet-sized JPEGs
