@@ -188,6 +188,10 @@ Trainer::Trainer(const TrainConfig& c, Progress& progress, Processes* processes)
   // What --bn-kernels resolved to: worth a line only where there is a choice (CUDA).
   if (const std::string bn = workers_[0]->model().bn_kernels_used(); config_.device.is_cuda() && !bn.empty())
     progress_.message("batch norm kernels: " + bn + " (--bn-kernels " + bn_kernels_name(config_.bn_kernels) + ")");
+  // A graph search: how many convolution directions the graph API planned (the rest: legacy).
+  if (const std::string api = workers_[0]->model().conv_api_used(); !api.empty())
+    progress_.message("convolutions: cuDNN's " + api + " directions (--conv-algo " +
+                      conv_algo_name(config_.conv_algo) + "; the rest through the legacy API)");
   if (c.sync == SyncKind::sign) {
     std::ostringstream os;
     os << "sync: sign (Signum momentum " << c.sign_momentum << ", "

@@ -41,6 +41,8 @@ struct ConvPlan {
   size_t workspace_bytes = 0;          // reserved on the context at plan time
   std::shared_ptr<void> backend;       // cuDNN descriptors and chosen algorithms (CUDA only)
   std::string algorithms;              // human-readable choice, for logs and `bench ops`
+  int graph_directions = 0;            // of the 4 (forward, backward-data twice, backward-filter): how
+                                       // many cuDNN's graph API planned (--conv-algo graph*; CUDA)
   unsigned cpu_direct = 0;             // CPU only: the passes off im2col+sgemm (cpu/conv_direct.h's Pass bits)
 };
 

@@ -38,6 +38,8 @@ Shape Conv2d::setup(SetupContext& s, const Shape& in) {
                                             << y_shape.str());
   }
   plan_ = plan_conv2d(s.ctx, cs, s.dtype, s.search);
+  s.conv_graph_directions += plan_.graph_directions;
+  s.conv_directions += 4;
   if (rearranged()) {
     acts_ = &s.acts;
     temps_ = &s.temps;

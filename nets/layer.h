@@ -42,6 +42,8 @@ struct SetupContext {
   BatchNormKernels bn_kernels = BatchNormKernels::automatic;  // whose training BN kernels (CUDA)
   // What the BN layers' plans resolved bn_kernels to: a count per BatchNormKernels value.
   std::array<int, 4> bn_planned{};
+  // The convolutions' directions cuDNN's graph API planned, of all of them (--conv-algo graph*).
+  int conv_graph_directions = 0, conv_directions = 0;
 };
 
 class Layer {

@@ -113,6 +113,8 @@ void Model::setup(Context& ctx) {
   }
   LS_CHECK(cur == output_shape(), "model output " << cur.str() << " is not " << output_shape().str());
   bn_planned_ = s.bn_planned;
+  conv_graph_directions_ = s.conv_graph_directions;
+  conv_directions_ = s.conv_directions;
   for (auto& layer : layers_)
     if (auto* b = dynamic_cast<ResidualBlock*>(layer.get())) residual_gammas_.push_back(b->last_bn().gamma());
   params_.allocate(ctx, opt_.dtype);
@@ -206,6 +208,11 @@ std::string Model::bn_kernels_used() const {
   std::string out;
   for (const auto& [n, k] : used) out += (out.empty() ? "" : ", ") + std::string(bn_kernels_name(k)) + " " + std::to_string(n);
   return out;
+}
+
+std::string Model::conv_api_used() const {
+  if (conv_graph_directions_ == 0) return "";
+  return "graph API " + std::to_string(conv_graph_directions_) + " of " + std::to_string(conv_directions_);
 }
 
 MemoryPlan Model::memory_plan() const {

@@ -95,6 +95,9 @@ class Model {
   // when all agree, else each with its count ("cudnn 52, lockstep 1"); "" without BN layers.
   // What --bn-kernels auto resolved to, for benches and logs.
   std::string bn_kernels_used() const;
+  // "graph API N of M" when --conv-algo graph* planned any direction through it (each conv has 4:
+  // forward, backward-data overwriting and accumulating, backward-filter), "" otherwise.
+  std::string conv_api_used() const;
   // nullptr (the default) switches timing off; the timer must outlive its use.
   void set_layer_timer(LayerTimer* timer) { timer_ = timer; }
 
@@ -110,6 +113,7 @@ class Model {
   OwnedTensor grad_a_, grad_b_;  // ping-pong buffers for the gradients between layers
   size_t workspace_bytes_ = 0;
   std::array<int, 4> bn_planned_{};
+  int conv_graph_directions_ = 0, conv_directions_ = 0;
   bool set_up_ = false;
   LayerTimer* timer_ = nullptr;
 };

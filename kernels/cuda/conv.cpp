@@ -405,6 +405,8 @@ ConvPlan plan_conv2d(Context& ctx, const ConvShape& shape, DType dtype, ConvAlgo
     c->g_bwd_data = try_graph(ConvDirection::backward_data, 0.f, "bwd_data");
     c->g_bwd_data_acc = try_graph(ConvDirection::backward_data, 1.f, "bwd_data_acc");
     c->g_bwd_filter = try_graph(ConvDirection::backward_filter, 0.f, "bwd_filter");
+    plan.graph_directions = int(c->g_fwd != nullptr) + int(c->g_bwd_data != nullptr) +
+                            int(c->g_bwd_data_acc != nullptr) + int(c->g_bwd_filter != nullptr);
   }
   os << " ws=" << megabytes(plan.workspace_bytes) << " search=" << conv_algo_name(search);
   plan.algorithms = os.str();

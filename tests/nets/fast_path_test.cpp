@@ -134,6 +134,28 @@ TEST(StemSpaceToDepth, OnTheGpuMatchesTheCpu) {
   for (float g : bf16.grads) ASSERT_TRUE(std::isfinite(g));
 }
 
+// --conv-algo graph on a model: every direction of every convolution through cuDNN's graph API
+// (resnet18: 20 convolutions, 4 directions each) on the GPU; the CPU has no such thing to report.
+TEST(ConvApi, GraphSearchPlansTheWholeModelThroughTheGraphApi) {
+  auto used = [](Device dev, DType dt, ConvAlgoSearch search) {
+    Context ctx(dev);
+    ModelOptions o;
+    o.arch = "resnet18";
+    o.classes = 10;
+    o.image_size = 32;
+    o.batch = 2;
+    o.dtype = dt;
+    o.search = search;
+    Model m(o);
+    m.setup(ctx);
+    return m.conv_api_used();
+  };
+  EXPECT_EQ(used(Device::cpu(), DType::f32, ConvAlgoSearch::graph), "");
+  if (!gpu_status().available) GTEST_SKIP() << "the CUDA half needs a GPU: " << gpu_status().reason;
+  EXPECT_EQ(used(Device::cuda(0), DType::bf16, ConvAlgoSearch::graph), "graph API 80 of 80");
+  EXPECT_EQ(used(Device::cuda(0), DType::bf16, ConvAlgoSearch::heuristic), "");
+}
+
 // --bn-kernels auto on a model: cuDNN's for every BN of a bf16 ResNet (channels in 8s), ours in
 // f32 and on the CPU; the model reports what its plans resolved to.
 TEST(BnKernels, AutoResolvesPerPrecisionAndDevice) {

@@ -36,6 +36,8 @@ def options(j):
     """lockstep's cuDNN algorithm choice (--conv-algo), padded or space-to-depth stem, BN kernels and CUDA graphs, where
     the JSON has them."""
     out = f", conv {j['conv_algo']}" if j.get("conv_algo") else ""
+    if j.get("conv_api_used"):  # how much of a graph search ran through the graph API
+        out += f" ({j['conv_api_used']})"
     out += f", stem {j['stem_channels']} ch" if j.get("stem_channels") else ""
     out += ", stem space-to-depth" if j.get("stem_space_to_depth") else ""
     bn = j.get("bn_kernels")

@@ -297,6 +297,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
   if (c.device.is_cpu()) out << ", " << available_cores() << " CPU thread(s)";
   if (const std::string used = model.bn_kernels_used(); !used.empty())
     out << "; BN kernels " << used << " (--bn-kernels " << bn_kernels_name(c.bn_kernels) << ")";
+  if (const std::string api = model.conv_api_used(); !api.empty()) out << "; convolution directions through cuDNN's " << api;
   out << "\n  " << c.warmup << " warm-up pass(es), " << c.iters
       << " timed pass(es); median per layer, the device waited for around every layer's call\n\n";
   char line[512];
@@ -349,6 +350,7 @@ int run_bench_ops(const BenchOpsConfig& c, std::ostream& out) {
     j["stem_space_to_depth"] = c.stem_space_to_depth;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["bn_kernels_used"] = model.bn_kernels_used();
+    j["conv_api_used"] = model.conv_api_used();
     j["image_size"] = c.image_size;
     j["classes"] = c.classes;
     j["batch"] = c.batch;

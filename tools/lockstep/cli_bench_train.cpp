@@ -451,6 +451,8 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
   out << "\n  data: " << data_desc << "; sync " << engine::sync_name(c.sync)
       << (world > 1 && !c.overlap ? " (no overlap)" : "");
   if (!bn_used.empty()) out << "; BN kernels " << bn_used << " (--bn-kernels " << bn_kernels_name(c.bn_kernels) << ")";
+  const std::string conv_api = trainer.worker(0).model().conv_api_used();
+  if (!conv_api.empty()) out << "; convolution directions through cuDNN's " << conv_api;
   out << "\n";
   if (c.cuda_graph)
     out << "  CUDA graphs: " << trainer.worker(0).graphs_captured()
@@ -502,6 +504,7 @@ int run_bench_train(const BenchTrainConfig& bc, std::ostream& out) {
     j["stem_space_to_depth"] = c.stem_space_to_depth;
     j["bn_kernels"] = bn_kernels_name(c.bn_kernels);
     j["bn_kernels_used"] = bn_used;
+    j["conv_api_used"] = conv_api;
     j["cuda_graph"] = c.cuda_graph;
     j["graphs_captured"] = trainer.worker(0).graphs_captured();
     j["image_size"] = c.image_size;
