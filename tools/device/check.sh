@@ -18,6 +18,7 @@
 # LOCKSTEP_CHECK_DATA=0 (the race from real JPEGs), LOCKSTEP_CHECK_FUSION=0 (tools/device/
 # fusion_probe), LOCKSTEP_CHECK_SANITIZER=0 skip those steps; LOCKSTEP_CHECK_ARCHS and LOCKSTEP_CHECK_VARIANTS
 # choose the race's rows (LOCKSTEP_CHECK_VARIANTS: lockstep option sets separated by ';');
+# LOCKSTEP_CHECK_SANITIZER_FILTER (a gtest filter) narrows the memcheck run;
 # LOCKSTEP_CHECK_OPS_VARIANTS (';'-separated, default --stem-space-to-depth) adds bench ops runs
 # beside the first variant's; LOCKSTEP_CHECK_*_TIMEOUT cap single steps.
 # Logs go to one $OUT/device-logs.tar.gz (the device tool brings back at most 8 files), the
@@ -240,8 +241,11 @@ if [ "${LOCKSTEP_CHECK_SANITIZER:-1}" = 0 ]; then
 elif command -v compute-sanitizer >/dev/null 2>&1 && [ -x "$bin/kernels_tests" ]; then
   # SgdCuda.GraphCaptureRefusesHostSync makes CUDA calls fail on purpose (a host sync inside a
   # capture must be refused), and memcheck counts every failed API call as an error.
+  # LOCKSTEP_CHECK_SANITIZER_FILTER narrows it (a gtest filter), e.g. to the kernels new since the
+  # last memcheck.
   timeout "$(tmo "${LOCKSTEP_CHECK_SANITIZER_TIMEOUT:-240}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$bin/kernels_tests" --gtest_brief=1 --gtest_filter='-SgdCuda.GraphCaptureRefusesHostSync' \
+    "$bin/kernels_tests" --gtest_brief=1 \
+    --gtest_filter="${LOCKSTEP_CHECK_SANITIZER_FILTER:-*}:-SgdCuda.GraphCaptureRefusesHostSync" \
     >"$out/kernels_tests.memcheck.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
