@@ -27,12 +27,7 @@ const char* direction_name(ConvDirection d) {
   return "?";
 }
 
-ConvOperation make_conv_operation(const ConvShape& s, DType dt, ConvDirection dir, float beta, std::string* why) {
-  ConvOperation out;
-  BackendDescriptor x = nhwc_tensor(kGraphX, dt, s.n, s.c, s.h, s.w);
-  BackendDescriptor w = nhwc_tensor(kGraphW, dt, s.k, s.c, s.r, s.s);
-  BackendDescriptor y = nhwc_tensor(kGraphY, dt, s.n, s.k, s.out_h(), s.out_w());
-
+BackendDescriptor conv_descriptor(const ConvShape& s) {
   BackendDescriptor conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
   conv.set_data_type(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_DATA_FLOAT);  // fp32 accumulation, as the legacy path
   const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
@@ -42,11 +37,15 @@ ConvOperation make_conv_operation(const ConvShape& s, DType dt, ConvDirection di
   conv.set_int64s(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, {s.stride_h, s.stride_w});
   conv.set_int64s(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, {s.pad_h, s.pad_w});
   conv.set_int64s(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, {s.pad_h, s.pad_w});
-  if (cudnnStatus_t st = conv.finalize(); st != CUDNN_STATUS_SUCCESS) {
-    *why = std::string("convolution descriptor: ") + cudnnGetErrorString(st) + " " + last_cudnn_error();
-    return out;
-  }
+  const cudnnStatus_t st = conv.finalize();
+  LS_CHECK(st == CUDNN_STATUS_SUCCESS, "cuDNN refused the convolution descriptor of " << s.str() << ": "
+                                                                                      << cudnnGetErrorString(st) << " "
+                                                                                      << last_cudnn_error());
+  return conv;
+}
 
+BackendDescriptor conv_operation(ConvDirection dir, const BackendDescriptor& x, const BackendDescriptor& w,
+                                 const BackendDescriptor& y, const BackendDescriptor& conv, float beta) {
   // Each direction's operation takes the same three tensors under its own attribute names.
   struct Names {
     cudnnBackendDescriptorType_t type;
@@ -75,6 +74,16 @@ ConvOperation make_conv_operation(const ConvShape& s, DType dt, ConvDirection di
   op.set_descriptor(n.conv, conv);
   op.set(n.alpha, CUDNN_TYPE_FLOAT, 1, &alpha);
   op.set(n.beta, CUDNN_TYPE_FLOAT, 1, &beta);
+  return op;
+}
+
+ConvOperation make_conv_operation(const ConvShape& s, DType dt, ConvDirection dir, float beta, std::string* why) {
+  ConvOperation out;
+  BackendDescriptor x = nhwc_tensor(kGraphX, dt, s.n, s.c, s.h, s.w);
+  BackendDescriptor w = nhwc_tensor(kGraphW, dt, s.k, s.c, s.r, s.s);
+  BackendDescriptor y = nhwc_tensor(kGraphY, dt, s.n, s.k, s.out_h(), s.out_w());
+  BackendDescriptor conv = conv_descriptor(s);
+  BackendDescriptor op = conv_operation(dir, x, w, y, conv, beta);
   if (cudnnStatus_t st = op.finalize(); st != CUDNN_STATUS_SUCCESS) {
     *why = std::string(direction_name(dir)) + " operation: " + cudnnGetErrorString(st) + " " + last_cudnn_error();
     return out;

@@ -44,6 +44,14 @@ class GraphConv {
   mutable const void* pack_ptrs_[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
+// The convolution descriptor of a shape (fp32 accumulation, cross-correlation, its strides and
+// symmetric padding), finalized; throws Error when cuDNN refuses it.
+BackendDescriptor conv_descriptor(const ConvShape& shape);
+// One direction's operation over x (dx), w (dw), y (dy) and a convolution descriptor, set but not
+// finalized (a caller decides what a refusal means). beta: 0 overwrites the output, 1 adds to it.
+BackendDescriptor conv_operation(ConvDirection dir, const BackendDescriptor& x, const BackendDescriptor& w,
+                                 const BackendDescriptor& y, const BackendDescriptor& conv, float beta);
+
 // The finalized operation of one direction (beta: 0 overwrites the output, 1 adds to it) and the
 // tensors and convolution descriptor it references; an empty op, and the reason in *why, when
 // cuDNN refuses it. Needs no GPU: cuDNN checks the shapes here.

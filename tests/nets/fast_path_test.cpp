@@ -5,6 +5,9 @@
 // whose training BN runs cuDNN's kernels (ModelOptions::bn_kernels) against the CPU.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+
 #include "nets/resnet.h"
 #include "tests/kernels/test_util.h"
 
@@ -55,6 +58,23 @@ std::vector<float> initial_params(const std::string& arch) {
   m.setup(ctx);
   m.init(ctx, 5, false);
   return test::host_values(m.params().params());
+}
+
+// What a resnet18 (10 classes, 32 px, batch 2) set up on `dev` in `dt` with `configure` applied
+// reports through `report` (the plans' choices; nothing runs).
+std::string planned_resnet18(Device dev, DType dt, const std::function<void(ModelOptions&)>& configure,
+                             const std::function<std::string(const Model&)>& report) {
+  Context ctx(dev);
+  ModelOptions o;
+  o.arch = "resnet18";
+  o.classes = 10;
+  o.image_size = 32;
+  o.batch = 2;
+  o.dtype = dt;
+  configure(o);
+  Model m(o);
+  m.setup(ctx);
+  return report(m);
 }
 
 TEST(StemChannels, PaddedStemIsTheSameFunctionOnTheCpu) {
@@ -138,17 +158,8 @@ TEST(StemSpaceToDepth, OnTheGpuMatchesTheCpu) {
 // (resnet18: 20 convolutions, 4 directions each) on the GPU; the CPU has no such thing to report.
 TEST(ConvApi, GraphSearchPlansTheWholeModelThroughTheGraphApi) {
   auto used = [](Device dev, DType dt, ConvAlgoSearch search) {
-    Context ctx(dev);
-    ModelOptions o;
-    o.arch = "resnet18";
-    o.classes = 10;
-    o.image_size = 32;
-    o.batch = 2;
-    o.dtype = dt;
-    o.search = search;
-    Model m(o);
-    m.setup(ctx);
-    return m.conv_api_used();
+    return planned_resnet18(dev, dt, [&](ModelOptions& o) { o.search = search; },
+                            [](const Model& m) { return m.conv_api_used(); });
   };
   EXPECT_EQ(used(Device::cpu(), DType::f32, ConvAlgoSearch::graph), "");
   if (!gpu_status().available) GTEST_SKIP() << "the CUDA half needs a GPU: " << gpu_status().reason;
@@ -160,17 +171,8 @@ TEST(ConvApi, GraphSearchPlansTheWholeModelThroughTheGraphApi) {
 // f32 and on the CPU; the model reports what its plans resolved to.
 TEST(BnKernels, AutoResolvesPerPrecisionAndDevice) {
   auto used = [](Device dev, DType dt, BatchNormKernels k) {
-    Context ctx(dev);
-    ModelOptions o;
-    o.arch = "resnet18";
-    o.classes = 10;
-    o.image_size = 32;
-    o.batch = 2;
-    o.dtype = dt;
-    o.bn_kernels = k;
-    Model m(o);
-    m.setup(ctx);
-    return m.bn_kernels_used();
+    return planned_resnet18(dev, dt, [&](ModelOptions& o) { o.bn_kernels = k; },
+                            [](const Model& m) { return m.bn_kernels_used(); });
   };
   EXPECT_EQ(used(Device::cpu(), DType::f32, BatchNormKernels::automatic), "lockstep");
   if (!gpu_status().available) GTEST_SKIP() << "the CUDA half needs a GPU: " << gpu_status().reason;

@@ -30,6 +30,7 @@
 #include "kernels/context.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/conv_graph.h"
 #include "kernels/cuda/conv_timing.h"
 #include "kernels/cuda/cuda_state.h"
 #include "kernels/cuda/cudnn_backend.h"
@@ -90,20 +91,6 @@ struct Graph {
   }
 };
 
-BackendDescriptor conv_desc(const ConvShape& s) {
-  BackendDescriptor conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
-  conv.set_data_type(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_DATA_FLOAT);
-  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-  conv.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
-  conv.set_int64(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, 2);
-  conv.set_int64s(CUDNN_ATTR_CONVOLUTION_DILATIONS, {1, 1});
-  conv.set_int64s(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, {s.stride_h, s.stride_w});
-  conv.set_int64s(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, {s.pad_h, s.pad_w});
-  conv.set_int64s(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, {s.pad_h, s.pad_w});
-  LS_CHECK(conv.finalize() == CUDNN_STATUS_SUCCESS, "convolution descriptor refused: " << last_cudnn_error());
-  return conv;
-}
-
 // y = mode(x[, b]) elementwise, in f32.
 void pointwise(Graph& g, cudnnPointwiseMode_t mode, const BackendDescriptor& x, const BackendDescriptor* b,
                const BackendDescriptor& y, const char* what) {
@@ -139,20 +126,16 @@ const BackendDescriptor& scale_bias_relu(Graph& g, const ConvShape& s, DType dt)
   return t3;
 }
 
+// A convolution direction over g's tensors (x may be the prologue's virtual output).
+void conv(Graph& g, ConvDirection dir, const BackendDescriptor& x, const BackendDescriptor& w,
+          const BackendDescriptor& y, const ConvShape& s, const char* what) {
+  g.keep.push_back(conv_descriptor(s));
+  g.add(conv_operation(dir, x, w, y, g.keep.back(), 0.f), what);
+}
+
 void conv_forward(Graph& g, const ConvShape& s, DType dt, const BackendDescriptor& x) {
-  const BackendDescriptor& w = g.tensor({kW, s.k, s.c, s.r, s.s, dt});
-  const BackendDescriptor& y = g.tensor({kY, s.n, s.k, s.out_h(), s.out_w(), dt});
-  g.keep.push_back(conv_desc(s));
-  const BackendDescriptor& conv = g.keep.back();
-  const float alpha = 1.f, beta = 0.f;
-  BackendDescriptor op(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, x);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, w);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, y);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, conv);
-  op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-  op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  g.add(std::move(op), "conv forward");
+  conv(g, ConvDirection::forward, x, g.tensor({kW, s.k, s.c, s.r, s.s, dt}),
+       g.tensor({kY, s.n, s.k, s.out_h(), s.out_w(), dt}), s, "conv forward");
 }
 
 void genstats(Graph& g, const ConvShape& s, DType dt) {
@@ -170,19 +153,8 @@ void genstats(Graph& g, const ConvShape& s, DType dt) {
 }
 
 void wgrad(Graph& g, const ConvShape& s, DType dt, const BackendDescriptor& x) {
-  const BackendDescriptor& dy = g.tensor({kDy, s.n, s.k, s.out_h(), s.out_w(), dt});
-  const BackendDescriptor& dw = g.tensor({kDw, s.k, s.c, s.r, s.s, dt});
-  g.keep.push_back(conv_desc(s));
-  const BackendDescriptor& conv = g.keep.back();
-  const float alpha = 1.f, beta = 0.f;
-  BackendDescriptor op(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, x);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, dw);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, dy);
-  op.set_descriptor(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, conv);
-  op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-  op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-  g.add(std::move(op), "wgrad");
+  conv(g, ConvDirection::backward_filter, x, g.tensor({kDw, s.k, s.c, s.r, s.s, dt}),
+       g.tensor({kDy, s.n, s.k, s.out_h(), s.out_w(), dt}), s, "wgrad");
 }
 
 struct Pattern {
